@@ -1,0 +1,60 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+func (s *Server) routes() *httprouter.Router {
+	r := httprouter.New()
+	// The original serves no trailing-slash variants: /agents/ is a 404.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	// httprouter sets Allow before calling this, and it runs before any auth.
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeDetail(w, http.StatusMethodNotAllowed, "Method not allowed")
+	})
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeDetail(w, http.StatusNotFound, "Not found")
+	})
+	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
+		s.writeError(w, req, fmt.Errorf("panic: %v", v))
+	}
+
+	r.GET("/health", s.handleHealth)
+
+	r.POST("/agents", s.authed(s.handleAgentCreate))
+	r.GET("/agents", s.authed(s.handleAgentList))
+	r.GET("/agents/:id", s.authed(s.handleAgentGet))
+	r.PUT("/agents/:id", s.authed(s.handleAgentUpdate))
+	r.POST("/agents/:id/archive", s.authed(s.handleAgentArchive))
+	r.GET("/agents/:id/versions", s.authed(s.handleAgentVersions))
+
+	r.POST("/environments", s.authed(s.handleEnvironmentCreate))
+	r.GET("/environments", s.authed(s.handleEnvironmentList))
+	r.GET("/environments/:id", s.authed(s.handleEnvironmentGet))
+	r.PUT("/environments/:id", s.authed(s.handleEnvironmentUpdate))
+	r.POST("/environments/:id/archive", s.authed(s.handleEnvironmentArchive))
+	r.DELETE("/environments/:id/delete", s.authed(s.handleEnvironmentDelete))
+	r.GET("/environments/:id/versions", s.authed(s.handleEnvironmentVersions))
+	return r
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	checks := map[string]string{"db": "ok", "crypto": "ok"}
+	status, code := "ok", http.StatusOK
+	if err := s.db.Ping(r.Context()); err != nil {
+		checks["db"], status, code = "fail: "+err.Error(), "degraded", http.StatusServiceUnavailable
+	}
+	if err := s.db.CheckCrypto(); err != nil {
+		checks["crypto"], status, code = "fail: "+err.Error(), "degraded", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, struct {
+		Status  string            `json:"status"`
+		Checks  map[string]string `json:"checks"`
+		Version string            `json:"version"`
+	}{status, checks, s.cfg.Version})
+}

@@ -1,0 +1,217 @@
+// Package server is aod's HTTP API: routes, bearer authentication, request
+// decoding and validation, and the one place domain errors become HTTP
+// statuses and bodies.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aod/aod/store"
+	"github.com/julienschmidt/httprouter"
+)
+
+// MaxBodyBytes is the largest request body accepted: an agent may carry 20
+// skills of 64 KiB each.
+const MaxBodyBytes = 4 << 20
+
+// Config holds what the server needs besides the store.
+type Config struct {
+	Version string
+	Logger  *slog.Logger
+}
+
+// Server serves the API.
+type Server struct {
+	db     *store.DB
+	cfg    Config
+	log    *slog.Logger
+	router *httprouter.Router
+}
+
+// New builds the API handler over an open store.
+func New(db *store.DB, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{db: db, cfg: cfg, log: cfg.Logger}
+	s.router = s.routes()
+	return s
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// ServeHTTP adds a request id, CORS for the bearer-token API and an access
+// log line, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := newRequestID()
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+	w.Header().Set("X-Request-Id", id)
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	if isAPIPath(r.URL.Path) {
+		// The API authenticates with bearer tokens, never cookies, so any
+		// origin may call it; cookie routes (the UI) never get CORS headers.
+		rec.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h := rec.Header()
+			h.Set("Access-Control-Allow-Methods", "DELETE, GET, OPTIONS, PATCH, POST, PUT")
+			h.Set("Access-Control-Allow-Headers", "accept, authorization, content-type, last-event-id, user-agent, x-requested-with")
+			h.Set("Access-Control-Max-Age", "86400")
+			rec.WriteHeader(http.StatusOK)
+			return
+		}
+	}
+	s.router.ServeHTTP(rec, r)
+	s.log.Info("request", "id", id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		"duration_ms", time.Since(start).Milliseconds())
+}
+
+// isAPIPath tells the bearer-token API from the cookie-authenticated UI.
+func isAPIPath(p string) bool {
+	return p != "/" && p != "/ui" && !strings.HasPrefix(p, "/ui/") && !strings.HasPrefix(p, "/static/")
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// recorder remembers the status for the access log; Unwrap lets
+// http.ResponseController reach Flush and deadlines for streams.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// writeJSON writes v with Content-Type application/json.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, `{"detail": "Internal server error"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+type detail struct {
+	Detail any `json:"detail"`
+}
+
+func writeDetail(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, detail{msg})
+}
+
+var codeStatus = map[store.Code]int{
+	store.Invalid:      http.StatusUnprocessableEntity,
+	store.BadRequest:   http.StatusBadRequest,
+	store.NotFound:     http.StatusNotFound,
+	store.Conflict:     http.StatusConflict,
+	store.Unauthorized: http.StatusUnauthorized,
+	store.RateLimited:  http.StatusTooManyRequests,
+	store.Unavailable:  http.StatusServiceUnavailable,
+}
+
+// writeError is the one place errors become responses. Internal causes are
+// logged with the request id and never shown.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var verr ValidationError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &verr):
+		writeJSON(w, http.StatusUnprocessableEntity, detail{[]FieldError(verr)})
+	case errors.Is(err, errInvalidJSON):
+		writeDetail(w, http.StatusBadRequest, "Invalid JSON")
+	case errors.As(err, &tooBig):
+		writeDetail(w, http.StatusRequestEntityTooLarge, "Request body too large: the limit is 4 MiB")
+	default:
+		if status, ok := codeStatus[store.ErrorCode(err)]; ok {
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", "Bearer")
+			}
+			writeDetail(w, status, store.ErrorMessage(err))
+			return
+		}
+		id, _ := r.Context().Value(requestIDKey).(string)
+		s.log.Error("internal error", "id", id, "method", r.Method, "path", r.URL.Path, "err", err)
+		writeDetail(w, http.StatusInternalServerError, "Internal server error (request "+id+")")
+	}
+}
+
+// readObject reads a request body that must be one JSON object of at most
+// MaxBodyBytes.
+func readObject(w http.ResponseWriter, r *http.Request) (*object, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, err
+		}
+		return nil, errInvalidJSON
+	}
+	return parseObject(body)
+}
+
+// handler is an authenticated route's handler.
+type handler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error
+
+// authed checks the bearer token, then runs h and writes its error.
+func (s *Server) authed(h handler) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		u, err := s.authenticate(r)
+		if err == nil {
+			err = h(w, r, ps, u)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+func (s *Server) authenticate(r *http.Request) (*store.User, error) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, store.Errorf(store.Unauthorized, "Missing or invalid Authorization header")
+	}
+	return s.db.Authenticate(r.Context(), token)
+}
+
+// pathID returns the canonical id in the URL, or the resource's 404 when
+// it is not a UUID.
+func pathID(ps httprouter.Params, notFound string) (string, error) {
+	id, ok := store.CanonicalID(ps.ByName("id"))
+	if !ok {
+		return "", store.Errorf(store.NotFound, "%s", notFound)
+	}
+	return id, nil
+}
