@@ -32,7 +32,7 @@ type Agent struct {
 
 // AgentVersion is the snapshot of an agent's content at one version.
 type AgentVersion struct {
-	Agent            // ID is the agent's id; UpdatedAt and ArchivedAt are unset
+	Agent     // ID is the agent's id; UpdatedAt and ArchivedAt are unset
 	CreatedAt time.Time
 }
 

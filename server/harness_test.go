@@ -1,0 +1,185 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/aod/aod/server"
+	"github.com/aod/aod/store"
+	"github.com/matryer/is"
+)
+
+// api is a real aod server on 127.0.0.1:<random port> over a fresh data dir
+// in t.TempDir(), driven over HTTP.
+type api struct {
+	t    *testing.T
+	URL  string
+	DB   *store.DB
+	Dir  string
+	HTTP *http.Client
+}
+
+func newAPI(t *testing.T) *api {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := store.Open(context.Background(), dir, store.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	ts := httptest.NewServer(server.New(db, server.Config{Version: "test"}))
+	t.Cleanup(func() {
+		ts.Close()
+		db.Close()
+	})
+	return &api{t: t, URL: ts.URL, DB: db, Dir: dir, HTTP: ts.Client()}
+}
+
+// token creates (or reuses) user name and returns a fresh API token for it.
+func (a *api) token(name string) string {
+	a.t.Helper()
+	u, err := a.DB.EnsureUser(context.Background(), name)
+	if err != nil {
+		a.t.Fatalf("ensure user: %v", err)
+	}
+	_, raw, err := a.DB.CreateAPIKey(context.Background(), u.ID, "test", nil)
+	if err != nil {
+		a.t.Fatalf("create key: %v", err)
+	}
+	return raw
+}
+
+// response is what a request returned; Body is the decoded JSON (nil when
+// the body is not JSON) and Raw the bytes.
+type response struct {
+	Status int
+	Header http.Header
+	Raw    []byte
+	Body   any
+}
+
+// obj returns the body as a JSON object (empty when it is not one).
+func (r response) obj() map[string]any {
+	m, _ := r.Body.(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m
+}
+
+// data returns the "data" list of a list response.
+func (r response) data() []any {
+	l, _ := r.obj()["data"].([]any)
+	return l
+}
+
+// detail returns a string detail, or the JSON of a list detail.
+func (r response) detail() string {
+	switch d := r.obj()["detail"].(type) {
+	case string:
+		return d
+	case nil:
+		return ""
+	default:
+		b, _ := json.Marshal(d)
+		return string(b)
+	}
+}
+
+// do sends a request. body may be nil, a string (sent verbatim) or any value
+// (sent as JSON). token "" sends no Authorization header.
+func (a *api) do(method, path, token string, body any) response {
+	a.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		enc, err := json.Marshal(b)
+		if err != nil {
+			a.t.Fatalf("encode body: %v", err)
+		}
+		rd = bytes.NewReader(enc)
+	}
+	req, err := http.NewRequest(method, a.URL+path, rd)
+	if err != nil {
+		a.t.Fatalf("new request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := a.HTTP.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		a.t.Fatalf("read body: %v", err)
+	}
+	r := response{Status: res.StatusCode, Header: res.Header, Raw: raw}
+	if len(raw) > 0 {
+		var v any
+		if json.Unmarshal(raw, &v) == nil {
+			r.Body = v
+		}
+	}
+	return r
+}
+
+// mustCreate POSTs body to path and returns the created object's id,
+// failing the test unless the status is 201.
+func (a *api) mustCreate(path, token string, body any) map[string]any {
+	a.t.Helper()
+	r := a.do("POST", path, token, body)
+	if r.Status != http.StatusCreated {
+		a.t.Fatalf("POST %s: status %d, body %s", path, r.Status, r.Raw)
+	}
+	return r.obj()
+}
+
+// scenario is one row of a table-driven API test. A path may contain {id},
+// replaced by the id the table's setup produced. wantDetail, when set, must
+// be contained in the detail (string, or the JSON of a list detail).
+type scenario struct {
+	name       string
+	method     string
+	path       string
+	token      string // "" = no auth; use the table's default by setting auth
+	body       any
+	wantStatus int
+	wantDetail string
+	check      func(is *is.I, r response)
+}
+
+// run runs the scenarios in order as subtests, replacing {id} in paths.
+func (a *api) run(t *testing.T, id string, rows []scenario) {
+	t.Helper()
+	for _, sc := range rows {
+		t.Run(sc.name, func(t *testing.T) {
+			is := is.New(t)
+			r := a.do(sc.method, strings.ReplaceAll(sc.path, "{id}", id), sc.token, sc.body)
+			is.Equal(r.Status, sc.wantStatus) // status
+			if sc.wantStatus != http.StatusNoContent && len(r.Raw) > 0 {
+				is.True(strings.Contains(r.Header.Get("Content-Type"), "application/json")) // JSON content type
+			}
+			if sc.wantDetail != "" {
+				is.True(strings.Contains(r.detail(), sc.wantDetail)) // detail contains the wanted text
+			}
+			if sc.check != nil {
+				sc.check(is, r)
+			}
+		})
+	}
+}
