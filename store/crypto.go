@@ -39,7 +39,8 @@ func newCipherBox(key []byte) (*cipherBox, error) {
 }
 
 // loadKey uses the configured key, else reads dir/aod.key, else creates it
-// with 0600 permissions. O_EXCL makes two processes starting at once agree.
+// with 0600 permissions. The file appears complete or not at all, so two
+// processes starting at once agree on one key.
 func loadKey(dir, configured string) (*cipherBox, error) {
 	if configured != "" {
 		key, err := decodeKey(configured)
@@ -55,23 +56,13 @@ func loadKey(dir, configured string) (*cipherBox, error) {
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			return loadKey(dir, configured)
-		}
-		if err != nil {
+		box, _ := newCipherBox(key)
+		if err := createFileAtomically(path, box.encodedKey()); errors.Is(err, os.ErrExist) {
+			return loadKey(dir, configured) // another process made it first: use theirs
+		} else if err != nil {
 			return nil, fmt.Errorf("create key file: %w", err)
 		}
-		box, _ := newCipherBox(key)
-		if _, err := f.Write(box.encodedKey()); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, err
-		}
-		return box, f.Close()
+		return box, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read key file: %w", err)
@@ -129,4 +120,31 @@ func (db *DB) CheckCrypto() error {
 		return errors.New("round-trip mismatch")
 	}
 	return nil
+}
+
+// createFileAtomically writes data to a temporary file and hard-links it to
+// path, which fails with os.ErrExist if path already exists: readers never
+// see a partly written file and an existing file is never replaced.
+func createFileAtomically(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-key-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Link(tmp.Name(), path)
 }

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+)
+
+// cli runs the aod command in-process with the given environment and
+// returns its stdout.
+func cli(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return out.String(), err
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// serve starts `aod serve` on 127.0.0.1:0 and returns its base URL; the
+// server stops when the test ends.
+func serve(t *testing.T, env map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, pw, io.Discard)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	sc := bufio.NewScanner(pr)
+	if !sc.Scan() {
+		t.Fatalf("serve printed nothing")
+	}
+	go io.Copy(io.Discard, pr)
+	m := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(sc.Text())
+	if m == nil {
+		t.Fatalf("no address in %q", sc.Text())
+	}
+	return m[1]
+}
+
+func TestServeAndQuickstart(t *testing.T) {
+	is := is.New(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	env := map[string]string{"AOD_DATA_DIR": dir, "AOD_LISTEN": "127.0.0.1:0"}
+	base := serve(t, env)
+
+	// token create works beside the running server, from the environment's data dir.
+	out, err := cli(t, env, "token", "create", "--user", "alice", "--name", "laptop")
+	is.NoErr(err) // token create
+	token := lastLine(out)
+	is.True(regexp.MustCompile(`^aod_[A-Za-z0-9_-]{43}$`).MatchString(token)) // the token is the last line
+
+	// The quickstart's Step 1, verbatim.
+	req, _ := http.NewRequest("POST", base+"/agents", strings.NewReader(`{"name":"hello","model":"anthropic/claude-sonnet-4-6","runtime":"claude"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	is.NoErr(err) // POST /agents
+	defer res.Body.Close()
+	is.Equal(res.StatusCode, 201) // created
+	var agent map[string]any
+	is.NoErr(json.NewDecoder(res.Body).Decode(&agent)) // JSON body
+	is.Equal(agent["name"], "hello")                   // echoes the name
+	is.Equal(agent["runtime"], "claude")               // runtime
+	is.Equal(agent["provider"], "anthropic")           // and provider
+
+	st, err := os.Stat(filepath.Join(dir, "aod.key"))
+	is.NoErr(err)                                  // key file created on first start
+	is.Equal(st.Mode().Perm(), os.FileMode(0o600)) // 0600
+
+	out, err = cli(t, env, "token", "list", "--user", "alice")
+	is.NoErr(err)                              // token list
+	is.True(strings.Contains(out, token[:12])) // shows the prefix
+	is.True(!strings.Contains(out, token))     // never the token
+	is.True(strings.Contains(out, "laptop"))   // and the label
+
+	// Backup while the server runs, then the backup opens on its own.
+	dest := filepath.Join(t.TempDir(), "bk")
+	_, err = cli(t, env, "backup", dest)
+	is.NoErr(err) // backup
+	for _, f := range []string{"aod.db", "aod.key"} {
+		_, err := os.Stat(filepath.Join(dest, f))
+		is.NoErr(err) // backup holds the database and the key
+	}
+	out, err = cli(t, map[string]string{}, "--data-dir", dest, "token", "list", "--user", "alice")
+	is.NoErr(err)                              // the backup is a working data dir
+	is.True(strings.Contains(out, token[:12])) // with alice's key
+
+	_, err = cli(t, env, "token", "revoke", token[:12])
+	is.NoErr(err) // revoke
+	req, _ = http.NewRequest("GET", base+"/agents", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res2, err := http.DefaultClient.Do(req)
+	is.NoErr(err) // GET /agents
+	res2.Body.Close()
+	is.Equal(res2.StatusCode, 401) // a revoked token is refused at once
+
+	_, err = cli(t, env, "token", "revoke", "aod_nomatch")
+	is.True(err != nil) // revoking an unknown prefix is an error
+	_, err = cli(t, env, "token", "list", "--user", "nobody")
+	is.True(err != nil) // listing an unknown user is an error
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	is := is.New(t)
+	envDir := filepath.Join(t.TempDir(), "env")
+	flagDir := filepath.Join(t.TempDir(), "flag")
+	env := map[string]string{"AOD_DATA_DIR": envDir}
+	_, err := cli(t, env, "--data-dir", flagDir, "token", "create", "--user", "bob")
+	is.NoErr(err) // token create with --data-dir
+	_, err = os.Stat(filepath.Join(flagDir, "aod.db"))
+	is.NoErr(err) // the flag's dir was used
+	_, err = os.Stat(envDir)
+	is.True(os.IsNotExist(err)) // and not the environment's
+
+	_, err = cli(t, env, "token", "create")
+	is.True(err != nil) // --user is required
+}
+
+func TestVersion(t *testing.T) {
+	is := is.New(t)
+	out, err := cli(t, nil, "version")
+	is.NoErr(err)                           // version runs
+	is.True(strings.HasPrefix(out, "aod ")) // prints the name and version
+}
+
+func TestServeStopsOnCancel(t *testing.T) {
+	is := is.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	env := map[string]string{"AOD_DATA_DIR": t.TempDir(), "AOD_LISTEN": "127.0.0.1:0"}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		is.NoErr(err) // a signal shuts the server down cleanly
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop after cancel")
+	}
+}
