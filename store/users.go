@@ -28,7 +28,6 @@ type APIKey struct {
 	Active    bool
 	CreatedAt time.Time
 	ExpiresAt *time.Time
-	LastUsed  *time.Time
 }
 
 // TokenPrefix starts every raw API token.
@@ -164,7 +163,7 @@ func (db *DB) Authenticate(ctx context.Context, raw string) (*User, error) {
 
 // ListAPIKeys lists a user's keys, newest first, active and revoked.
 func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT id, user_id, key_prefix, name, is_active, created_at, expires_at, last_used_at
+	rows, err := db.reader.QueryContext(ctx, `SELECT id, user_id, key_prefix, name, is_active, created_at, expires_at
 		FROM api_keys WHERE user_id = ? ORDER BY id DESC`, userID)
 	if err != nil {
 		return nil, err
@@ -174,13 +173,12 @@ func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error)
 	for rows.Next() {
 		var k APIKey
 		var created string
-		var expires, used sql.NullString
-		if err := rows.Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name, &k.Active, &created, &expires, &used); err != nil {
+		var expires sql.NullString
+		if err := rows.Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name, &k.Active, &created, &expires); err != nil {
 			return nil, err
 		}
 		k.CreatedAt, _ = ParseTime(created)
 		k.ExpiresAt = parseNullTime(expires)
-		k.LastUsed = parseNullTime(used)
 		out = append(out, &k)
 	}
 	return out, rows.Err()
@@ -238,11 +236,4 @@ func parseNullTime(s sql.NullString) *time.Time {
 		return nil
 	}
 	return &t
-}
-
-func formatNullTime(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return FormatTime(*t)
 }

@@ -17,8 +17,7 @@ CREATE TABLE api_keys (
     name         TEXT NOT NULL DEFAULT '',
     is_active    INTEGER NOT NULL DEFAULT 1,
     created_at   TEXT NOT NULL,
-    expires_at   TEXT,
-    last_used_at TEXT
+    expires_at   TEXT
 );
 CREATE INDEX api_keys_user ON api_keys(user_id, id);
 
