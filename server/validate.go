@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -52,8 +53,8 @@ func parseObject(body []byte) (*object, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, errInvalidJSON
 	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errInvalidJSON // trailing data after the object
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errInvalidJSON // anything but whitespace after the object
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
