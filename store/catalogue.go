@@ -122,7 +122,7 @@ func resolveProviderModel(runtime, provider, model string) (Model, error) {
 		}
 	}
 	canonical := provider + "/" + model
-	if provider == "local" && canonical != ShellModel {
+	if !modelRE.MatchString(canonical) || (provider == "local" && canonical != ShellModel) {
 		return Model{}, Errorf(Invalid, "Unknown model: %s", canonical)
 	}
 	if runtime == "" {

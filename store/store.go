@@ -37,6 +37,7 @@ type DB struct {
 	reader *sql.DB // query_only pool for reads
 	crypt  *cipherBox
 	now    func() time.Time
+	notify notifier
 }
 
 // Options tune Open. The zero value is what `aod serve` uses.
