@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,11 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
+	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/spf13/cobra"
 )
@@ -60,6 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	root.AddCommand(serveCmd(getenv, openStore, &dataDir, stdout, stderr))
 	root.AddCommand(tokenCmd(openStore, stdout))
+	root.AddCommand(userCmd(openStore, stdout))
 	root.AddCommand(&cobra.Command{
 		Use:   "backup DEST_DIR",
 		Short: "Write a consistent copy of the database and the key file (safe while the server runs)",
@@ -108,49 +111,145 @@ func versionString() string {
 	return v
 }
 
+// serveOptions are serve's flags; each also reads an AOD_* variable.
+type serveOptions struct {
+	listen           string
+	sandbox          string
+	maxConcurrent    int
+	maxRunning       int
+	outputLimit      int64
+	heartbeat        time.Duration
+	staleAfter       time.Duration
+	killGrace        time.Duration
+	shutdownGrace    time.Duration
+	provisionTimeout time.Duration
+}
+
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
-	var listen string
+	var o serveOptions
+	var envErr error
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the HTTP API",
+		Short: "Serve the HTTP API and run sessions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			logger := slog.New(slog.NewTextHandler(stderr, nil))
-			db, err := openStore(ctx)
-			if err != nil {
-				return err
+			if envErr != nil {
+				return envErr
 			}
-			defer db.Close()
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return err
-			}
-			srv := &http.Server{
-				Handler:           server.New(db, server.Config{Version: versionString(), Logger: logger}),
-				ReadHeaderTimeout: 10 * time.Second,
-				IdleTimeout:       2 * time.Minute,
-			}
-			fmt.Fprintf(stdout, "aod %s listening on http://%s (data dir %s)\n", versionString(), ln.Addr(), *dataDir)
-			fmt.Fprintf(stdout, "create an API token with: aod --data-dir %s token create --user NAME\n", *dataDir)
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve(ln) }()
-			select {
-			case err := <-errc:
-				return err
-			case <-ctx.Done():
-			}
-			logger.Info("shutting down")
-			shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return serve(cmd.Context(), o, openStore, *dataDir, stdout, stderr)
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", envOr(getenv, "AOD_LISTEN", defaultListen), "address to listen on (env AOD_LISTEN)")
+	f := cmd.Flags()
+	env := envReader{getenv: getenv, err: &envErr}
+	f.StringVar(&o.listen, "listen", env.str("AOD_LISTEN", defaultListen), "address to listen on (env AOD_LISTEN)")
+	f.StringVar(&o.sandbox, "sandbox", env.str("AOD_SANDBOX", "auto"), "sprite sandbox: auto (bubblewrap when it works), bwrap (required) or none (env AOD_SANDBOX)")
+	f.IntVar(&o.maxConcurrent, "max-concurrent-sessions", env.int("AOD_MAX_CONCURRENT_SESSIONS", 100), "default per-user limit of pending+running sessions (env AOD_MAX_CONCURRENT_SESSIONS)")
+	f.IntVar(&o.maxRunning, "max-running", env.int("AOD_MAX_RUNNING", 4), "sessions provisioning or running at once on this server (env AOD_MAX_RUNNING)")
+	f.Int64Var(&o.outputLimit, "output-limit", int64(env.int("AOD_OUTPUT_LIMIT", 512<<20)), "bytes of output a session may produce (env AOD_OUTPUT_LIMIT)")
+	f.DurationVar(&o.heartbeat, "heartbeat", env.dur("AOD_HEARTBEAT", 15*time.Second), "SSE heartbeat interval (env AOD_HEARTBEAT)")
+	f.DurationVar(&o.staleAfter, "stale-after", env.dur("AOD_STALE_AFTER", 600*time.Second), "end a stream with `stale` after this long without output (env AOD_STALE_AFTER)")
+	f.DurationVar(&o.killGrace, "kill-grace", env.dur("AOD_KILL_GRACE", 3*time.Second), "time between TERM and KILL when a turn times out (env AOD_KILL_GRACE)")
+	f.DurationVar(&o.shutdownGrace, "shutdown-grace", env.dur("AOD_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running turns may finish (env AOD_SHUTDOWN_GRACE)")
+	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", 15*time.Minute), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
 	return cmd
+}
+
+// envReader reads typed defaults from the environment, remembering the
+// first malformed value so the command can refuse to start.
+type envReader struct {
+	getenv func(string) string
+	err    *error
+}
+
+func (e envReader) str(key, def string) string { return envOr(e.getenv, key, def) }
+
+func (e envReader) int(key string, def int) int {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil && *e.err == nil {
+		*e.err = fmt.Errorf("%s=%q: not an integer", key, v)
+	}
+	return n
+}
+
+func (e envReader) dur(key string, def time.Duration) time.Duration {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil && *e.err == nil {
+		*e.err = fmt.Errorf("%s=%q: not a duration (e.g. 15s)", key, v)
+	}
+	return d
+}
+
+func serve(ctx context.Context, o serveOptions, openStore func(context.Context) (*store.DB, error), dataDir string, stdout, stderr io.Writer) error {
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	db, err := openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	run, err := runner.New(db, runner.Config{
+		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: o.outputLimit,
+		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	if err := run.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	// Streams end when this context does, after the runner has recorded
+	// how every running turn ended.
+	baseCtx, cancelStreams := context.WithCancel(context.Background())
+	defer cancelStreams()
+	srv := &http.Server{
+		Handler: server.New(db, run, server.Config{
+			Version: versionString(), Logger: logger, MaxConcurrentSessions: o.maxConcurrent,
+			Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter},
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	fmt.Fprintf(stdout, "aod %s listening on http://%s (data dir %s, sandbox %s)\n", versionString(), ln.Addr(), dataDir, run.Sandbox())
+	fmt.Fprintf(stdout, "create an API token with: aod --data-dir %s token create --user NAME\n", dataDir)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		run.Shutdown(context.Background(), 0)
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: no new requests; running turns get a grace period", "grace", o.shutdownGrace)
+	shutDone := make(chan struct{})
+	go func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace+5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutCtx) // stops accepting at once; waits for requests in flight
+		close(shutDone)
+	}()
+	run.Shutdown(context.Background(), o.shutdownGrace)
+	// Streams of sessions that just ended see their terminal event; give
+	// them a moment, then close whatever is still open.
+	select {
+	case <-shutDone:
+	case <-time.After(time.Second):
+	}
+	cancelStreams()
+	srv.Close()
+	return nil
 }
 
 func tokenCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writer) *cobra.Command {
@@ -250,5 +349,31 @@ func tokenCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writ
 		},
 	}
 	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func userCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Manage users"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "set-quota NAME N",
+		Short: "Set a user's limit of pending+running sessions (0 = the server's default)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[1])
+			if err != nil || n < 0 {
+				return fmt.Errorf("N must be a non-negative integer, got %q", args[1])
+			}
+			db, err := openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := db.SetUserQuota(cmd.Context(), args[0], n); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "user %s: max concurrent sessions %d\n", args[0], n)
+			return nil
+		},
+	})
 	return cmd
 }

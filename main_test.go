@@ -31,9 +31,9 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// serve starts `aod serve` on 127.0.0.1:0 and returns its base URL; the
+// serveTest starts `aod serve` on 127.0.0.1:0 and returns its base URL; the
 // server stops when the test ends.
-func serve(t *testing.T, env map[string]string) string {
+func serveTest(t *testing.T, env map[string]string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -64,7 +64,7 @@ func TestServeAndQuickstart(t *testing.T) {
 	is := is.New(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	env := map[string]string{"AOD_DATA_DIR": dir, "AOD_LISTEN": "127.0.0.1:0"}
-	base := serve(t, env)
+	base := serveTest(t, env)
 
 	// token create works beside the running server, from the environment's data dir.
 	out, err := cli(t, env, "token", "create", "--user", "alice", "--name", "laptop")

@@ -9,8 +9,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
+	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
@@ -25,16 +28,41 @@ type api struct {
 	HTTP *http.Client
 }
 
-func newAPI(t *testing.T) *api {
+// apiOptions adjust the server a test starts.
+type apiOptions struct {
+	maxConcurrent int           // default per-user session limit (0 = none)
+	maxRunning    int           // runner concurrency (default 4)
+	stale         time.Duration // SSE stale interval (default 600s)
+	heartbeat     time.Duration // SSE heartbeat (default 15s)
+}
+
+func newAPI(t *testing.T) *api { return newAPIWith(t, apiOptions{}) }
+
+// newAPIWith starts the server with the real session runner: sessions run
+// as real processes in sprites under the temp data dir (bubblewrap when it
+// works here, else plain process groups).
+func newAPIWith(t *testing.T, o apiOptions) *api {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(context.Background(), dir, store.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	ts := httptest.NewServer(server.New(db, server.Config{Version: "test"}))
+	run, err := runner.New(db, runner.Config{DataDir: dir, MaxRunning: o.maxRunning, KillGrace: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("runner: %v", err)
+	}
+	if err := run.Start(context.Background()); err != nil {
+		t.Fatalf("start runner: %v", err)
+	}
+	ts := httptest.NewServer(server.New(db, run, server.Config{
+		Version: "test", MaxConcurrentSessions: o.maxConcurrent,
+		Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.stale},
+	}))
 	t.Cleanup(func() {
+		ts.CloseClientConnections()
 		ts.Close()
+		run.Shutdown(context.Background(), 0)
 		db.Close()
 	})
 	return &api{t: t, URL: ts.URL, DB: db, Dir: dir, HTTP: ts.Client()}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -24,26 +25,36 @@ import (
 // skills of 64 KiB each.
 const MaxBodyBytes = 4 << 20
 
-// Config holds what the server needs besides the store.
+// Config holds what the server needs besides the store and the runner.
 type Config struct {
 	Version string
 	Logger  *slog.Logger
+	// MaxConcurrentSessions is the default per-user limit of pending and
+	// running sessions (a per-user override in the store wins); 0 = none.
+	MaxConcurrentSessions int
+	// NoCredentialCheck accepts sessions whose runtime has no API key (the
+	// server points the CLIs at a fake model API).
+	NoCredentialCheck bool
+	// Stream tunes the SSE stream (heartbeat and stale intervals).
+	Stream sse.Config
 }
 
 // Server serves the API.
 type Server struct {
 	db     *store.DB
+	runner Runner
 	cfg    Config
 	log    *slog.Logger
 	router *httprouter.Router
 }
 
-// New builds the API handler over an open store.
-func New(db *store.DB, cfg Config) *Server {
+// New builds the API handler over an open store and a session runner. A
+// nil runner leaves the session routes answering 503.
+func New(db *store.DB, runner Runner, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{db: db, cfg: cfg, log: cfg.Logger}
+	s := &Server{db: db, runner: runner, cfg: cfg, log: cfg.Logger}
 	s.router = s.routes()
 	return s
 }
@@ -146,7 +157,14 @@ var codeStatus = map[store.Code]int{
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var verr ValidationError
 	var tooBig *http.MaxBytesError
+	var quota *store.QuotaError
 	switch {
+	case errors.As(err, &quota):
+		writeJSON(w, http.StatusTooManyRequests, struct {
+			Detail string `json:"detail"`
+			Limit  int    `json:"limit"`
+			Active int    `json:"active"`
+		}{quota.Error(), quota.Limit, quota.Active})
 	case errors.As(err, &verr):
 		writeJSON(w, http.StatusUnprocessableEntity, detail{[]FieldError(verr)})
 	case errors.Is(err, errInvalidJSON):

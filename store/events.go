@@ -201,3 +201,13 @@ func (n *notifier) wait(ctx context.Context, id string, seq uint64) error {
 		return ctx.Err()
 	}
 }
+
+// OutputBytes is the number of output bytes stored for a session across
+// all its turns (the runner's per-session output cap counts them, so a
+// restart does not reset it).
+func (db *DB) OutputBytes(ctx context.Context, sessionID string) (int64, error) {
+	var n sql.NullInt64
+	err := db.reader.QueryRowContext(ctx, `SELECT sum(length(CAST(data AS BLOB))) FROM events WHERE session_id = ? AND kind = ?`,
+		sessionID, KindOutput).Scan(&n)
+	return n.Int64, err
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// aodBinary builds the real binary once per test run (CGO off, as shipped).
+func aodBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "aod-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "aod")
+		cmd := exec.Command("go", "build", "-o", builtBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// serverProc is `aod serve` running as a child process.
+type serverProc struct {
+	cmd  *exec.Cmd
+	base string
+	logs *strings.Builder
+}
+
+func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
+	t.Helper()
+	args := append([]string{"--data-dir", dataDir, "serve", "--listen", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(aodBinary(t), args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &strings.Builder{}
+	var mu sync.Mutex
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("server printed no address: %v", err)
+	}
+	go io.Copy(io.Discard, stdout)
+	m := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no address in %q", line)
+	}
+	return &serverProc{cmd: cmd, base: m[1], logs: logs}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = strings.NewReader(string(b))
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}
+
+// sseEvent is one parsed SSE frame.
+type sseEvent struct {
+	ID   string
+	Data map[string]any
+}
+
+// readStream reads a session's stream until it closes or ctx ends, sending
+// each event to fn; fn returning false stops reading.
+func readStream(ctx context.Context, t *testing.T, base, token, id string, fn func(sseEvent) bool) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/sessions/"+id+"/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	var ev sseEvent
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			ev.ID = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "data: "):
+			ev.Data = nil
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.Data); err != nil {
+				return fmt.Errorf("bad data line %q: %v", line, err)
+			}
+		case line == "":
+			if ev.Data != nil && !fn(ev) {
+				return nil
+			}
+			ev = sseEvent{}
+		}
+	}
+	return sc.Err()
+}
+
+func isTerminal(typ any) bool {
+	switch typ {
+	case "exit", "error", "terminated", "stale":
+		return true
+	}
+	return false
+}
+
+// TestCrashRecovery kills the server with SIGKILL mid-turn, restarts it on
+// the same data dir, and checks that every session reaches a terminal state
+// with a terminal event and that no event stored before the crash is lost.
+func TestCrashRecovery(t *testing.T) {
+	is := is.New(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, dataDir, "--max-running", "1")
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "crash")
+	is.NoErr(err) // token
+	token := lastLine(out)
+
+	code, agent := call(t, "POST", srv.base+"/agents", token, map[string]any{"name": "sh", "runtime": "shell", "model": "local/shell"})
+	is.Equal(code, 201) // agent
+	agentID := agent["id"].(string)
+
+	// One session finishes before the crash.
+	code, done := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agentID, "prompt": "echo finished"})
+	is.Equal(code, 202) // first session
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	is.NoErr(readStream(ctx, t, srv.base, token, done["id"].(string), func(e sseEvent) bool { return !isTerminal(e.Data["type"]) })) // first session ends
+
+	// One runs (printing slowly) when the server dies; two more wait in the
+	// queue behind it (--max-running 1).
+	code, running := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agentID,
+		"prompt": "for i in $(seq 1 100000); do echo line $i; sleep 0.01; done"})
+	is.Equal(code, 202) // running session
+	var queued []string
+	for i := range 2 {
+		code, q := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agentID, "prompt": fmt.Sprintf("echo queued %d", i)})
+		is.Equal(code, 202) // queued session
+		queued = append(queued, q["id"].(string))
+	}
+
+	// Read the running session's stream until 20 lines arrived, remembering
+	// every stored event seen.
+	seen := map[string]string{}
+	lines := 0
+	is.NoErr(readStream(ctx, t, srv.base, token, running["id"].(string), func(e sseEvent) bool {
+		if e.ID != "" {
+			b, _ := json.Marshal(e.Data)
+			seen[e.ID] = string(b)
+		}
+		if e.Data["type"] == "output" {
+			lines += strings.Count(e.Data["data"].(string), "\n")
+		}
+		return lines < 20
+	})) // stream of the running session
+	is.True(lines >= 20) // output was flowing when the server died
+
+	is.NoErr(srv.cmd.Process.Signal(syscall.SIGKILL)) // crash
+	srv.cmd.Wait()
+
+	srv2 := startServer(t, dataDir)
+	check := func(id string) map[string]any {
+		var last map[string]any
+		replayed := map[string]string{}
+		err := readStream(ctx, t, srv2.base, token, id, func(e sseEvent) bool {
+			if e.ID != "" && !isTerminal(e.Data["type"]) {
+				b, _ := json.Marshal(e.Data)
+				replayed[e.ID] = string(b)
+			}
+			last = e.Data
+			return !isTerminal(e.Data["type"])
+		})
+		is.NoErr(err) // replay after restart
+		if id == running["id"] {
+			for eid, data := range seen {
+				is.Equal(replayed[eid], data) // every event seen before the crash is still stored, unchanged
+			}
+		}
+		return last
+	}
+	last := check(running["id"].(string))
+	is.Equal(last["type"], "error")                                               // the interrupted session failed
+	is.Equal(last["message"], "Session failed: server restarted during the turn") // with the restart as the reason
+	is.Equal(check(done["id"].(string))["type"], "exit")                          // the finished one is untouched
+	for _, id := range queued {
+		last := check(id)
+		is.Equal(last["type"], "exit") // queued sessions ran after the restart
+		is.Equal(last["code"], 0.0)    // and succeeded
+	}
+	code, s := call(t, "GET", srv2.base+"/sessions/"+running["id"].(string), token, nil)
+	is.Equal(code, 200)             // session readable
+	is.Equal(s["status"], "failed") // and failed
+}

@@ -1,0 +1,306 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aod/aod/store"
+)
+
+// fixture is a store in a temp data dir with one user and a runner on it.
+type fixture struct {
+	t    testing.TB
+	ctx  context.Context
+	dir  string
+	db   *store.DB
+	user *store.User
+	r    *Runner
+}
+
+// newStore opens a fresh data dir with a user, without a runner.
+func newStore(t testing.TB) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.Open(ctx, dir, store.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	user, err := db.EnsureUser(ctx, "alice")
+	if err != nil {
+		t.Fatalf("create user: %v", err)
+	}
+	return &fixture{t: t, ctx: ctx, dir: dir, db: db, user: user}
+}
+
+// newFixture opens a store and starts a runner on it with short intervals.
+func newFixture(t testing.TB, cfg Config) *fixture {
+	t.Helper()
+	f := newStore(t)
+	f.start(cfg)
+	return f
+}
+
+func (f *fixture) start(cfg Config) {
+	f.t.Helper()
+	cfg.DataDir = f.dir
+	if cfg.Sandbox == "" {
+		cfg.Sandbox = SandboxNone
+	}
+	if cfg.KillGrace == 0 {
+		cfg.KillGrace = 300 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r, err := New(f.db, cfg)
+	if err != nil {
+		f.t.Fatalf("new runner: %v", err)
+	}
+	if err := r.Start(f.ctx); err != nil {
+		f.t.Fatalf("start runner: %v", err)
+	}
+	f.r = r
+	// Registered after the store's Close, so it runs before it.
+	f.t.Cleanup(func() { r.Shutdown(context.Background(), 0) })
+}
+
+// sessionOpts shape a test session.
+type sessionOpts struct {
+	runtime, system string
+	environmentID   string
+	timeout         int
+	secrets         map[string]string
+	resources       []store.Resource
+}
+
+// create stores a session running script, without enqueueing it.
+func (f *fixture) create(script string, o sessionOpts) *store.Session {
+	f.t.Helper()
+	m := store.Model{Runtime: "shell", Provider: "local", Model: store.ShellModel}
+	if o.runtime == "claude" {
+		m = store.Model{Runtime: "claude", Provider: "anthropic", Model: "anthropic/claude-sonnet-4-5"}
+	}
+	agent, err := f.db.CreateAgent(f.ctx, f.user.ID, store.AgentInput{
+		Name: fmt.Sprintf("agent-%d", time.Now().UnixNano()), System: o.system, Model: m, EnvironmentID: o.environmentID,
+	})
+	if err != nil {
+		f.t.Fatalf("create agent: %v", err)
+	}
+	if o.timeout == 0 {
+		o.timeout = 60
+	}
+	s, err := f.db.CreateSession(f.ctx, f.user.ID, store.SessionInput{
+		AgentID: agent.ID, Prompt: script, Timeout: o.timeout, SecretEnvVars: o.secrets, Resources: o.resources,
+	})
+	if err != nil {
+		f.t.Fatalf("create session: %v", err)
+	}
+	return s
+}
+
+// run creates a session and enqueues it.
+func (f *fixture) run(script string, o sessionOpts) *store.Session {
+	f.t.Helper()
+	s := f.create(script, o)
+	f.r.Enqueue(s.ID)
+	return s
+}
+
+// wait blocks until the session is no longer pending or running.
+func (f *fixture) wait(id string) *store.Session {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	for {
+		seq := f.db.ChangeSeq(id)
+		s, err := f.db.GetSession(ctx, "", id)
+		if err != nil {
+			f.t.Fatalf("get session: %v", err)
+		}
+		if !s.Active() {
+			return s
+		}
+		if err := f.db.WaitChange(ctx, id, seq); err != nil {
+			f.t.Fatalf("session %s still %s after 30s", id, s.Status)
+		}
+	}
+}
+
+// waitOutput blocks until the session's stdout contains want.
+func (f *fixture) waitOutput(id, want string) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	for {
+		seq := f.db.ChangeSeq(id)
+		if out, _ := f.output(id, 0); strings.Contains(out, want) {
+			return
+		}
+		if err := f.db.WaitChange(ctx, id, seq); err != nil {
+			f.t.Fatalf("no %q in the output of %s after 30s", want, id)
+		}
+	}
+}
+
+func (f *fixture) events(id string) []store.Event {
+	f.t.Helper()
+	var all []store.Event
+	var after int64
+	for {
+		evs, err := f.db.Events(f.ctx, id, after, 1000)
+		if err != nil {
+			f.t.Fatalf("read events: %v", err)
+		}
+		if len(evs) == 0 {
+			return all
+		}
+		all = append(all, evs...)
+		after = evs[len(evs)-1].ID
+	}
+}
+
+// output concatenates a turn's output rows per stream (turn 0: every turn).
+func (f *fixture) output(id string, turn int) (stdout, stderr string) {
+	f.t.Helper()
+	var out, errs strings.Builder
+	for _, e := range f.events(id) {
+		if e.Kind != store.KindOutput || (turn != 0 && e.Turn != turn) {
+			continue
+		}
+		if e.Stream == "stdout" {
+			out.WriteString(e.Data)
+		} else {
+			errs.WriteString(e.Data)
+		}
+	}
+	return out.String(), errs.String()
+}
+
+// stages lists the stage rows as "name:state".
+func (f *fixture) stages(id string) []string {
+	f.t.Helper()
+	var out []string
+	for _, e := range f.events(id) {
+		if e.Kind == store.KindStage {
+			out = append(out, e.Stage+":"+e.State)
+		}
+	}
+	return out
+}
+
+func (f *fixture) spriteDir(id string) string { return filepath.Join(f.dir, "sprites", id) }
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// eventually polls cond until it holds or 15s pass, and reports whether it
+// held. It waits on the kernel or the background cleanup, never asserts.
+func eventually(cond func() bool) bool {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
+
+// proc is a live process seen in /proc.
+type proc struct{ pid, pgid int }
+
+// sessionProcs lists live (non-zombie) processes whose environment carries
+// AOD_SESSION_ID=id: bwrap, the shell and everything it started.
+func sessionProcs(id string) []proc {
+	var out []proc
+	entries, _ := os.ReadDir("/proc")
+	marker := []byte("AOD_SESSION_ID=" + id + "\x00")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !strings.Contains(string(env), string(marker)) {
+			continue
+		}
+		if st, pgid := procState(pid); st != "" && st != "Z" {
+			out = append(out, proc{pid, pgid})
+		}
+	}
+	return out
+}
+
+// procState reads a process's state letter and process group from
+// /proc/<pid>/stat ("" when it is gone).
+func procState(pid int) (string, int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 3 {
+		return "", 0
+	}
+	pgid, _ := strconv.Atoi(fields[2])
+	return fields[0], pgid
+}
+
+// groupAlive reports whether any non-zombie process is in process group pgid.
+func groupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, g := procState(pid); g == pgid && st != "" && st != "Z" {
+			return true
+		}
+	}
+	return false
+}
+
+// sandboxModes are the modes a test runs under: none always, bwrap when it
+// works here (CI installs it).
+func sandboxModes(t *testing.T) []string {
+	return []string{SandboxNone, SandboxBwrap}
+}
+
+// requireBwrap skips, loudly, when bubblewrap cannot run here.
+func requireBwrap(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("bwrap"); err != nil && findBinary("bwrap") == "" {
+		t.Skip("!!! SKIPPING SANDBOX TEST: bubblewrap (bwrap) is not installed; install the bubblewrap package to run it !!!")
+	}
+	lb, err := newLocalBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	if err != nil {
+		t.Fatalf("backend: %v", err)
+	}
+	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
+		t.Skipf("!!! SKIPPING SANDBOX TEST: bubblewrap does not work on this machine: %v !!!", err)
+	}
+}

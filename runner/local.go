@@ -1,0 +1,580 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sandbox modes of the local backend.
+const (
+	SandboxAuto  = "auto"
+	SandboxBwrap = "bwrap"
+	SandboxNone  = "none"
+)
+
+// localBackend keeps each sprite as <data dir>/sprites/<name>/{home,workspace,tmp,mounts}
+// and runs its commands under bubblewrap, or as a plain process group in
+// "none" mode.
+type localBackend struct {
+	root     string // <data dir>/sprites
+	sandbox  string // SandboxBwrap or SandboxNone
+	bwrap    string // path of the bwrap binary (bwrap mode)
+	rootArgs []string
+	prlimit  string // path of prlimit, "" when missing
+	limits   Limits
+	drain    time.Duration // how long output may trail a dead command
+}
+
+func newLocalBackend(dataDir string, limits Limits, drain time.Duration) (*localBackend, error) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	root := filepath.Join(abs, "sprites")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create sprites dir: %w", err)
+	}
+	b := &localBackend{root: root, sandbox: SandboxNone, limits: limits, drain: drain}
+	b.prlimit = findBinary("prlimit")
+	return b, nil
+}
+
+// findBinary looks name up in PATH, then in the usual system directories
+// (a server started with a minimal PATH still finds them).
+func findBinary(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	for _, dir := range []string{"/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// useBwrap switches the backend to bubblewrap and proves it works: a tiny
+// sandbox built exactly like a session's must start and must not see the
+// sprites directory.
+func (b *localBackend) useBwrap(ctx context.Context, dataDir string) error {
+	bin := findBinary("bwrap")
+	if bin == "" {
+		return errors.New("bwrap not found in PATH")
+	}
+	rootArgs, err := systemRootArgs(dataDir)
+	if err != nil {
+		return err
+	}
+	prev := *b
+	b.sandbox, b.bwrap, b.rootArgs = SandboxBwrap, bin, rootArgs
+	if err := b.probe(ctx); err != nil {
+		*b = prev
+		return err
+	}
+	return nil
+}
+
+func (b *localBackend) probe(ctx context.Context) error {
+	dir, err := os.MkdirTemp(b.root, ".probe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sp := &localSprite{b: b, name: filepath.Base(dir), dir: dir}
+	if err := sp.makeDirs(); err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	p, err := sp.Start(ctx, ExecRequest{
+		Argv:   []string{"/bin/sh", "-c", `test ! -e "$1"`, "sh", b.root},
+		Env:    []string{"PATH=" + defaultPath},
+		Stderr: &stderr,
+	})
+	if err != nil {
+		return err
+	}
+	timer := time.AfterFunc(30*time.Second, func() { p.Signal(syscall.SIGKILL) })
+	st, err := p.Wait()
+	timer.Stop()
+	switch {
+	case err != nil:
+		return err
+	case st.Code == 1 && stderr.Len() == 0:
+		return fmt.Errorf("the sprites directory %s is visible inside the sandbox", b.root)
+	case st.Code != 0:
+		return fmt.Errorf("probe run exited %d: %s", st.Code, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// systemRootArgs builds the sandbox's root from system directories only,
+// read-only: /usr, the usr-merge links (or the real dirs), /etc and /opt.
+// Nothing else of the host exists inside, so the data dir (aod.db, the key
+// file, other sprites) is invisible; should it lie inside one of those
+// dirs, a tmpfs hides it.
+func systemRootArgs(dataDir string) ([]string, error) {
+	args := []string{"--ro-bind", "/usr", "/usr"}
+	bound := []string{"/usr"}
+	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"} {
+		fi, err := os.Lstat(d)
+		switch {
+		case err != nil:
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if target, err := os.Readlink(d); err == nil {
+				args = append(args, "--symlink", target, d)
+			}
+		case fi.IsDir():
+			args = append(args, "--ro-bind", d, d)
+			bound = append(bound, d)
+		}
+	}
+	for _, d := range []string{"/etc", "/opt"} {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			args = append(args, "--ro-bind", d, d)
+			bound = append(bound, d)
+		}
+	}
+	// A resolv.conf managed elsewhere (systemd-resolved links it into /run)
+	// needs its target too, or nothing resolves inside.
+	if target, err := filepath.EvalSymlinks("/etc/resolv.conf"); err == nil && target != "/etc/resolv.conf" && !underAny(target, bound) {
+		args = append(args, "--ro-bind", target, target)
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if underAny(abs, bound) {
+		args = append(args, "--tmpfs", abs)
+	}
+	return append(args, "--proc", "/proc", "--dev", "/dev"), nil
+}
+
+// under reports whether p is dir or inside it.
+func under(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+func underAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if under(p, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *localBackend) spriteDir(name string) (string, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+		return "", fmt.Errorf("invalid sprite name %q", name)
+	}
+	return filepath.Join(b.root, name), nil
+}
+
+func (b *localBackend) sprite(name string, opts SpriteOptions) (*localSprite, error) {
+	dir, err := b.spriteDir(name)
+	if err != nil {
+		return nil, err
+	}
+	s := &localSprite{b: b, name: name, dir: dir, mounts: make([]string, len(opts.Mounts))}
+	for i, m := range opts.Mounts {
+		m = path.Clean(m)
+		if m == "" || !path.IsAbs(m) || under(m, HomeDir) || under(m, WorkspaceDir) || under(m, TmpDir) {
+			continue // lands in the sprite's own tree
+		}
+		s.mounts[i] = m
+	}
+	return s, nil
+}
+
+func (b *localBackend) Create(ctx context.Context, name string, opts SpriteOptions) (Sprite, error) {
+	s, err := b.sprite(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.makeDirs(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (b *localBackend) Get(ctx context.Context, name string, opts SpriteOptions) (Sprite, error) {
+	s, err := b.sprite(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
+		return nil, ErrSpriteNotFound
+	}
+	return s, nil
+}
+
+func (b *localBackend) Delete(ctx context.Context, name string) error {
+	dir, err := b.spriteDir(name)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	// Tools leave read-only trees behind (Go's module cache); make every
+	// directory writable and try again.
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
+
+func (b *localBackend) List(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(b.root)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// localSprite is one session's directory tree.
+type localSprite struct {
+	b      *localBackend
+	name   string
+	dir    string
+	mounts []string // by resource position; "" = in the sprite tree
+}
+
+func (s *localSprite) Name() string { return s.name }
+
+func (s *localSprite) makeDirs() error {
+	dirs := []string{s.dir, filepath.Join(s.dir, "home"), filepath.Join(s.dir, "workspace"), filepath.Join(s.dir, "tmp")}
+	for i, m := range s.mounts {
+		if m != "" {
+			dirs = append(dirs, filepath.Join(s.dir, "mounts", strconv.Itoa(i)))
+		}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostPath is where sprite path p lives on the host, "" for a path
+// outside the sprite.
+func (s *localSprite) hostPath(p string) string {
+	p = path.Clean(p)
+	for _, m := range []struct{ at, dir string }{{HomeDir, "home"}, {WorkspaceDir, "workspace"}, {TmpDir, "tmp"}} {
+		if under(p, m.at) {
+			return filepath.Join(s.dir, m.dir, strings.TrimPrefix(p, m.at))
+		}
+	}
+	best := -1
+	for i, m := range s.mounts {
+		if m != "" && under(p, m) && (best < 0 || len(m) > len(s.mounts[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return filepath.Join(s.dir, "mounts", strconv.Itoa(best), strings.TrimPrefix(p, s.mounts[best]))
+}
+
+func (s *localSprite) Path(p string) string {
+	if s.b.sandbox == SandboxBwrap {
+		return path.Clean(p)
+	}
+	if hp := s.hostPath(p); hp != "" {
+		return hp
+	}
+	return p
+}
+
+func (s *localSprite) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode) error {
+	hp := s.hostPath(p)
+	if hp == "" {
+		return fmt.Errorf("%s is outside the sprite", p)
+	}
+	if err := os.MkdirAll(filepath.Dir(hp), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(hp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(hp, mode)
+	}
+	return err
+}
+
+// bwrapArgs maps the sprite tree onto the system root: extra mounts first
+// (parents before children, so /home would not hide /home/sprite), then
+// home, workspace and tmp.
+func (s *localSprite) bwrapArgs(dir string) []string {
+	args := []string{"--unshare-all", "--share-net", "--die-with-parent"}
+	if os.Geteuid() == 0 {
+		// Root keeps its capabilities in the sandbox unless told otherwise.
+		args = append(args, "--cap-drop", "ALL")
+	}
+	args = append(args, s.b.rootArgs...)
+	type bind struct{ src, dst string }
+	var binds []bind
+	for i, m := range s.mounts {
+		if m != "" {
+			binds = append(binds, bind{filepath.Join(s.dir, "mounts", strconv.Itoa(i)), m})
+		}
+	}
+	sort.Slice(binds, func(i, j int) bool { return binds[i].dst < binds[j].dst })
+	binds = append(binds, bind{filepath.Join(s.dir, "home"), HomeDir}, bind{filepath.Join(s.dir, "workspace"), WorkspaceDir},
+		bind{filepath.Join(s.dir, "tmp"), TmpDir})
+	for _, b := range binds {
+		args = append(args, "--bind", b.src, b.dst)
+	}
+	return append(args, "--chdir", dir, "--")
+}
+
+func (s *localSprite) Start(ctx context.Context, req ExecRequest) (Process, error) {
+	if len(req.Argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("sprite %s: directory missing: %w", s.name, ErrSpriteNotFound)
+	}
+	dir := req.Dir
+	if dir == "" {
+		dir = HomeDir
+	}
+	var argv []string
+	var cwd string
+	if s.b.sandbox == SandboxBwrap {
+		argv = append(append([]string{s.b.bwrap}, s.bwrapArgs(dir)...), req.Argv...)
+		cwd = s.dir
+	} else {
+		argv = append([]string{}, req.Argv...)
+		if cwd = s.hostPath(dir); cwd == "" {
+			return nil, fmt.Errorf("working directory %s is outside the sprite", dir)
+		}
+		if !strings.Contains(argv[0], "/") {
+			// Resolve with the sprite's PATH, not the server's.
+			if argv[0] = lookPathIn(argv[0], envValue(req.Env, "PATH")); argv[0] == "" {
+				return nil, fmt.Errorf("%s: command not found", req.Argv[0])
+			}
+		}
+	}
+	if s.b.prlimit != "" {
+		l := s.b.limits
+		argv = append([]string{s.b.prlimit, "--nproc=" + strconv.FormatUint(l.Processes, 10),
+			"--fsize=" + strconv.FormatUint(l.FileSizeBytes, 10), "--cpu=" + strconv.FormatUint(l.CPUSeconds, 10), "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = req.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{}
+	}
+	cmd.Dir = cwd
+	// Its own session and process group, so one kill reaches everything it
+	// starts; and it dies with us rather than outliving the server.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+
+	p := &localProcess{drain: s.b.drain}
+	var childEnds []*os.File
+	closeAll := func() {
+		for _, f := range append(childEnds, p.stdinW, p.outR, p.errR) {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	if req.Stdin != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdin, p.stdinW = r, w
+		childEnds = append(childEnds, r)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	p.outR, cmd.Stdout = outR, outW
+	childEnds = append(childEnds, outW)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	p.errR, cmd.Stderr = errR, errW
+	childEnds = append(childEnds, errW)
+	if err := cmd.Start(); err != nil {
+		closeAll()
+		return nil, err
+	}
+	for _, f := range childEnds {
+		f.Close()
+	}
+	p.cmd, p.pid = cmd, cmd.Process.Pid
+	p.io.Add(2)
+	go copyOut(&p.io, p.outR, req.Stdout)
+	go copyOut(&p.io, p.errR, req.Stderr)
+	if p.stdinW != nil {
+		p.feed.Add(1)
+		go func() {
+			defer p.feed.Done()
+			io.Copy(p.stdinW, req.Stdin)
+			p.stdinW.Close()
+		}()
+	}
+	return p, nil
+}
+
+// copyOut reads one output pipe in chunks of at most 32 KiB until every
+// writer has closed it.
+func copyOut(wg *sync.WaitGroup, r *os.File, w io.Writer) {
+	defer wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && w != nil {
+			w.Write(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func lookPathIn(name, pathList string) string {
+	for _, dir := range filepath.SplitList(pathList) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// localProcess is a command started by the local backend; pid is also its
+// process group id.
+type localProcess struct {
+	cmd    *exec.Cmd
+	pid    int
+	stdinW *os.File
+	outR   *os.File
+	errR   *os.File
+	io     sync.WaitGroup // the output readers
+	feed   sync.WaitGroup // the stdin writer
+	drain  time.Duration
+
+	mu     sync.Mutex
+	reaped bool
+}
+
+func (p *localProcess) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return nil // the group id may belong to someone else now
+	}
+	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+func (p *localProcess) Wait() (ExitStatus, error) {
+	// Wait for the exit without reaping: while the leader is a zombie its
+	// pid, and so the group id, cannot be recycled, so the kill below only
+	// reaches what the command left running (`sleep 1000 &`).
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	p.mu.Lock()
+	syscall.Kill(-p.pid, syscall.SIGKILL)
+	p.reaped = true
+	p.mu.Unlock()
+	werr := p.cmd.Wait()
+	if p.stdinW != nil {
+		p.stdinW.Close() // unblocks a writer the command never read
+	}
+	p.feed.Wait()
+	drained := make(chan struct{})
+	go func() { p.io.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(p.drain):
+		// Something outside the group (it made its own session) still
+		// holds the pipes: stop reading rather than hang the turn.
+		p.outR.Close()
+		p.errR.Close()
+		<-drained
+	}
+	p.outR.Close()
+	p.errR.Close()
+	var exitErr *exec.ExitError
+	if werr != nil && !errors.As(werr, &exitErr) {
+		return ExitStatus{}, werr
+	}
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return ExitStatus{Code: p.cmd.ProcessState.ExitCode()}, nil
+	}
+	if ws.Signaled() {
+		return ExitStatus{Code: 128 + int(ws.Signal())}, nil
+	}
+	return ExitStatus{Code: ws.ExitStatus()}, nil
+}

@@ -1,0 +1,439 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aod/aod/store"
+)
+
+// stageError is a failure whose text is the stage's message as it stands.
+type stageError string
+
+func (e stageError) Error() string { return string(e) }
+
+// Stage names, in the order provisioning runs them (spec/runner.md §2).
+const (
+	stageCreateSprite   = "create_sprite"
+	stageInstallRuntime = "install_runtime"
+	stageNetworkPolicy  = "network_policy"
+	stageEnvFile        = "env_file"
+	stageGitCredentials = "git_credentials"
+	stageProvisionSetup = "provision_setup"
+	stageRuntimeConfig  = "runtime_config"
+	stageRuntimeStart   = "runtime_start"
+)
+
+const limitedNetworkingMessage = "Limited networking cannot be enforced by this aod build; refusing to run the session unrestricted"
+
+// provisioning is one run of the stages for a session.
+type provisioning struct {
+	r      *Runner
+	ctx    context.Context // cancelled by terminate, shutdown or the provisioning deadline
+	jobCtx context.Context
+	sess   *store.Session
+	rt     Runtime
+}
+
+// provision prepares a session's sprite. On failure the session is
+// recorded failed (unless terminate or delete stopped it) and the sprite
+// removed: a half-provisioned sprite cannot be resumed.
+func (r *Runner) provision(ctx context.Context, sess *store.Session) bool {
+	id := sess.ID
+	dbctx := context.WithoutCancel(ctx)
+	if err := r.db.SetProvisionState(dbctx, id, store.ProvisionRunning); err != nil {
+		if store.ErrorCode(err) != store.NotFound {
+			r.log.Error("recording provisioning state", "session", id, "err", err)
+		}
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProvisionTimeout)
+	defer cancel()
+	p := &provisioning{r: r, ctx: pctx, jobCtx: ctx, sess: sess, rt: runtimeFor(sess.Runtime)}
+	err := p.run()
+	if err == nil {
+		if err := r.db.SetProvisionState(dbctx, id, store.ProvisionDone); err != nil {
+			r.log.Error("recording provisioning state", "session", id, "err", err)
+			return false
+		}
+		return true
+	}
+	cause := context.Cause(ctx)
+	if errors.Is(cause, errTerminated) || errors.Is(cause, errDeleted) {
+		return false // the store has its state; stop() removes the sprite
+	}
+	r.log.Warn("provisioning failed", "session", id, "reason", err.Error())
+	if derr := r.backend.Delete(dbctx, id); derr != nil {
+		r.log.Error("removing sprite", "session", id, "err", derr)
+	}
+	if err := r.db.SetProvisionState(dbctx, id, store.ProvisionNone); err != nil && store.ErrorCode(err) != store.NotFound {
+		r.log.Error("recording provisioning state", "session", id, "err", err)
+	}
+	if err := r.db.FailSession(dbctx, id, err.Error()); err != nil {
+		r.log.Error("recording provisioning failure", "session", id, "err", err)
+	}
+	return false
+}
+
+// run executes the stages in order; the error's text is the message the
+// session fails with.
+func (p *provisioning) run() error {
+	var (
+		sp          Sprite
+		environment *store.Environment
+		env         map[string]string
+		resources   []store.Resource
+		tokenEnv    = map[string]string{}
+	)
+	dbctx := context.WithoutCancel(p.ctx)
+	err := p.stage(stageCreateSprite, "Failed to create Sprite: ", func() error {
+		if p.sess.EnvironmentID != "" {
+			var err error
+			if environment, err = p.r.db.GetEnvironment(dbctx, p.sess.UserID, p.sess.EnvironmentID); err != nil {
+				return err
+			}
+		}
+		var err error
+		sp, err = p.r.backend.Create(p.ctx, p.sess.ID, spriteOptions(p.sess.Resources))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.stage(stageInstallRuntime, "Failed to install runtime: ", func() error {
+		return p.rt.Install(p.ctx, sp)
+	}); err != nil {
+		return err
+	}
+	if environment != nil && environment.Networking.Type == "limited" {
+		// Fail closed until an allowlisting proxy exists: never run a
+		// session unrestricted that asked for limits.
+		if err := p.stage(stageNetworkPolicy, "Failed to prepare Sprite: ", func() error {
+			return stageError(limitedNetworkingMessage)
+		}); err != nil {
+			return err
+		}
+	}
+	// env_file: the original wrote /tmp/aod-env on the sprite's disk. Here
+	// the env vars and secrets are only assembled in memory and reach the
+	// CLI through its process environment, never a file on the host disk.
+	if err := p.stage(stageEnvFile, "Failed to prepare Sprite: ", func() error {
+		var err error
+		env, resources, err = p.r.sessionEnv(dbctx, p.sess, sp, p.rt)
+		return err
+	}); err != nil {
+		return err
+	}
+	if hasToken(resources) {
+		// Tokens go to the clone's environment only, read by a credential
+		// helper; no credential store file.
+		if err := p.stage(stageGitCredentials, "Failed to prepare Sprite: ", func() error {
+			for i, res := range resources {
+				if res.Token == "" {
+					continue
+				}
+				if strings.ContainsAny(res.Token, "\r\n\x00") {
+					return fmt.Errorf("repository %d: the authorization token contains a line break", i)
+				}
+				tokenEnv[tokenVar(i)] = res.Token
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if err := p.stage(stageProvisionSetup, "Provisioning script failed: ", func() error {
+		script, err := provisionScript(environment, resources, sp)
+		if err != nil || script == "" {
+			return err
+		}
+		return p.runScript(sp, script, env, tokenEnv)
+	}); err != nil {
+		return err
+	}
+	return p.stage(stageRuntimeConfig, "Failed to write runtime config: ", func() error {
+		return p.rt.Configure(p.ctx, sp, p.sess)
+	})
+}
+
+// stage records one stage: started, then done or failed, with its
+// duration. The returned error carries the failed stage's message.
+func (p *provisioning) stage(name, prefix string, fn func() error) error {
+	if p.ctx.Err() != nil {
+		return stageError(p.failure(p.ctx.Err(), prefix)) // stopped between stages: start no more
+	}
+	start := time.Now()
+	p.r.appendStage(p.sess.ID, name, store.StageStarted, nil, "")
+	err := fn()
+	ms := time.Since(start).Milliseconds()
+	if err == nil {
+		p.r.appendStage(p.sess.ID, name, store.StageDone, &ms, "")
+		return nil
+	}
+	msg := p.failure(err, prefix)
+	p.r.appendStage(p.sess.ID, name, store.StageFailed, &ms, msg)
+	return stageError(msg)
+}
+
+// failure is a failed stage's message: why provisioning was stopped, if
+// it was, else the stage's own error.
+func (p *provisioning) failure(err error, prefix string) string {
+	var se stageError
+	switch cause := context.Cause(p.jobCtx); {
+	case errors.Is(cause, errTerminated), errors.Is(cause, errDeleted):
+		return "Session terminated"
+	case errors.Is(cause, errShutdown):
+		return reasonShutdown
+	case errors.Is(p.ctx.Err(), context.DeadlineExceeded):
+		return fmt.Sprintf("Provisioning timed out after %s", p.r.cfg.ProvisionTimeout)
+	case errors.As(err, &se):
+		return string(se)
+	}
+	return prefix + err.Error()
+}
+
+func (r *Runner) appendStage(id, stage, state string, ms *int64, msg string) {
+	err := r.db.AppendEvents(context.Background(), id, []store.Event{{
+		Kind: store.KindStage, Stage: stage, State: state, DurationMS: ms, Data: msg,
+	}})
+	if err != nil && store.ErrorCode(err) != store.NotFound {
+		r.log.Error("recording stage", "session", id, "stage", stage, "state", state, "err", err)
+	}
+}
+
+// runScript runs the provisioning script in the sprite; a non-zero exit
+// fails with the tail of its stderr.
+func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[string]string) error {
+	const scriptPath = TmpDir + "/aod-provision.sh"
+	// The script holds no secrets (tokens come from the environment), so it
+	// may sit in the sprite like the original's.
+	if err := sp.WriteFile(p.ctx, scriptPath, []byte(script), 0o700); err != nil {
+		return err
+	}
+	full := make(map[string]string, len(env)+len(tokenEnv)+1)
+	for k, v := range env {
+		full[k] = v
+	}
+	for k, v := range tokenEnv {
+		full[k] = v
+	}
+	full["GIT_TERMINAL_PROMPT"] = "0" // a missing credential fails instead of waiting for a terminal
+	stderr := &tailBuffer{max: 8 << 10}
+	proc, err := sp.Start(p.ctx, ExecRequest{
+		Argv:   []string{"bash", "--noprofile", "--norc", sp.Path(scriptPath)},
+		Dir:    HomeDir,
+		Env:    envList(full),
+		Stderr: stderr,
+	})
+	if err != nil {
+		return err
+	}
+	st, _, err := p.r.supervise(p.ctx, proc, 0, nil)
+	if err != nil {
+		return err
+	}
+	if p.ctx.Err() != nil {
+		return p.ctx.Err()
+	}
+	if st.Code != 0 {
+		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, lastRunes(validString(stderr.bytes()), 2000))
+	}
+	return nil
+}
+
+// sessionEnv is the complete environment of a sprite's processes, in the
+// original's order (later wins): the basics, the runtime's own variables,
+// AOD_SESSION_ID, AOD_MODEL, then the environment's env vars and the
+// session's secrets (store.SessionSecrets merged those, secrets winning).
+// It also returns the resources with their tokens.
+func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite, rt Runtime) (map[string]string, []store.Resource, error) {
+	vars, resources, err := r.db.SessionSecrets(ctx, sess.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := map[string]string{
+		"PATH":   defaultPath,
+		"HOME":   sp.Path(HomeDir),
+		"TMPDIR": sp.Path(TmpDir),
+		"LANG":   "C.UTF-8",
+		"USER":   "sprite",
+	}
+	for k, v := range rt.Env(sess) {
+		env[k] = v
+	}
+	env["AOD_SESSION_ID"] = sess.ID
+	if sess.Model != "" {
+		env["AOD_MODEL"] = sess.Model
+	}
+	for _, k := range store.SortedKeys(vars) {
+		v := vars[k]
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, nil, fmt.Errorf("invalid env var name %q", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, nil, fmt.Errorf("env var %s contains a NUL byte", k)
+		}
+		env[k] = v
+	}
+	return env, resources, nil
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for _, k := range store.SortedKeys(env) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+func hasToken(resources []store.Resource) bool {
+	for _, r := range resources {
+		if r.Token != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func tokenVar(i int) string { return fmt.Sprintf("AOD_GIT_TOKEN_%d", i) }
+
+// mountPath is where a repository is cloned: its mount_path, or
+// /workspace/<repo name>.
+func mountPath(res store.Resource) string {
+	if res.MountPath != "" {
+		return path.Clean(res.MountPath)
+	}
+	name := strings.TrimSuffix(path.Base(strings.TrimSuffix(res.URL, "/")), ".git")
+	return path.Join(WorkspaceDir, name)
+}
+
+func spriteOptions(resources []store.Resource) SpriteOptions {
+	var opts SpriteOptions
+	for _, res := range resources {
+		opts.Mounts = append(opts.Mounts, mountPath(res))
+	}
+	return opts
+}
+
+// packageManagers in install order: apt first, language managers often
+// need system libraries.
+var packageManagers = []string{"apt", "cargo", "gem", "go", "npm", "pip"}
+
+// provisionScript is the one script provisioning runs: packages, clones,
+// then the environment's setup script. "" when there is nothing to do.
+func provisionScript(environment *store.Environment, resources []store.Resource, sp Sprite) (string, error) {
+	var b strings.Builder
+	if environment != nil {
+		for m := range environment.Packages {
+			if !contains(packageManagers, m) {
+				return "", fmt.Errorf("unknown package manager: %s", m)
+			}
+		}
+		for _, m := range packageManagers {
+			pkgs := environment.Packages[m]
+			if len(pkgs) == 0 {
+				continue
+			}
+			switch m {
+			case "apt":
+				fmt.Fprintf(&b, "apt-get update -qq && apt-get install -y %s\n", quoteAll(pkgs))
+			case "gem":
+				fmt.Fprintf(&b, "gem install %s\n", quoteAll(pkgs))
+			case "npm":
+				fmt.Fprintf(&b, "npm install --global %s\n", quoteAll(pkgs))
+			case "pip":
+				fmt.Fprintf(&b, "pip install %s\n", quoteAll(pkgs))
+			default: // cargo, go: one package per command
+				for _, pkg := range pkgs {
+					fmt.Fprintf(&b, "%s install %s\n", m, shellQuote(pkg))
+				}
+			}
+		}
+	}
+	for i, res := range resources {
+		target := shellQuote(sp.Path(mountPath(res)))
+		if res.Token == "" {
+			fmt.Fprintf(&b, "git clone --depth=1 --quiet %s %s\n", shellQuote(res.URL), target)
+			continue
+		}
+		// The empty helper resets any configured one; ours answers from the
+		// environment, so the token is never written anywhere.
+		helper := `!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$` + tokenVar(i) + `"; }; f`
+		fmt.Fprintf(&b, "git -c credential.helper= -c %s clone --depth=1 --quiet %s %s\n",
+			shellQuote("credential.helper="+helper), shellQuote(res.URL), target)
+	}
+	if environment != nil {
+		if s := strings.TrimSpace(environment.SetupScript); s != "" {
+			b.WriteString(s + "\n")
+		}
+	}
+	if b.Len() == 0 {
+		return "", nil
+	}
+	return "#!/bin/bash\nset -e\n" + b.String(), nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
+
+// shellQuote quotes s for bash like Python's shlex.quote.
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+func quoteAll(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = shellQuote(s)
+	}
+	return strings.Join(q, " ")
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.buf...)
+}
+
+// lastRunes is the end of s, at most n characters.
+func lastRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[len(r)-n:])
+}

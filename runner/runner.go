@@ -1,0 +1,403 @@
+// Package runner supervises sessions: it provisions each session's sprite,
+// runs its turns there with bounded concurrency, and writes every stage,
+// output chunk and turn end to the store's event log, enforcing timeouts,
+// output caps, terminate and crash reconciliation.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aod/aod/store"
+)
+
+// Config tunes a Runner. Zero values take the defaults noted.
+type Config struct {
+	DataDir string
+	// Sandbox is auto (bwrap when a probe run works, else none), bwrap
+	// (fail closed) or none. Default auto.
+	Sandbox string
+	// MaxRunning caps sessions provisioning or running at once (default 4).
+	MaxRunning int
+	// OutputLimit caps the output bytes stored per session, across turns
+	// (default 512 MiB).
+	OutputLimit int64
+	// KillGrace is the time between SIGTERM and SIGKILL when a turn times
+	// out (default 3s).
+	KillGrace time.Duration
+	// ProvisionTimeout bounds all provisioning stages (default 15m).
+	ProvisionTimeout time.Duration
+	Limits           Limits
+	Logger           *slog.Logger
+}
+
+// Limits are per-process resource limits inside a sprite (setrlimit via
+// prlimit). Zero fields take the defaults.
+type Limits struct {
+	Processes     uint64 // RLIMIT_NPROC, default 4096
+	FileSizeBytes uint64 // RLIMIT_FSIZE, default 8 GiB
+	CPUSeconds    uint64 // RLIMIT_CPU, default 7200
+}
+
+// Why a job's context was cancelled.
+var (
+	errTerminated = errors.New("session terminated")
+	errDeleted    = errors.New("session deleted")
+	errShutdown   = errors.New("server shutting down")
+)
+
+// Reasons recorded on sessions that a server stop cut short.
+const (
+	reasonRestarted = "server restarted during the turn"
+	reasonShutdown  = "server shut down during the turn"
+)
+
+// defaultPath is the PATH of every process in a sprite.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Runner runs sessions in sprites. It is told about work by Enqueue and
+// about sessions that must stop or disappear by Terminate and Delete.
+type Runner struct {
+	db      *store.DB
+	cfg     Config
+	log     *slog.Logger
+	backend Backend
+	mode    string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []string
+	jobs    map[string]*job // sessions queued or active
+	started bool
+	closed  bool
+
+	workers sync.WaitGroup
+	bg      sync.WaitGroup // sprite removals
+}
+
+// job is the runner's state of one session while it is queued or active.
+type job struct {
+	queued bool
+	active bool
+	again  bool // enqueued while active: look for work again afterwards
+	gone   bool // terminated or deleted: run nothing more
+	cancel context.CancelCauseFunc
+	ctx    context.Context
+	idle   chan struct{} // closed when the job leaves the map
+}
+
+// New checks the sandbox and returns a runner that does nothing until Start.
+func New(db *store.DB, cfg Config) (*Runner, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("runner: DataDir is required")
+	}
+	if cfg.Sandbox == "" {
+		cfg.Sandbox = SandboxAuto
+	}
+	if cfg.MaxRunning <= 0 {
+		cfg.MaxRunning = 4
+	}
+	if cfg.OutputLimit <= 0 {
+		cfg.OutputLimit = 512 << 20
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 3 * time.Second
+	}
+	if cfg.ProvisionTimeout <= 0 {
+		cfg.ProvisionTimeout = 15 * time.Minute
+	}
+	if cfg.Limits.Processes == 0 {
+		cfg.Limits.Processes = 4096
+	}
+	if cfg.Limits.FileSizeBytes == 0 {
+		cfg.Limits.FileSizeBytes = 8 << 30
+	}
+	if cfg.Limits.CPUSeconds == 0 {
+		cfg.Limits.CPUSeconds = 7200
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}}
+	r.cond = sync.NewCond(&r.mu)
+
+	lb, err := newLocalBackend(cfg.DataDir, cfg.Limits, cfg.KillGrace)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	switch cfg.Sandbox {
+	case SandboxBwrap:
+		if err := lb.useBwrap(ctx, cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("sandbox bwrap: %w (use --sandbox none to run sessions unsandboxed)", err)
+		}
+	case SandboxAuto:
+		if err := lb.useBwrap(ctx, cfg.DataDir); err != nil {
+			r.log.Warn("!!! SANDBOX OFF: bubblewrap does not work here, so sessions run unsandboxed as the server's user "+
+				"and can read and change everything it can, including the data dir. Install bubblewrap or use --sandbox bwrap to refuse.",
+				"probe_error", err.Error())
+		}
+	case SandboxNone:
+		r.log.Warn("!!! SANDBOX OFF (--sandbox none): sessions run unsandboxed as the server's user " +
+			"and can read and change everything it can, including the data dir")
+	default:
+		return nil, fmt.Errorf("runner: unknown sandbox %q (want auto, bwrap or none)", cfg.Sandbox)
+	}
+	if lb.prlimit == "" {
+		r.log.Warn("prlimit (util-linux) not found: sprites run without process, file size and CPU limits")
+	}
+	r.backend, r.mode = lb, lb.sandbox
+	return r, nil
+}
+
+// Sandbox reports the isolation in use: "bwrap" or "none".
+func (r *Runner) Sandbox() string { return r.mode }
+
+// Start reconciles what a previous process left behind, then starts the
+// workers. Sessions cut short by a crash end failed; queued turns run.
+func (r *Runner) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started || r.closed {
+		r.mu.Unlock()
+		return errors.New("runner: Start called twice or after Shutdown")
+	}
+	r.started = true
+	r.mu.Unlock()
+
+	sessions, err := r.db.SessionsToRecover(ctx)
+	if err != nil {
+		return fmt.Errorf("runner: list sessions to recover: %w", err)
+	}
+	for _, s := range sessions {
+		switch {
+		case s.Status == store.StatusRunning || s.ProvisionState == store.ProvisionRunning:
+			r.log.Warn("session cut short by a restart: marking it failed", "session", s.ID, "status", s.Status,
+				"provision_state", s.ProvisionState)
+			if err := r.db.FailSession(ctx, s.ID, reasonRestarted); err != nil {
+				return fmt.Errorf("runner: fail session %s: %w", s.ID, err)
+			}
+			if s.ProvisionState != store.ProvisionDone {
+				// A half-provisioned sprite cannot be resumed.
+				r.backend.Delete(ctx, s.ID)
+			}
+		default:
+			r.Enqueue(s.ID)
+		}
+	}
+	if err := r.sweep(ctx); err != nil {
+		r.log.Error("sweeping sprite directories", "err", err)
+	}
+	for range r.cfg.MaxRunning {
+		r.workers.Add(1)
+		go r.work()
+	}
+	return nil
+}
+
+// sweep removes sprites whose session is gone or terminated.
+func (r *Runner) sweep(ctx context.Context) error {
+	names, err := r.backend.List(ctx)
+	if err != nil {
+		return err
+	}
+	statuses, err := r.db.SessionStatuses(ctx)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if st, ok := statuses[name]; ok && st != store.StatusTerminated {
+			continue
+		}
+		r.mu.Lock()
+		_, busy := r.jobs[name]
+		r.mu.Unlock()
+		if busy {
+			continue
+		}
+		r.log.Info("removing orphaned sprite", "sprite", name)
+		if err := r.backend.Delete(ctx, name); err != nil {
+			r.log.Error("removing orphaned sprite", "sprite", name, "err", err)
+		}
+	}
+	return nil
+}
+
+// Enqueue asks for a session's pending work to run: provisioning if its
+// sprite is not ready, then its pending turn. One job per session at a
+// time; a session enqueued while active is looked at again afterwards.
+func (r *Runner) Enqueue(sessionID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return // the turn stays pending; the next start runs it
+	}
+	j := r.jobs[sessionID]
+	switch {
+	case j == nil:
+		j = &job{idle: make(chan struct{})}
+		r.jobs[sessionID] = j
+	case j.gone || j.queued:
+		return
+	case j.active:
+		j.again = true
+		return
+	}
+	j.queued = true
+	r.queue = append(r.queue, sessionID)
+	r.cond.Signal()
+}
+
+// next blocks until a queued session can run on this worker.
+func (r *Runner) next() (string, *job, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.queue) == 0 && !r.closed {
+		r.cond.Wait()
+	}
+	if r.closed {
+		return "", nil, false
+	}
+	id := r.queue[0]
+	r.queue = r.queue[1:]
+	j := r.jobs[id]
+	j.queued, j.active = false, true
+	j.ctx, j.cancel = context.WithCancelCause(context.Background())
+	if j.gone {
+		j.cancel(errTerminated)
+	}
+	return id, j, true
+}
+
+func (r *Runner) work() {
+	defer r.workers.Done()
+	for {
+		id, j, ok := r.next()
+		if !ok {
+			return
+		}
+		if j.ctx.Err() == nil {
+			r.runJob(j.ctx, id)
+		}
+		j.cancel(nil)
+		r.mu.Lock()
+		j.active = false
+		if j.again && !j.gone && !r.closed {
+			j.again, j.queued = false, true
+			r.queue = append(r.queue, id)
+			r.cond.Signal()
+		} else {
+			delete(r.jobs, id)
+			close(j.idle)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Terminate stops a session the store has just marked terminated: its
+// provisioning or running turn is killed at once (the whole process
+// group), then its sprite is removed in the background.
+func (r *Runner) Terminate(sessionID string) { r.stop(sessionID, errTerminated) }
+
+// Delete removes a deleted session's sprite (in the background).
+func (r *Runner) Delete(sessionID string) { r.stop(sessionID, errDeleted) }
+
+func (r *Runner) stop(id string, cause error) {
+	r.mu.Lock()
+	var idle chan struct{}
+	if j := r.jobs[id]; j != nil {
+		j.gone = true
+		if j.active {
+			j.cancel(cause)
+		}
+		idle = j.idle
+	}
+	closed := r.closed
+	if !closed {
+		r.bg.Add(1)
+	}
+	r.mu.Unlock()
+	remove := func() {
+		if idle != nil {
+			<-idle // the job has killed its processes and written its last row
+		}
+		if err := r.backend.Delete(context.Background(), id); err != nil {
+			r.log.Error("removing sprite", "session", id, "err", err)
+		}
+	}
+	if closed {
+		remove() // Shutdown is waiting for the background work already
+		return
+	}
+	go func() {
+		defer r.bg.Done()
+		remove()
+	}()
+}
+
+// Shutdown stops taking jobs, lets running turns finish for up to grace,
+// then kills them and records them failed ("server shut down during the
+// turn"). It returns when every job has ended, or with ctx's error.
+func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
+	r.mu.Lock()
+	r.closed = true
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		r.workers.Wait()
+		r.bg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	for _, j := range r.jobs {
+		if j.active {
+			j.cancel(errShutdown)
+		}
+	}
+	r.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runJob does a session's pending work: provisioning when its sprite is
+// not ready, then its next pending turn.
+func (r *Runner) runJob(ctx context.Context, id string) {
+	dbctx := context.WithoutCancel(ctx)
+	sess, turn, err := r.db.NextTurn(dbctx, id)
+	if err != nil {
+		if store.ErrorCode(err) != store.NotFound {
+			r.log.Error("reading session", "session", id, "err", err)
+		}
+		return
+	}
+	if sess.Status != store.StatusPending {
+		return
+	}
+	if turn == nil {
+		r.log.Warn("pending session without a pending turn", "session", id)
+		return
+	}
+	if sess.ProvisionState != store.ProvisionDone {
+		if !r.provision(ctx, sess) {
+			return
+		}
+	}
+	r.runTurn(ctx, sess, turn)
+}

@@ -1,0 +1,84 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"syscall"
+)
+
+// The paths every sprite offers to its processes (spec/runner.md §8.1).
+// A backend may place them elsewhere (see Sprite.Path); the runner writes
+// only these names.
+const (
+	HomeDir      = "/home/sprite"
+	WorkspaceDir = "/workspace"
+	TmpDir       = "/tmp"
+)
+
+// ErrSpriteNotFound is what Backend.Get answers for a sprite that does not
+// exist (never created, deleted, or swept).
+var ErrSpriteNotFound = errors.New("sprite not found")
+
+// Backend creates, finds and deletes sprites. The local backend is a
+// directory tree per session run under bubblewrap or as a plain process
+// group; a remote Sprites backend can implement the same interface.
+type Backend interface {
+	// Create makes the sprite (idempotent: an existing one is reused).
+	Create(ctx context.Context, name string, opts SpriteOptions) (Sprite, error)
+	// Get returns an existing sprite or ErrSpriteNotFound.
+	Get(ctx context.Context, name string, opts SpriteOptions) (Sprite, error)
+	// Delete removes a sprite and everything in it; a missing one is not an error.
+	Delete(ctx context.Context, name string) error
+	// List names every sprite the backend holds (orphan sweeps after a crash).
+	List(ctx context.Context) ([]string, error)
+}
+
+// SpriteOptions describe what a session needs from its sprite on every
+// exec. They are derived from the session each time, never stored.
+type SpriteOptions struct {
+	// Mounts are absolute paths of repository checkouts, by resource
+	// position ("" where a resource needs nothing).
+	Mounts []string
+}
+
+// Sprite is one session's machine: its files persist across turns.
+type Sprite interface {
+	Name() string
+	// Path maps a sprite path (HomeDir/…, WorkspaceDir/…, TmpDir/… or a
+	// mount path) to the path its processes see it at.
+	Path(p string) string
+	// WriteFile writes a file inside the sprite, creating parent directories.
+	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
+	// Start runs a command in the sprite. Non-zero exits are values of
+	// Process.Wait, not errors; errors are backend failures.
+	Start(ctx context.Context, req ExecRequest) (Process, error)
+}
+
+// ExecRequest is one command to run in a sprite.
+type ExecRequest struct {
+	Argv []string
+	Dir  string   // a sprite path; "" means HomeDir
+	Env  []string // the complete environment, KEY=value
+	// Stdin is fed to the command, then closed; nil means immediate EOF.
+	Stdin io.Reader
+	// Stdout and Stderr receive the output as it arrives, in reads of at
+	// most 32 KiB. They may block (backpressure); nil discards.
+	Stdout, Stderr io.Writer
+}
+
+// Process is a running command and everything it started.
+type Process interface {
+	// Signal sends sig to every process of the command (its process group).
+	Signal(sig syscall.Signal) error
+	// Wait returns once the command has exited, its leftover processes are
+	// killed and its output has been delivered to the writers.
+	Wait() (ExitStatus, error)
+}
+
+// ExitStatus is how a command ended.
+type ExitStatus struct {
+	// Code is the exit code, or 128+signal when a signal ended it.
+	Code int
+}

@@ -1,0 +1,375 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aod/aod/store"
+)
+
+const (
+	defaultTurnTimeout = 600 * time.Second
+	maxEventBytes      = 64 << 10 // adjacent chunks of one stream merge up to this
+	maxBatchEvents     = 128      // rows per group commit
+	outputQueue        = 64       // chunks between the readers and the sink
+)
+
+// runTurn runs a session's pending turn and records how it ended.
+func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.Turn) {
+	id := sess.ID
+	dbctx := context.WithoutCancel(ctx)
+	if ctx.Err() != nil {
+		return // terminated (the store has it) or shutting down (the turn stays queued)
+	}
+	started, err := r.db.StartTurn(dbctx, id, turn.Number)
+	if err != nil {
+		r.log.Error("starting turn", "session", id, "turn", turn.Number, "err", err)
+		return
+	}
+	if !started {
+		return // no longer pending, e.g. terminated
+	}
+	r.appendStage(id, stageRuntimeStart, store.StageStarted, nil, "")
+	res, how := r.execTurn(ctx, sess, turn)
+	if how == endedCancel && errors.Is(context.Cause(ctx), errShutdown) {
+		if err := r.db.FailSession(dbctx, id, reasonShutdown); err != nil {
+			r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
+		}
+		r.log.Warn("turn killed by shutdown", "session", id, "turn", turn.Number)
+		return
+	}
+	// Every output row is committed by now: a reader that sees the turn's
+	// end has seen all of its output.
+	if err := r.db.FinishTurn(dbctx, id, turn.Number, res); err != nil {
+		r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
+	}
+	attrs := []any{"session", id, "turn", turn.Number}
+	if res.ExitCode != nil {
+		attrs = append(attrs, "exit_code", *res.ExitCode)
+	}
+	if res.Error != "" {
+		attrs = append(attrs, "error", res.Error)
+	}
+	r.log.Info("turn ended", attrs...)
+}
+
+// execTurn runs the runtime's command for one turn, streaming its output
+// into the log, and returns the turn's result.
+func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn) (store.TurnResult, ending) {
+	id := sess.ID
+	rt := runtimeFor(sess.Runtime)
+	sp, err := r.backend.Get(ctx, id, spriteOptions(sess.Resources))
+	if errors.Is(err, ErrSpriteNotFound) {
+		return store.TurnResult{Error: "Sprite not found: " + id}, endedItself
+	}
+	if err != nil {
+		return store.TurnResult{Error: "Sprite unavailable: " + err.Error()}, endedItself
+	}
+	env, _, err := r.sessionEnv(context.WithoutCancel(ctx), sess, sp, rt)
+	if err != nil {
+		return store.TurnResult{Error: "Failed to prepare the environment: " + err.Error()}, endedItself
+	}
+	prompt := turn.Prompt
+	if turn.Number == 1 && sess.System != "" {
+		prompt = sess.System + "\n\n" + prompt
+	}
+	used, err := r.db.OutputBytes(ctx, id)
+	if err != nil {
+		return store.TurnResult{Error: "Could not read the session's output size: " + err.Error()}, endedItself
+	}
+	out := r.newOutput(id, turn.Number, used)
+	go out.sink()
+	proc, err := sp.Start(ctx, ExecRequest{
+		Argv:   rt.Argv(sess, turn.Number),
+		Dir:    HomeDir,
+		Env:    envList(env),
+		Stdin:  strings.NewReader(prompt),
+		Stdout: out.writer("stdout"),
+		Stderr: out.writer("stderr"),
+	})
+	if err != nil {
+		out.close()
+		if ctx.Err() != nil {
+			return store.TurnResult{Error: "terminated"}, endedCancel // stopped before it could start
+		}
+		return store.TurnResult{Error: fmt.Sprintf("Could not start the %s runtime: %v", rt.Name(), err)}, endedItself
+	}
+	timeout := time.Duration(turn.Timeout) * time.Second
+	if timeout <= 0 {
+		timeout = defaultTurnTimeout
+	}
+	st, how, werr := r.supervise(ctx, proc, timeout, out.kill)
+	out.close() // the last rows are committed before the turn's end is
+	switch {
+	case how == endedCancel:
+		return store.TurnResult{Error: "terminated"}, how
+	case out.capHit:
+		return store.TurnResult{Error: fmt.Sprintf("output limit of %d bytes exceeded", out.limit)}, how
+	case out.storeErr != nil:
+		return store.TurnResult{Error: "Storing output failed: " + out.storeErr.Error()}, how
+	case how == endedTimeout:
+		return store.TurnResult{Error: fmt.Sprintf("turn timed out after %ds", int(timeout/time.Second))}, how
+	case werr != nil:
+		return store.TurnResult{Error: "The runtime's process failed: " + werr.Error()}, how
+	}
+	code := st.Code
+	return store.TurnResult{ExitCode: &code}, how
+}
+
+// ending says what ended a command.
+type ending int
+
+const (
+	endedItself  ending = iota
+	endedTimeout        // our deadline: TERM, grace, KILL
+	endedCancel         // the job was cancelled (terminate, delete, shutdown): KILL at once
+	endedKill           // the caller asked (output cap, storage failure): KILL at once
+)
+
+// supervise waits for a command while enforcing the timeout (0 = none),
+// the job's cancellation and the caller's kill channel.
+func (r *Runner) supervise(ctx context.Context, p Process, timeout time.Duration, kill <-chan struct{}) (ExitStatus, ending, error) {
+	exited := make(chan struct{})
+	done := make(chan struct{})
+	how := endedItself
+	go func() {
+		defer close(done)
+		var deadline, grace <-chan time.Time
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			deadline = t.C
+		}
+		cancelled := ctx.Done()
+		for {
+			select {
+			case <-exited:
+				return
+			case <-cancelled:
+				cancelled = nil
+				if how == endedItself {
+					how = endedCancel
+				}
+				p.Signal(syscall.SIGKILL)
+			case <-kill:
+				kill = nil
+				if how == endedItself {
+					how = endedKill
+				}
+				p.Signal(syscall.SIGKILL)
+			case <-deadline:
+				deadline = nil
+				if how == endedItself {
+					how = endedTimeout
+				}
+				p.Signal(syscall.SIGTERM)
+				g := time.NewTimer(r.cfg.KillGrace)
+				defer g.Stop()
+				grace = g.C
+			case <-grace:
+				grace = nil
+				p.Signal(syscall.SIGKILL)
+			}
+		}
+	}()
+	st, err := p.Wait()
+	close(exited)
+	<-done
+	return st, how, err
+}
+
+// output carries one turn's output from the readers to the log. Readers
+// push chunks into a bounded queue (a full queue blocks them: backpressure,
+// never dropped bytes); one sink takes whatever is queued and commits it
+// as one batch, so a chunk is stored as soon as the previous commit ends.
+type output struct {
+	r        *Runner
+	id       string
+	turn     int
+	limit    int64
+	ch       chan chunk
+	kill     chan struct{}
+	killOnce sync.Once
+	sinkDone chan struct{}
+	writers  []*streamWriter
+
+	mu     sync.Mutex
+	used   int64 // bytes stored for the session, this turn and earlier ones
+	capHit bool
+
+	storeErr error // set by the sink, read after sinkDone
+}
+
+type chunk struct{ stream, data string }
+
+// newOutput starts a turn's output pipeline; used is what the session has
+// stored in earlier turns (the cap is per session).
+func (r *Runner) newOutput(id string, turn int, used int64) *output {
+	return &output{
+		r: r, id: id, turn: turn, limit: r.cfg.OutputLimit, used: used,
+		ch: make(chan chunk, outputQueue), kill: make(chan struct{}), sinkDone: make(chan struct{}),
+	}
+}
+
+func (o *output) stop() { o.killOnce.Do(func() { close(o.kill) }) }
+
+func (o *output) writer(stream string) *streamWriter {
+	w := &streamWriter{o: o, stream: stream}
+	o.writers = append(o.writers, w)
+	return w
+}
+
+// emit counts a chunk against the session's cap and queues it. The chunk
+// that crosses the cap is kept up to the cap, then the command is killed.
+func (o *output) emit(stream string, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	s := validString(data)
+	o.mu.Lock()
+	if o.capHit {
+		o.mu.Unlock()
+		return
+	}
+	crossed := false
+	if room := o.limit - o.used; int64(len(s)) > room {
+		s = s[:runeCut(s, room)]
+		o.capHit, crossed = true, true
+	}
+	o.used += int64(len(s))
+	o.mu.Unlock()
+	if s != "" {
+		o.ch <- chunk{stream, s}
+	}
+	if crossed {
+		o.stop()
+	}
+}
+
+// close delivers the held-back bytes, ends the queue and waits for the
+// sink's last commit. Call it once no more writes can come.
+func (o *output) close() {
+	for _, w := range o.writers {
+		if len(w.held) > 0 {
+			o.emit(w.stream, w.held) // an incomplete sequence at EOF: U+FFFD each
+			w.held = nil
+		}
+	}
+	close(o.ch)
+	<-o.sinkDone
+}
+
+func (o *output) sink() {
+	defer close(o.sinkDone)
+	for c := range o.ch {
+		batch := []store.Event{o.event(c)}
+	drain:
+		for len(batch) < maxBatchEvents {
+			select {
+			case c, ok := <-o.ch:
+				if !ok {
+					break drain
+				}
+				last := &batch[len(batch)-1]
+				if last.Stream == c.stream && len(last.Data)+len(c.data) <= maxEventBytes {
+					last.Data += c.data
+				} else {
+					batch = append(batch, o.event(c))
+				}
+			default:
+				break drain // commit what is here now; never wait for more
+			}
+		}
+		if o.storeErr != nil {
+			continue // keep draining so the readers never block
+		}
+		if err := o.r.db.AppendEvents(context.Background(), o.id, batch); err != nil {
+			o.storeErr = err
+			o.r.log.Error("storing output", "session", o.id, "turn", o.turn, "err", err)
+			o.stop()
+		}
+	}
+}
+
+func (o *output) event(c chunk) store.Event {
+	return store.Event{Turn: o.turn, Kind: store.KindOutput, Stream: c.stream, Data: c.data}
+}
+
+// streamWriter receives one stream's reads. An incomplete UTF-8 sequence
+// at the end of a read is held back and joined with the next read, so a
+// character split between reads is stored whole.
+type streamWriter struct {
+	o      *output
+	stream string
+	held   []byte
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	data := p
+	if len(w.held) > 0 {
+		data = append(w.held, p...)
+		w.held = nil
+	}
+	if cut := incompleteTail(data); cut < len(data) {
+		w.held = append([]byte(nil), data[cut:]...)
+		data = data[:cut]
+	}
+	w.o.emit(w.stream, data)
+	return len(p), nil
+}
+
+// incompleteTail returns where a trailing, possibly incomplete UTF-8
+// sequence starts, or len(b) when b ends on a complete (or invalid) one.
+func incompleteTail(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return i
+			}
+			return len(b)
+		}
+	}
+	return len(b)
+}
+
+// validString converts b to a string, replacing each invalid byte with
+// U+FFFD.
+func validString(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.Grow(len(b) + 16)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+	}
+	return sb.String()
+}
+
+// runeCut is the longest prefix length of s of at most n bytes that ends
+// on a character boundary.
+func runeCut(s string, n int64) int {
+	if n >= int64(len(s)) {
+		return len(s)
+	}
+	if n <= 0 {
+		return 0
+	}
+	i := int(n)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return i
+}
