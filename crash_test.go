@@ -243,3 +243,71 @@ func TestCrashRecovery(t *testing.T) {
 	is.Equal(code, 200)             // session readable
 	is.Equal(s["status"], "failed") // and failed
 }
+
+// TestGracefulShutdown sends SIGTERM while two turns run: the short one
+// finishes inside the grace period, the long one is killed after it and
+// recorded failed with the reason, and open streams get their terminal
+// events before the server exits.
+func TestGracefulShutdown(t *testing.T) {
+	is := is.New(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, dataDir, "--shutdown-grace", "2s")
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "term")
+	is.NoErr(err) // token
+	token := lastLine(out)
+	code, agent := call(t, "POST", srv.base+"/agents", token, map[string]any{"name": "sh", "runtime": "shell", "model": "local/shell"})
+	is.Equal(code, 201) // agent
+	start := func(prompt string) string {
+		code, s := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": prompt})
+		is.Equal(code, 202) // session
+		return s["id"].(string)
+	}
+	long := start("echo started; sleep 1000")
+	short := start("echo started; sleep 0.5; echo finished")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	terminals := make(chan map[string]any, 2)
+	for _, id := range []string{long, short} {
+		started := make(chan struct{})
+		go func() {
+			var last map[string]any
+			once := sync.OnceFunc(func() { close(started) })
+			readStream(ctx, t, srv.base, token, id, func(e sseEvent) bool {
+				if e.Data["type"] == "output" {
+					once()
+				}
+				last = e.Data
+				return !isTerminal(e.Data["type"])
+			})
+			once()
+			terminals <- last
+		}()
+		<-started // the turn is running and its stream is open
+	}
+
+	is.NoErr(srv.cmd.Process.Signal(syscall.SIGTERM)) // graceful stop
+	exited := make(chan error, 1)
+	go func() { exited <- srv.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		is.NoErr(err) // the server exits cleanly
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not exit after SIGTERM")
+	}
+	got := map[string]map[string]any{}
+	for range 2 {
+		e := <-terminals
+		got[fmt.Sprint(e["type"])] = e
+	}
+	is.Equal(got["exit"]["code"], 0.0)                                                    // the short turn finished inside the grace period
+	is.Equal(got["error"]["message"], "Session failed: server shut down during the turn") // the long one was cut, with the reason
+
+	srv2 := startServer(t, dataDir)
+	code, s := call(t, "GET", srv2.base+"/sessions/"+long, token, nil)
+	is.Equal(code, 200)             // still there after a restart
+	is.Equal(s["status"], "failed") // and failed
+	code, s = call(t, "GET", srv2.base+"/sessions/"+short, token, nil)
+	is.Equal(code, 200)                // the finished one
+	is.Equal(s["status"], "completed") // completed
+}

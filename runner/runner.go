@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -120,7 +121,7 @@ func New(db *store.DB, cfg Config) (*Runner, error) {
 		cfg.Limits.CPUSeconds = 7200
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}}
 	r.cond = sync.NewCond(&r.mu)
