@@ -309,29 +309,43 @@ func (db *DB) AgentVersions(ctx context.Context, userID, id string) ([]*AgentVer
 	if _, err := getAgent(ctx, db.reader, userID, id); err != nil {
 		return nil, err
 	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT agent_id, version, name, description, system, runtime, provider, model,
-		environment_id, skills, mcp_servers, metadata, created_at FROM agent_versions WHERE agent_id = ? ORDER BY version DESC`, id)
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+agentVersionColumns+` FROM agent_versions WHERE agent_id = ? ORDER BY version DESC`, id)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := []*AgentVersion{}
 	for rows.Next() {
-		var v AgentVersion
-		var env sql.NullString
-		var skills, mcp, meta, created string
-		if err := rows.Scan(&v.ID, &v.Version, &v.Name, &v.Description, &v.System, &v.Runtime, &v.Provider, &v.Model,
-			&env, &skills, &mcp, &meta, &created); err != nil {
+		v, err := scanAgentVersion(rows)
+		if err != nil {
 			return nil, err
 		}
 		v.UserID = userID
-		v.EnvironmentID = env.String
-		v.Skills, v.MCPServers = json.RawMessage(skills), json.RawMessage(mcp)
-		if err := json.Unmarshal([]byte(meta), &v.Metadata); err != nil {
-			return nil, err
-		}
-		v.CreatedAt, _ = ParseTime(created)
-		out = append(out, &v)
+		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+const agentVersionColumns = `agent_id, version, name, description, system, runtime, provider, model,
+	environment_id, skills, mcp_servers, metadata, created_at`
+
+func scanAgentVersion(s scanner) (*AgentVersion, error) {
+	var v AgentVersion
+	var env sql.NullString
+	var skills, mcp, meta, created string
+	if err := s.Scan(&v.ID, &v.Version, &v.Name, &v.Description, &v.System, &v.Runtime, &v.Provider, &v.Model,
+		&env, &skills, &mcp, &meta, &created); err != nil {
+		return nil, err
+	}
+	v.EnvironmentID = env.String
+	v.Skills, v.MCPServers = json.RawMessage(skills), json.RawMessage(mcp)
+	if err := json.Unmarshal([]byte(meta), &v.Metadata); err != nil {
+		return nil, err
+	}
+	v.CreatedAt, _ = ParseTime(created)
+	return &v, nil
+}
+
+func agentVersion(ctx context.Context, q querier, agentID string, version int) (*AgentVersion, error) {
+	return scanAgentVersion(q.QueryRowContext(ctx, `SELECT `+agentVersionColumns+` FROM agent_versions WHERE agent_id = ? AND version = ?`, agentID, version))
 }

@@ -281,8 +281,8 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, user_id, agent_id, environment_id, runtime, provider, model,
-			system, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
-			s.ID, userID, s.AgentID, nullString(envID), s.Runtime, s.Provider, s.Model, s.System, s.Status, secrets,
+			system, agent_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			s.ID, userID, s.AgentID, nullString(envID), s.Runtime, s.Provider, s.Model, s.System, agent.Version, s.Status, secrets,
 			tx.Stamp(), tx.Stamp()); err != nil {
 			return err
 		}
@@ -575,6 +575,28 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 		resources = append(resources, r)
 	}
 	return env, resources, rows.Err()
+}
+
+// SessionAgent returns the agent version a session was created with (its
+// MCP servers and skills), even if the agent changed or was archived since.
+func (db *DB) SessionAgent(ctx context.Context, id string) (*AgentVersion, error) {
+	var agentID sql.NullString
+	var version int
+	err := db.reader.QueryRowContext(ctx, `SELECT agent_id, agent_version FROM sessions WHERE id = ?`, id).Scan(&agentID, &version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, sessionNotFound()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !agentID.Valid {
+		return nil, agentNotFound()
+	}
+	v, err := agentVersion(ctx, db.reader, agentID.String, version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, agentNotFound()
+	}
+	return v, err
 }
 
 // SortedKeys returns m's keys in order (env files are written sorted).

@@ -2,6 +2,8 @@
 ALTER TABLE sessions ADD COLUMN model TEXT NOT NULL DEFAULT '';
 -- The agent's system prompt when the session was created (prefixed to turn 1).
 ALTER TABLE sessions ADD COLUMN system TEXT NOT NULL DEFAULT '';
+-- The agent version the session runs (its MCP servers and skills).
+ALTER TABLE sessions ADD COLUMN agent_version INTEGER NOT NULL DEFAULT 0;
 -- Why a session failed without an exit code (shown in the stream's error event).
 ALTER TABLE sessions ADD COLUMN error TEXT NOT NULL DEFAULT '';
 -- '' (not yet), 'running' (provisioning in progress) or 'done'.
