@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
 	"github.com/aod/aod/sse"
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.AddCommand(serveCmd(getenv, openStore, &dataDir, stdout, stderr))
 	root.AddCommand(tokenCmd(openStore, stdout))
 	root.AddCommand(userCmd(openStore, stdout))
+	root.AddCommand(fakeModelCmd(getenv, stdout, stderr))
 	root.AddCommand(&cobra.Command{
 		Use:   "backup DEST_DIR",
 		Short: "Write a consistent copy of the database and the key file (safe while the server runs)",
@@ -123,6 +125,10 @@ type serveOptions struct {
 	killGrace        time.Duration
 	shutdownGrace    time.Duration
 	provisionTimeout time.Duration
+	runtimeDir       string
+	fakeModel        bool
+	fakeModelScript  string
+	endpoints        runner.ModelEndpoints
 }
 
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
@@ -151,6 +157,12 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.killGrace, "kill-grace", env.dur("AOD_KILL_GRACE", 3*time.Second), "time between TERM and KILL when a turn times out (env AOD_KILL_GRACE)")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", env.dur("AOD_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running turns may finish (env AOD_SHUTDOWN_GRACE)")
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", 15*time.Minute), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
+	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
+	f.BoolVar(&o.fakeModel, "fake-model", env.bool("AOD_FAKE_MODEL"), "run the fake model API in-process and point every runtime at it: offline runs, no model keys (env AOD_FAKE_MODEL=1)")
+	f.StringVar(&o.fakeModelScript, "fake-model-script", env.str("AOD_FAKE_MODEL_SCRIPT", ""), "script for --fake-model replies (env AOD_FAKE_MODEL_SCRIPT)")
+	f.StringVar(&o.endpoints.Anthropic, "anthropic-base-url", env.str("AOD_ANTHROPIC_BASE_URL", ""), "model API for claude (and opencode's anthropic provider) (env AOD_ANTHROPIC_BASE_URL)")
+	f.StringVar(&o.endpoints.OpenAI, "openai-base-url", env.str("AOD_OPENAI_BASE_URL", ""), "model API for codex (and opencode's openai provider) (env AOD_OPENAI_BASE_URL)")
+	f.StringVar(&o.endpoints.Gemini, "gemini-base-url", env.str("AOD_GEMINI_BASE_URL", ""), "model API for gemini (and opencode's google provider) (env AOD_GEMINI_BASE_URL)")
 	return cmd
 }
 
@@ -175,6 +187,20 @@ func (e envReader) int(key string, def int) int {
 	return n
 }
 
+func (e envReader) bool(key string) bool {
+	switch v := e.getenv(key); v {
+	case "", "0", "false":
+		return false
+	case "1", "true":
+		return true
+	default:
+		if *e.err == nil {
+			*e.err = fmt.Errorf("%s=%q: want 1 or 0", key, v)
+		}
+		return false
+	}
+}
+
 func (e envReader) dur(key string, def time.Duration) time.Duration {
 	v := e.getenv(key)
 	if v == "" {
@@ -194,12 +220,34 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		return err
 	}
 	defer db.Close()
+	if o.fakeModel {
+		url, stop, err := startFakeModel(o.fakeModelScript)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		// The fake answers every API; explicit endpoints still win.
+		for _, ep := range []*string{&o.endpoints.Anthropic, &o.endpoints.OpenAI, &o.endpoints.Gemini} {
+			if *ep == "" {
+				*ep = url
+			}
+		}
+		logger.Info("fake model API running; runtimes use it and need no model keys", "url", url)
+	}
 	run, err := runner.New(db, runner.Config{
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: o.outputLimit,
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, Logger: logger,
+		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints,
 	})
 	if err != nil {
 		return err
+	}
+	// A provider whose CLIs talk to another endpoint gets a placeholder key
+	// from the runner when the session brings none, so none is required.
+	keyless := map[string]bool{
+		"anthropic": o.endpoints.Anthropic != "",
+		"openai":    o.endpoints.OpenAI != "",
+		"google":    o.endpoints.Gemini != "",
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -207,6 +255,9 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	}
 	if err := run.Start(ctx); err != nil {
 		ln.Close()
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not an error
+		}
 		return err
 	}
 	// Streams end when this context does, after the runner has recorded
@@ -216,7 +267,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	srv := &http.Server{
 		Handler: server.New(db, run, server.Config{
 			Version: versionString(), Logger: logger, MaxConcurrentSessions: o.maxConcurrent,
-			Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter},
+			KeylessProviders: keyless, Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter},
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -375,5 +426,75 @@ func userCmd(openStore func(context.Context) (*store.DB, error), stdout io.Write
 			return nil
 		},
 	})
+	return cmd
+}
+
+// startFakeModel serves the fake model API on a loopback port (reachable
+// from sprites: they share the host's network) and returns its URL.
+func startFakeModel(scriptPath string) (string, func(), error) {
+	var sc *fakemodel.Script
+	if scriptPath != "" {
+		var err error
+		if sc, err = fakemodel.LoadScript(scriptPath); err != nil {
+			return "", nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: fakemodel.New(sc), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+func fakeModelCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	var listen, script string
+	cmd := &cobra.Command{
+		Use:   "fake-model [--listen ADDR] [--script FILE]",
+		Short: "Serve a scripted fake of the Anthropic, OpenAI and Gemini APIs for offline agent runs",
+		Long: `Serve a scripted fake of the model APIs the agent CLIs call (Anthropic Messages,
+OpenAI Responses and Chat Completions, Gemini generateContent), so Claude Code,
+Codex, opencode and Gemini CLI run offline with no model key. Without --script
+every request is answered with "fake reply to: <the last user message>".
+Point aod serve at it with AOD_ANTHROPIC_BASE_URL, AOD_OPENAI_BASE_URL and
+AOD_GEMINI_BASE_URL, or use aod serve --fake-model to run one in-process.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var sc *fakemodel.Script
+			if script != "" {
+				var err error
+				if sc, err = fakemodel.LoadScript(script); err != nil {
+					return err
+				}
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(stderr, nil))
+			fake := fakemodel.New(sc)
+			srv := &http.Server{
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					fake.ServeHTTP(w, r)
+					logger.Info("model request", "method", r.Method, "path", r.URL.Path)
+				}),
+				ReadHeaderTimeout: 10 * time.Second,
+			}
+			fmt.Fprintf(stdout, "aod fake model API listening on http://%s\n", ln.Addr())
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-cmd.Context().Done():
+				shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				return srv.Shutdown(shutCtx)
+			}
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", envOr(getenv, "AOD_FAKE_MODEL_LISTEN", "127.0.0.1:8778"), "address to listen on (env AOD_FAKE_MODEL_LISTEN)")
+	cmd.Flags().StringVar(&script, "script", getenv("AOD_FAKE_MODEL_SCRIPT"), "JSON script of replies (see testdata/fakemodel/example.json; env AOD_FAKE_MODEL_SCRIPT)")
 	return cmd
 }

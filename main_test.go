@@ -163,3 +163,33 @@ func TestServeStopsOnCancel(t *testing.T) {
 		t.Fatal("serve did not stop after cancel")
 	}
 }
+
+func TestFakeModelCommand(t *testing.T) {
+	is := is.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"fake-model", "--listen", "127.0.0.1:0"}, func(string) string { return "" }, pw, io.Discard)
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		is.NoErr(<-done) // the fake stops cleanly
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	is.NoErr(err) // it prints its address
+	go io.Copy(io.Discard, pr)
+	m := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(line)
+	is.True(m != nil) // address in the first line
+	res, err := http.Post(m[1]+"/v1/messages", "application/json",
+		strings.NewReader(`{"model":"claude-sonnet-4-6","max_tokens":10,"messages":[{"role":"user","content":"ping from test"}]}`))
+	is.NoErr(err) // POST /v1/messages
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	is.Equal(res.StatusCode, 200)                                            // answered
+	is.True(strings.Contains(string(body), "fake reply to: ping from test")) // the default reply echoes the last user message
+
+	_, err = cli(t, nil, "fake-model", "--script", filepath.Join(t.TempDir(), "missing.json"))
+	is.True(err != nil) // a missing script is an error, not a silent default
+}

@@ -205,6 +205,14 @@ func (b *localBackend) sprite(name string, opts SpriteOptions) (*localSprite, er
 		}
 		s.mounts[i] = m
 	}
+	for _, bd := range opts.ReadOnlyBinds {
+		at := path.Clean(bd.At)
+		if !path.IsAbs(at) || at == "/" || under(at, HomeDir) || under(at, WorkspaceDir) || under(at, TmpDir) ||
+			!filepath.IsAbs(bd.Host) {
+			return nil, fmt.Errorf("invalid read-only bind %s -> %s", bd.Host, bd.At)
+		}
+		s.binds = append(s.binds, Bind{Host: filepath.Clean(bd.Host), At: at})
+	}
 	return s, nil
 }
 
@@ -269,6 +277,7 @@ type localSprite struct {
 	name   string
 	dir    string
 	mounts []string // by resource position; "" = in the sprite tree
+	binds  []Bind   // shared host directories, read-only
 }
 
 func (s *localSprite) Name() string { return s.name }
@@ -316,7 +325,22 @@ func (s *localSprite) Path(p string) string {
 	if hp := s.hostPath(p); hp != "" {
 		return hp
 	}
+	// Unsandboxed, a shared directory is used where it lies on the host.
+	p = path.Clean(p)
+	for _, bd := range s.binds {
+		if under(p, bd.At) {
+			return filepath.Join(bd.Host, strings.TrimPrefix(p, bd.At))
+		}
+	}
 	return p
+}
+
+func (s *localSprite) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	hp := s.hostPath(p)
+	if hp == "" {
+		return nil, fmt.Errorf("%s is outside the sprite", p)
+	}
+	return os.ReadFile(hp)
 }
 
 func (s *localSprite) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode) error {
@@ -351,6 +375,11 @@ func (s *localSprite) bwrapArgs(dir string) []string {
 		args = append(args, "--cap-drop", "ALL")
 	}
 	args = append(args, s.b.rootArgs...)
+	// Shared directories sit outside the system dirs (a mount point cannot
+	// be made inside a read-only bind), so none hides another.
+	for _, bd := range s.binds {
+		args = append(args, "--ro-bind", bd.Host, bd.At)
+	}
 	type bind struct{ src, dst string }
 	var binds []bind
 	for i, m := range s.mounts {

@@ -27,6 +27,7 @@ const (
 	stageGitCredentials = "git_credentials"
 	stageProvisionSetup = "provision_setup"
 	stageRuntimeConfig  = "runtime_config"
+	stageSkills         = "skills"
 	stageRuntimeStart   = "runtime_start"
 )
 
@@ -55,7 +56,7 @@ func (r *Runner) provision(ctx context.Context, sess *store.Session) bool {
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProvisionTimeout)
 	defer cancel()
-	p := &provisioning{r: r, ctx: pctx, jobCtx: ctx, sess: sess, rt: runtimeFor(sess.Runtime)}
+	p := &provisioning{r: r, ctx: pctx, jobCtx: ctx, sess: sess, rt: r.runtime(sess.Runtime)}
 	err := p.run()
 	if err == nil {
 		if err := r.db.SetProvisionState(dbctx, id, store.ProvisionDone); err != nil {
@@ -100,14 +101,21 @@ func (p *provisioning) run() error {
 			}
 		}
 		var err error
-		sp, err = p.r.backend.Create(p.ctx, p.sess.ID, spriteOptions(p.sess.Resources))
+		sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.r.spriteOpts(p.sess, p.rt))
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	if err := p.stage(stageInstallRuntime, "Failed to install runtime: ", func() error {
-		return p.rt.Install(p.ctx, sp)
+		if _, ok := p.rt.(unavailableRuntime); ok {
+			return stageError("Unknown runtime: " + p.rt.Name())
+		}
+		if pkg := p.r.pin(p.rt); pkg != nil {
+			_, err := p.r.inst.ensure(p.ctx, *pkg)
+			return err
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -157,8 +165,39 @@ func (p *provisioning) run() error {
 	}); err != nil {
 		return err
 	}
-	return p.stage(stageRuntimeConfig, "Failed to write runtime config: ", func() error {
-		return p.rt.Configure(p.ctx, sp, p.sess)
+	var skills []skillSpec
+	if err := p.stage(stageRuntimeConfig, "Failed to write runtime config: ", func() error {
+		var mcp []mcpServer
+		agent, err := p.r.db.SessionAgent(dbctx, p.sess.ID)
+		switch {
+		case store.ErrorCode(err) == store.NotFound:
+			// The agent row is gone: nothing to configure beyond the CLI.
+		case err != nil:
+			return err
+		default:
+			if mcp, err = parseMCPServers(agent.MCPServers); err != nil {
+				return err
+			}
+			if skills, err = parseSkills(agent.Skills); err != nil {
+				return err
+			}
+		}
+		if id := p.rt.NewSessionID(); id != "" && p.sess.RuntimeSessionID == "" {
+			if err := p.r.db.SetRuntimeSessionID(dbctx, p.sess.ID, id); err != nil {
+				return err
+			}
+			p.sess.RuntimeSessionID = id
+		}
+		return p.rt.Configure(p.ctx, sp, p.sess, mcp)
+	}); err != nil {
+		return err
+	}
+	if root, _ := p.rt.Skills(); len(skills) == 0 || root == "" {
+		// The shell runtime has no skills to give them to.
+		return nil
+	}
+	return p.stage(stageSkills, "Failed to write skills: ", func() error {
+		return p.r.writeSkills(p.ctx, sp, p.rt, skills, env)
 	})
 }
 
@@ -248,10 +287,11 @@ func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[str
 }
 
 // sessionEnv is the complete environment of a sprite's processes, in the
-// original's order (later wins): the basics, the runtime's own variables,
-// AOD_SESSION_ID, AOD_MODEL, then the environment's env vars and the
-// session's secrets (store.SessionSecrets merged those, secrets winning).
-// It also returns the resources with their tokens.
+// original's order (later wins): the basics, AOD_SESSION_ID, AOD_MODEL,
+// then the environment's env vars and the session's secrets
+// (store.SessionSecrets merged those, secrets winning); then the runtime
+// adds its variables (see Runtime.Env) and its CLI's directory in front
+// of PATH. It also returns the resources with their tokens.
 func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite, rt Runtime) (map[string]string, []store.Resource, error) {
 	vars, resources, err := r.db.SessionSecrets(ctx, sess.ID)
 	if err != nil {
@@ -263,9 +303,6 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite,
 		"TMPDIR": sp.Path(TmpDir),
 		"LANG":   "C.UTF-8",
 		"USER":   "sprite",
-	}
-	for k, v := range rt.Env(sess) {
-		env[k] = v
 	}
 	env["AOD_SESSION_ID"] = sess.ID
 	if sess.Model != "" {
@@ -280,6 +317,11 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite,
 			return nil, nil, fmt.Errorf("env var %s contains a NUL byte", k)
 		}
 		env[k] = v
+	}
+	rt.Env(sess, sp, env)
+	if pkg := r.pin(rt); pkg != nil {
+		// The CLI first, whatever PATH the user set.
+		env["PATH"] = sp.Path(pkg.mountPath()) + "/node_modules/.bin:" + env["PATH"]
 	}
 	return env, resources, nil
 }
@@ -317,6 +359,16 @@ func spriteOptions(resources []store.Resource) SpriteOptions {
 	var opts SpriteOptions
 	for _, res := range resources {
 		opts.Mounts = append(opts.Mounts, mountPath(res))
+	}
+	return opts
+}
+
+// spriteOpts are a session's sprite options: its repositories and its
+// runtime's installed CLI, read-only.
+func (r *Runner) spriteOpts(sess *store.Session, rt Runtime) SpriteOptions {
+	opts := spriteOptions(sess.Resources)
+	if pkg := r.pin(rt); pkg != nil {
+		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, Bind{Host: r.inst.path(*pkg), At: pkg.mountPath()})
 	}
 	return opts
 }

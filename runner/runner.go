@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -32,8 +33,27 @@ type Config struct {
 	KillGrace time.Duration
 	// ProvisionTimeout bounds all provisioning stages (default 15m).
 	ProvisionTimeout time.Duration
-	Limits           Limits
-	Logger           *slog.Logger
+	// RuntimeDir is the shared cache of installed agent CLIs, one
+	// directory per package@version (default <DataDir>/runtimes).
+	RuntimeDir string
+	// RuntimeVersions overrides the pinned npm version of a runtime's CLI,
+	// by runtime name ("claude": "2.1.197"); see runtimePins.
+	RuntimeVersions map[string]string
+	// ModelEndpoints point the agent CLIs at other model APIs (a gateway,
+	// or aod's fake model API for offline runs).
+	ModelEndpoints ModelEndpoints
+	Limits         Limits
+	Logger         *slog.Logger
+}
+
+// ModelEndpoints are base URLs of the model APIs, without the version
+// path ("http://127.0.0.1:8778", not ".../v1"); empty means the real API.
+// They must be reachable from inside a sprite: under bwrap the network is
+// shared with the host, so the host's 127.0.0.1 works.
+type ModelEndpoints struct {
+	Anthropic string // claude: ANTHROPIC_BASE_URL; opencode: provider anthropic
+	OpenAI    string // codex: the "aod" model provider; opencode: provider openai
+	Gemini    string // gemini: GOOGLE_GEMINI_BASE_URL; opencode: provider google
 }
 
 // Limits are per-process resource limits inside a sprite (setrlimit via
@@ -68,6 +88,7 @@ type Runner struct {
 	log     *slog.Logger
 	backend Backend
 	mode    string
+	inst    *installer
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -123,8 +144,25 @@ func New(db *store.DB, cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.RuntimeDir == "" {
+		cfg.RuntimeDir = filepath.Join(cfg.DataDir, "runtimes")
+	}
+	runtimeDir, err := filepath.Abs(cfg.RuntimeDir)
+	if err != nil {
+		return nil, fmt.Errorf("runner: runtime dir: %w", err)
+	}
+	cfg.RuntimeDir = runtimeDir
+	for name, v := range cfg.RuntimeVersions {
+		if _, ok := runtimePins[name]; !ok {
+			return nil, fmt.Errorf("runner: runtime version for %q: no such agent runtime", name)
+		}
+		if !versionRE.MatchString(v) {
+			return nil, fmt.Errorf("runner: runtime version %q for %s: not an npm version", v, name)
+		}
+	}
 	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}}
 	r.cond = sync.NewCond(&r.mu)
+	r.inst = &installer{dir: cfg.RuntimeDir, npm: findBinary("npm"), log: cfg.Logger}
 
 	lb, err := newLocalBackend(cfg.DataDir, cfg.Limits, cfg.KillGrace)
 	if err != nil {

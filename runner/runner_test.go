@@ -264,16 +264,23 @@ func TestLimitedNetworkingFailsClosed(t *testing.T) {
 	is.True(!exists(f.spriteDir(s.ID))) // the failed sprite is removed
 }
 
-func TestUnavailableRuntimeFailsInstall(t *testing.T) {
+func TestRuntimeInstallFailure(t *testing.T) {
+	realNPM(t)
 	is := is.New(t)
-	f := newFixture(t, Config{})
+	f := newFixture(t, Config{RuntimeVersions: map[string]string{"claude": "0.0.0-aod-no-such-version"}})
 	s := f.run("hello", sessionOpts{runtime: "claude"})
 	done := f.wait(s.ID)
-	msg := "Runtime claude is not available yet: this aod build runs only the shell runtime"
 	is.Equal(done.Status, store.StatusFailed) // the session fails
-	is.Equal(done.Error, msg)                 // saying the runtime is missing
+	prefix := "Failed to install runtime: npm install @anthropic-ai/claude-code@0.0.0-aod-no-such-version failed"
+	is.True(strings.HasPrefix(done.Error, prefix))     // saying which package npm could not install
+	is.True(strings.Contains(done.Error, "stderr:\n")) // with the tail of npm's stderr
 	is.Equal(f.stages(s.ID), []string{"create_sprite:started", "create_sprite:done",
 		"install_runtime:started", "install_runtime:failed"}) // at install_runtime
+	entries, err := os.ReadDir(filepath.Join(f.dir, "runtimes"))
+	is.NoErr(err) // the runtime dir exists
+	for _, e := range entries {
+		is.True(strings.HasPrefix(e.Name(), ".lock-")) // only the lock file is left: no half-made install
+	}
 }
 
 func TestSetupScriptAndEnvVars(t *testing.T) {

@@ -2,36 +2,74 @@ package runner
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"strings"
 
 	"github.com/aod/aod/store"
 )
 
-// Runtime adapts one agent CLI: how it gets into the sprite, how a turn
-// invokes it and what it needs in its environment and config files. Every
-// turn runs Argv with cwd HomeDir and the prompt on stdin.
+// Runtime adapts one agent CLI: how a turn invokes it, what it needs in
+// its environment and config files, where its skills go and what its
+// output says about the conversation. Every turn runs Argv with cwd
+// HomeDir, HOME=HomeDir and the prompt on stdin, so a CLI that keys its
+// saved conversations by directory finds them again on later turns. The
+// CLI itself comes from runtimePins (installed by install_runtime).
 type Runtime interface {
 	Name() string
-	// Install makes the CLI available in the sprite (install_runtime).
-	Install(ctx context.Context, sp Sprite) error
 	// Argv is the command of a turn; turn 1 starts the conversation, later
-	// turns resume it (using s.RuntimeSessionID where the CLI has one).
+	// turns resume it by s.RuntimeSessionID (the CLI's own id).
 	Argv(s *store.Session, turn int) []string
-	// Env adds the runtime's own variables; the environment's env vars and
-	// the session's secrets are applied after them and win.
-	Env(s *store.Session) map[string]string
-	// Configure writes the CLI's config files (runtime_config).
-	Configure(ctx context.Context, sp Sprite, s *store.Session) error
+	// Env adds the runtime's variables to env, which already holds the
+	// sprite's basics, the environment's env vars and the session's
+	// secrets: static settings only where the user set nothing, model
+	// endpoints always, a placeholder key only when an endpoint is set and
+	// the session brought none.
+	Env(s *store.Session, sp Sprite, env map[string]string)
+	// Configure writes the CLI's config files (runtime_config): the model
+	// endpoint where the CLI reads it from a file, and the MCP servers,
+	// merged into what the file already holds.
+	Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error
+	// Skills is where inline skills go (<root>/<name>/SKILL.md) and the
+	// skills.sh agent id GitHub skills are installed for; "" when the
+	// runtime has no skills.
+	Skills() (root, agent string)
+	// NewSessionID is the conversation id aod chooses at provisioning, ""
+	// when the CLI chooses its own (then read from its output).
+	NewSessionID() string
+	// Parser reads one turn's stdout for the CLI's conversation id and
+	// usage; nil when there is nothing to read.
+	Parser() outputParser
+}
+
+// runtime returns the adapter of a session's runtime.
+func (r *Runner) runtime(name string) Runtime {
+	ep := r.cfg.ModelEndpoints
+	switch name {
+	case "shell":
+		return shellRuntime{}
+	case "claude":
+		return claudeRuntime{ep: ep}
+	case "codex":
+		return codexRuntime{ep: ep}
+	case "opencode":
+		return opencodeRuntime{ep: ep}
+	case "gemini":
+		return geminiRuntime{ep: ep}
+	}
+	return unavailableRuntime{name: name}
 }
 
 // shellRuntime runs the prompt as a bash script: no model, so every
 // session feature can be exercised offline.
 type shellRuntime struct{}
 
-func (shellRuntime) Name() string                                            { return "shell" }
-func (shellRuntime) Install(context.Context, Sprite) error                   { return nil }
-func (shellRuntime) Env(*store.Session) map[string]string                    { return nil }
-func (shellRuntime) Configure(context.Context, Sprite, *store.Session) error { return nil }
+func (shellRuntime) Name() string                                                         { return "shell" }
+func (shellRuntime) Env(*store.Session, Sprite, map[string]string)                        {}
+func (shellRuntime) Configure(context.Context, Sprite, *store.Session, []mcpServer) error { return nil }
+func (shellRuntime) Skills() (string, string)                                             { return "", "" }
+func (shellRuntime) NewSessionID() string                                                 { return "" }
+func (shellRuntime) Parser() outputParser                                                 { return nil }
 
 // Argv reads the script from stdin; --noprofile --norc keep login-shell
 // noise out of the output, which must be exactly what the script wrote.
@@ -39,22 +77,67 @@ func (shellRuntime) Argv(*store.Session, int) []string {
 	return []string{"bash", "--noprofile", "--norc", "-s"}
 }
 
-// unavailableRuntime stands in for an agent CLI this build cannot run yet:
-// it fails install_runtime with a clear message.
+// unavailableRuntime stands in for a runtime name aod does not know (the
+// store only accepts catalogue names): it fails install_runtime.
 type unavailableRuntime struct{ name string }
 
-func (u unavailableRuntime) Name() string { return u.name }
-func (u unavailableRuntime) Install(context.Context, Sprite) error {
-	return stageError(fmt.Sprintf("Runtime %s is not available yet: this aod build runs only the shell runtime", u.name))
+func (u unavailableRuntime) Name() string                                { return u.name }
+func (unavailableRuntime) Argv(*store.Session, int) []string             { return nil }
+func (unavailableRuntime) Env(*store.Session, Sprite, map[string]string) {}
+func (unavailableRuntime) Configure(context.Context, Sprite, *store.Session, []mcpServer) error {
+	return nil
 }
-func (unavailableRuntime) Argv(*store.Session, int) []string                       { return nil }
-func (unavailableRuntime) Env(*store.Session) map[string]string                    { return nil }
-func (unavailableRuntime) Configure(context.Context, Sprite, *store.Session) error { return nil }
+func (unavailableRuntime) Skills() (string, string) { return "", "" }
+func (unavailableRuntime) NewSessionID() string     { return "" }
+func (unavailableRuntime) Parser() outputParser     { return nil }
 
-// runtimeFor returns the adapter of a session's runtime.
-func runtimeFor(name string) Runtime {
-	if name == "shell" {
-		return shellRuntime{}
+// placeholderKey is the credential injected when a model endpoint is
+// configured and the session brings no key, so the CLI starts (aod's fake
+// model API accepts any key).
+const placeholderKey = "aod-fake-key"
+
+// modelID is the session's model without its provider prefix
+// ("anthropic/claude-sonnet-4-6" -> "claude-sonnet-4-6").
+func modelID(s *store.Session) string {
+	if prefix, rest, ok := strings.Cut(s.Model, "/"); ok && prefix == s.Provider {
+		return rest
 	}
-	return unavailableRuntime{name: name}
+	return s.Model
+}
+
+// setDefault sets env[k] unless the user set it.
+func setDefault(env map[string]string, k, v string) {
+	if _, ok := env[k]; !ok {
+		env[k] = v
+	}
+}
+
+// hasAny reports whether env holds a non-empty value for one of keys.
+func hasAny(env map[string]string, keys ...string) bool {
+	for _, k := range keys {
+		if env[k] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// endpointRoot is an endpoint without trailing slashes and version path,
+// so ".../v1" and "..." configure the same thing.
+func endpointRoot(u string) string {
+	u = strings.TrimRight(strings.TrimSpace(u), "/")
+	for _, suffix := range []string{"/v1beta", "/v1"} {
+		u = strings.TrimSuffix(u, suffix)
+	}
+	return u
+}
+
+// newUUID returns a random UUID in version 4 form, the shape claude's
+// --session-id and gemini's --session-id require.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

@@ -41,6 +41,15 @@ type SpriteOptions struct {
 	// Mounts are absolute paths of repository checkouts, by resource
 	// position ("" where a resource needs nothing).
 	Mounts []string
+	// ReadOnlyBinds are host directories shared by sprites (the installed
+	// agent CLIs), visible read-only at their At path.
+	ReadOnlyBinds []Bind
+}
+
+// Bind shows host directory Host inside a sprite at the absolute path At.
+type Bind struct {
+	Host string
+	At   string
 }
 
 // Sprite is one session's machine: its files persist across turns.
@@ -51,6 +60,9 @@ type Sprite interface {
 	Path(p string) string
 	// WriteFile writes a file inside the sprite, creating parent directories.
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
+	// ReadFile reads a file inside the sprite; a missing file is an error
+	// satisfying errors.Is(err, fs.ErrNotExist).
+	ReadFile(ctx context.Context, path string) ([]byte, error)
 	// Start runs a command in the sprite. Non-zero exits are values of
 	// Process.Wait, not errors; errors are backend failures.
 	Start(ctx context.Context, req ExecRequest) (Process, error)

@@ -2,8 +2,10 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,8 +65,18 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 // into the log, and returns the turn's result.
 func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn) (store.TurnResult, ending) {
 	id := sess.ID
-	rt := runtimeFor(sess.Runtime)
-	sp, err := r.backend.Get(ctx, id, spriteOptions(sess.Resources))
+	rt := r.runtime(sess.Runtime)
+	if pkg := r.pin(rt); pkg != nil {
+		// Normally a stat: installed at provisioning. Reinstalled if the
+		// shared cache was cleaned since.
+		if _, err := r.inst.ensure(ctx, *pkg); err != nil {
+			if ctx.Err() != nil {
+				return store.TurnResult{Error: "terminated"}, endedCancel
+			}
+			return store.TurnResult{Error: "Failed to install runtime: " + err.Error()}, endedItself
+		}
+	}
+	sp, err := r.backend.Get(ctx, id, r.spriteOpts(sess, rt))
 	if errors.Is(err, ErrSpriteNotFound) {
 		return store.TurnResult{Error: "Sprite not found: " + id}, endedItself
 	}
@@ -85,12 +97,18 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	}
 	out := r.newOutput(id, turn.Number, used)
 	go out.sink()
+	var stdout io.Writer = out.writer("stdout")
+	var tee *lineTee
+	if p := rt.Parser(); p != nil {
+		tee = newLineTee(stdout, p)
+		stdout = tee
+	}
 	proc, err := sp.Start(ctx, ExecRequest{
 		Argv:   rt.Argv(sess, turn.Number),
 		Dir:    HomeDir,
 		Env:    envList(env),
 		Stdin:  strings.NewReader(prompt),
-		Stdout: out.writer("stdout"),
+		Stdout: stdout,
 		Stderr: out.writer("stderr"),
 	})
 	if err != nil {
@@ -106,20 +124,80 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	}
 	st, how, werr := r.supervise(ctx, proc, timeout, out.kill)
 	out.close() // the last rows are committed before the turn's end is
+	var res store.TurnResult
 	switch {
 	case how == endedCancel:
-		return store.TurnResult{Error: "terminated"}, how
+		res.Error = "terminated"
 	case out.capHit:
-		return store.TurnResult{Error: fmt.Sprintf("output limit of %d bytes exceeded", out.limit)}, how
+		res.Error = fmt.Sprintf("output limit of %d bytes exceeded", out.limit)
 	case out.storeErr != nil:
-		return store.TurnResult{Error: "Storing output failed: " + out.storeErr.Error()}, how
+		res.Error = "Storing output failed: " + out.storeErr.Error()
 	case how == endedTimeout:
-		return store.TurnResult{Error: fmt.Sprintf("turn timed out after %ds", int(timeout/time.Second))}, how
+		res.Error = fmt.Sprintf("turn timed out after %ds", int(timeout/time.Second))
 	case werr != nil:
-		return store.TurnResult{Error: "The runtime's process failed: " + werr.Error()}, how
+		res.Error = "The runtime's process failed: " + werr.Error()
+	default:
+		code := st.Code
+		res.ExitCode = &code
 	}
-	code := st.Code
-	return store.TurnResult{ExitCode: &code}, how
+	if tee != nil {
+		tee.close() // the readers are done: Wait has returned
+		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, tee.p.report())
+	}
+	return res, how
+}
+
+// recordReport keeps what a turn's output said: the CLI's conversation id
+// (for resuming) and the turn's usage, returned as JSON for the turn row.
+func (r *Runner) recordReport(ctx context.Context, sess *store.Session, turn int, rep turnReport) json.RawMessage {
+	if rep.sessionID != "" && rep.sessionID != sess.RuntimeSessionID {
+		if err := r.db.SetRuntimeSessionID(ctx, sess.ID, rep.sessionID); err != nil {
+			r.log.Error("recording the runtime's session id", "session", sess.ID, "err", err)
+		} else {
+			sess.RuntimeSessionID = rep.sessionID
+		}
+	}
+	u := rep.usage
+	if u == nil {
+		return nil
+	}
+	if rep.cumulative {
+		// The CLI reports the conversation's total: this turn's share is
+		// what it added to the total the last turn recorded.
+		total := *u
+		own := total
+		if prev := r.previousThreadUsage(ctx, sess.ID, turn); prev != nil {
+			own = *total.minus(prev)
+		}
+		own.Thread = &total
+		u = &own
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// previousThreadUsage is the conversation total the latest earlier turn
+// recorded, nil when none did.
+func (r *Runner) previousThreadUsage(ctx context.Context, id string, turn int) *usage {
+	turns, err := r.db.ListTurns(ctx, "", id)
+	if err != nil {
+		r.log.Error("reading earlier turns' usage", "session", id, "err", err)
+		return nil
+	}
+	var prev *usage
+	for _, t := range turns {
+		if t.Number >= turn || len(t.Usage) == 0 {
+			continue
+		}
+		var u usage
+		if json.Unmarshal(t.Usage, &u) == nil && u.Thread != nil {
+			prev = u.Thread // turns come in order: the last one wins
+		}
+	}
+	return prev
 }
 
 // ending says what ended a command.

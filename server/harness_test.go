@@ -7,10 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
 	"github.com/aod/aod/sse"
@@ -26,6 +29,7 @@ type api struct {
 	DB   *store.DB
 	Dir  string
 	HTTP *http.Client
+	Fake *fakemodel.Server // the model API every agent CLI talks to
 }
 
 // apiOptions adjust the server a test starts.
@@ -34,6 +38,9 @@ type apiOptions struct {
 	maxRunning    int           // runner concurrency (default 4)
 	stale         time.Duration // SSE stale interval (default 600s)
 	heartbeat     time.Duration // SSE heartbeat (default 15s)
+	// keyless makes sessions of every provider start without a model key
+	// (as aod serve --fake-model does).
+	keyless bool
 }
 
 func newAPI(t *testing.T) *api { return newAPIWith(t, apiOptions{}) }
@@ -48,15 +55,24 @@ func newAPIWith(t *testing.T, o apiOptions) *api {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	run, err := runner.New(db, runner.Config{DataDir: dir, MaxRunning: o.maxRunning, KillGrace: 200 * time.Millisecond})
+	// Agent CLIs always talk to a fake model API here, never the network.
+	fake := fakemodel.New(nil)
+	fakeSrv := httptest.NewServer(fake)
+	t.Cleanup(fakeSrv.Close)
+	run, err := runner.New(db, runner.Config{DataDir: dir, MaxRunning: o.maxRunning, KillGrace: 200 * time.Millisecond,
+		RuntimeDir: testRuntimeDir(t), ModelEndpoints: runner.ModelEndpoints{Anthropic: fakeSrv.URL, OpenAI: fakeSrv.URL, Gemini: fakeSrv.URL}})
 	if err != nil {
 		t.Fatalf("runner: %v", err)
 	}
 	if err := run.Start(context.Background()); err != nil {
 		t.Fatalf("start runner: %v", err)
 	}
+	var keyless map[string]bool
+	if o.keyless {
+		keyless = map[string]bool{"anthropic": true, "openai": true, "google": true}
+	}
 	ts := httptest.NewServer(server.New(db, run, server.Config{
-		Version: "test", MaxConcurrentSessions: o.maxConcurrent,
+		Version: "test", MaxConcurrentSessions: o.maxConcurrent, KeylessProviders: keyless,
 		Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.stale},
 	}))
 	t.Cleanup(func() {
@@ -65,7 +81,18 @@ func newAPIWith(t *testing.T, o apiOptions) *api {
 		run.Shutdown(context.Background(), 0)
 		db.Close()
 	})
-	return &api{t: t, URL: ts.URL, DB: db, Dir: dir, HTTP: ts.Client()}
+	return &api{t: t, URL: ts.URL, DB: db, Dir: dir, HTTP: ts.Client(), Fake: fake}
+}
+
+// testRuntimeDir is where tests install the agent CLIs from npm: a cache
+// shared by all tests and runs (hundreds of MB per CLI; the runner installs
+// each version once, atomically, under a cross-process lock), set with
+// AOD_TEST_RUNTIME_DIR or else under the system temp dir.
+func testRuntimeDir(t *testing.T) string {
+	if d := os.Getenv("AOD_TEST_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "aod-test-runtimes")
 }
 
 // token creates (or reuses) user name and returns a fresh API token for it.

@@ -32,9 +32,12 @@ type Config struct {
 	// MaxConcurrentSessions is the default per-user limit of pending and
 	// running sessions (a per-user override in the store wins); 0 = none.
 	MaxConcurrentSessions int
-	// NoCredentialCheck accepts sessions whose runtime has no API key (the
-	// server points the CLIs at a fake model API).
+	// NoCredentialCheck accepts sessions whose runtime has no API key.
 	NoCredentialCheck bool
+	// KeylessProviders are model providers whose CLIs the server points at
+	// an endpoint that needs no real key (the fake model API): their
+	// sessions need no key either.
+	KeylessProviders map[string]bool
 	// Stream tunes the SSE stream (heartbeat and stale intervals).
 	Stream sse.Config
 }

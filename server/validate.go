@@ -103,6 +103,16 @@ func (o *object) missing(key string) {
 			input[k] = redacted
 		}
 	}
+	if items, ok := input["resources"].([]any); ok {
+		hidden := make([]any, len(items))
+		for i, it := range items {
+			hidden[i] = it
+			if m, ok := it.(map[string]any); ok {
+				hidden[i] = redactToken(m)
+			}
+		}
+		input["resources"] = hidden
+	}
 	o.add("missing", []any{key}, "Field required", input)
 }
 

@@ -91,8 +91,11 @@ type SessionInput struct {
 	// sessions (a per-user override in the store wins).
 	MaxConcurrent int
 	// RequireCredential, when set, refuses a session whose runtime finds no
-	// API key in the secret env vars or the environment.
+	// API key in the secret env vars or the environment, unless the agent's
+	// provider is in KeylessProviders (the server points that provider's
+	// CLIs at a model API that needs no real key, e.g. the fake).
 	RequireCredential bool
+	KeylessProviders  map[string]bool
 }
 
 // QuotaError is the 429 for a user at their concurrent-session limit.
@@ -257,7 +260,7 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 				return err
 			}
 		}
-		if in.RequireCredential {
+		if in.RequireCredential && !in.KeylessProviders[agent.Provider] {
 			if names := CredentialNames(agent.Runtime, agent.Provider); len(names) > 0 && !hasAny(names, in.SecretEnvVars, envVars) {
 				return Errorf(BadRequest, "No API key configured for runtime: %s", agent.Runtime)
 			}

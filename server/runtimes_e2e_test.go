@@ -1,0 +1,193 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aod/aod/fakemodel"
+	"github.com/matryer/is"
+)
+
+// These tests run the real agent CLIs, installed from npm by the runner's
+// install_runtime stage, against the fake model API: two turns each for
+// claude and codex (the second must resume the first's conversation), one
+// turn each for opencode and gemini. The first run downloads the CLIs into
+// the shared runtime cache (see testRuntimeDir); later runs reuse it.
+
+// turnOutput streams a session to its terminal event and returns the
+// concatenated stdout of the given turn and the terminal event.
+func turnOutput(t *testing.T, a *api, token, id string, turn int) (string, map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", a.URL+"/sessions/"+id+"/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := a.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	defer res.Body.Close()
+	var out, stderr strings.Builder
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("bad event %q: %v", line, err)
+		}
+		switch e["type"] {
+		case "output":
+			if e["turn"] == float64(turn) {
+				if e["stream"] == "stdout" {
+					out.WriteString(e["data"].(string))
+				} else {
+					stderr.WriteString(e["data"].(string))
+				}
+			}
+		case "stage":
+			if e["state"] == "failed" {
+				t.Logf("stage %v failed: %v", e["stage"], e["message"])
+			}
+		case "exit", "error", "terminated", "stale":
+			if e["type"] != "exit" || e["code"] != 0.0 {
+				t.Logf("turn %d stdout:\n%s\nstderr:\n%s", turn, out.String(), stderr.String())
+			}
+			return out.String(), e
+		}
+	}
+	t.Fatalf("stream of %s ended without a terminal event (%v)", id, sc.Err())
+	return "", nil
+}
+
+// assistantText pulls the assistant's text out of a CLI's JSON-lines output
+// (each CLI has its own event vocabulary; gemini streams deltas).
+func assistantText(runtime, out string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		str := func(v any) string { s, _ := v.(string); return s }
+		switch runtime {
+		case "claude":
+			if e["type"] == "assistant" {
+				msg, _ := e["message"].(map[string]any)
+				content, _ := msg["content"].([]any)
+				for _, c := range content {
+					if m, _ := c.(map[string]any); m["type"] == "text" {
+						b.WriteString(str(m["text"]))
+					}
+				}
+			}
+		case "codex":
+			if item, _ := e["item"].(map[string]any); e["type"] == "item.completed" && item["type"] == "agent_message" {
+				b.WriteString(str(item["text"]))
+			}
+		case "opencode":
+			if part, _ := e["part"].(map[string]any); e["type"] == "text" {
+				b.WriteString(str(part["text"]))
+			}
+		case "gemini":
+			if e["type"] == "message" && e["role"] == "assistant" {
+				b.WriteString(str(e["content"]))
+			}
+		}
+	}
+	return b.String()
+}
+
+// requestsContaining returns the model requests whose body contains s.
+func requestsContaining(f *fakemodel.Server, s string) []fakemodel.Request {
+	var out []fakemodel.Request
+	for _, r := range f.Requests() {
+		if strings.Contains(string(r.Body), s) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+const e2eSkill = "---\nname: greeting\ndescription: Greets people.\n---\nSay hello warmly.\n"
+
+type runtimeCase struct {
+	runtime, model  string
+	turns           int
+	mcpFile, mcpKey string // where the CLI reads MCP servers, and a key naming ours
+	skillFile       string // where the inline skill must land
+}
+
+func TestRealRuntimesAgainstFakeModel(t *testing.T) {
+	cases := []runtimeCase{
+		{"claude", "anthropic/claude-sonnet-4-6", 2, ".claude.json", `"mcpServers"`, ".claude/skills/greeting/SKILL.md"},
+		{"codex", "openai/gpt-4.1", 2, ".codex/config.toml", "[mcp_servers.docs]", ".codex/skills/greeting/SKILL.md"},
+		{"opencode", "anthropic/claude-sonnet-4-6", 1, ".config/opencode/opencode.json", `"mcp"`, ".config/opencode/skills/greeting/SKILL.md"},
+		{"gemini", "google/gemini-2.5-pro", 1, ".gemini/settings.json", `"mcpServers"`, ".gemini/skills/greeting/SKILL.md"},
+	}
+	for _, c := range cases {
+		t.Run(c.runtime, func(t *testing.T) {
+			is := is.New(t)
+			a := newAPIWith(t, apiOptions{keyless: true})
+			token := a.token("e2e")
+			agent := a.mustCreate("/agents", token, map[string]any{
+				"name": c.runtime, "runtime": c.runtime, "model": c.model,
+				"system":      "You are a careful test agent.",
+				"mcp_servers": []any{map[string]any{"name": "docs", "command": "true"}},
+				"skills":      []any{map[string]any{"name": "greeting", "description": "Greets people.", "content": e2eSkill}},
+			})
+			r := a.do("POST", "/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": "first question for " + c.runtime, "timeout": 600})
+			is.Equal(r.Status, 202) // session accepted without a model key: the server points the CLI at the fake
+			id := r.obj()["id"].(string)
+
+			out, end := turnOutput(t, a, token, id, 1)
+			is.Equal(end["type"], "exit") // turn 1 ended with an exit
+			is.Equal(end["code"], 0.0)    // and succeeded
+			reply := assistantText(c.runtime, out)
+			is.True(strings.Contains(reply, "fake reply to: You are a careful test agent.")) // the CLI printed the fake model's reply to the system prompt + prompt (see reply)
+			is.True(strings.Contains(reply, "first question for "+c.runtime))                // which carried the turn's prompt
+
+			home := filepath.Join(a.Dir, "sprites", id, "home")
+			mcp, err := os.ReadFile(filepath.Join(home, c.mcpFile))
+			is.NoErr(err)                                    // the MCP config is where the CLI reads it
+			is.True(strings.Contains(string(mcp), c.mcpKey)) // with the servers' key
+			is.True(strings.Contains(string(mcp), "docs"))   // naming our server
+			skill, err := os.ReadFile(filepath.Join(home, c.skillFile))
+			is.NoErr(err)                     // the skill file is where the CLI reads it
+			is.Equal(string(skill), e2eSkill) // with exactly the content sent
+
+			if c.turns == 2 {
+				r = a.do("POST", "/sessions/"+id+"/prompt", token, map[string]any{"prompt": "second question for " + c.runtime})
+				is.Equal(r.Status, 202) // follow-up accepted
+				out, end = turnOutput(t, a, token, id, 2)
+				is.Equal(end["type"], "exit") // turn 2 ended with an exit
+				is.Equal(end["code"], 0.0)    // and succeeded
+				reply = assistantText(c.runtime, out)
+				is.True(strings.Contains(reply, "fake reply to: second question for "+c.runtime)) // with the reply to the new prompt, unprefixed
+				resumed := requestsContaining(a.Fake, "second question for "+c.runtime)
+				is.True(len(resumed) > 0) // the fake received turn 2
+				carried := false
+				for _, req := range resumed {
+					carried = carried || strings.Contains(string(req.Body), "first question for "+c.runtime)
+				}
+				is.True(carried) // turn 2's request carried turn 1's messages: the CLI resumed its conversation
+			}
+			is.True(len(a.Fake.Requests()) > 0) // the CLI called the model
+			for _, req := range a.Fake.Requests() {
+				is.True(req.API != fakemodel.APIUnknown) // every model request reached a route the fake serves (see req.Path)
+			}
+			turns := a.do("GET", "/sessions/"+id+"/turns", token, nil)
+			is.Equal(len(turns.data()), c.turns) // one turn row per prompt
+		})
+	}
+}
