@@ -107,15 +107,28 @@ func (p *provisioning) run() error {
 	if err != nil {
 		return err
 	}
-	if err := p.stage(stageInstallRuntime, "Failed to install runtime: ", func() error {
+	// The install stage says what it does: a first install downloads
+	// hundreds of MB from npm, later sessions reuse the cache.
+	var installMsg string
+	pkg := p.r.pin(p.rt)
+	if pkg != nil {
+		installMsg = fmt.Sprintf("%s@%s already installed", pkg.Name, pkg.Version)
+		if !isDir(p.r.inst.path(*pkg)) {
+			installMsg = fmt.Sprintf("installing %s@%s from npm (first use on this server; later sessions reuse it)", pkg.Name, pkg.Version)
+		}
+	}
+	if err := p.stageMsg(stageInstallRuntime, "Failed to install runtime: ", installMsg, func() (string, error) {
 		if _, ok := p.rt.(unavailableRuntime); ok {
-			return stageError("Unknown runtime: " + p.rt.Name())
+			return "", stageError("Unknown runtime: " + p.rt.Name())
 		}
-		if pkg := p.r.pin(p.rt); pkg != nil {
-			_, err := p.r.inst.ensure(p.ctx, *pkg)
-			return err
+		if pkg == nil {
+			return "", nil
 		}
-		return nil
+		start := time.Now()
+		if _, err := p.r.inst.ensure(p.ctx, *pkg); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s@%s ready (%.1fs)", pkg.Name, pkg.Version, time.Since(start).Seconds()), nil
 	}); err != nil {
 		return err
 	}
@@ -204,15 +217,21 @@ func (p *provisioning) run() error {
 // stage records one stage: started, then done or failed, with its
 // duration. The returned error carries the failed stage's message.
 func (p *provisioning) stage(name, prefix string, fn func() error) error {
+	return p.stageMsg(name, prefix, "", func() (string, error) { return "", fn() })
+}
+
+// stageMsg is stage with progress messages: startMsg on the started row,
+// and what fn returns on the done row.
+func (p *provisioning) stageMsg(name, prefix, startMsg string, fn func() (string, error)) error {
 	if p.ctx.Err() != nil {
 		return stageError(p.failure(p.ctx.Err(), prefix)) // stopped between stages: start no more
 	}
 	start := time.Now()
-	p.r.appendStage(p.sess.ID, name, store.StageStarted, nil, "")
-	err := fn()
+	p.r.appendStage(p.sess.ID, name, store.StageStarted, nil, startMsg)
+	doneMsg, err := fn()
 	ms := time.Since(start).Milliseconds()
 	if err == nil {
-		p.r.appendStage(p.sess.ID, name, store.StageDone, &ms, "")
+		p.r.appendStage(p.sess.ID, name, store.StageDone, &ms, doneMsg)
 		return nil
 	}
 	msg := p.failure(err, prefix)

@@ -24,6 +24,12 @@ import (
 // turnOutput streams a session to its terminal event and returns the
 // concatenated stdout of the given turn and the terminal event.
 func turnOutput(t *testing.T, a *api, token, id string, turn int) (string, map[string]any) {
+	out, end, _ := turnEvents(t, a, token, id, turn)
+	return out, end
+}
+
+// turnEvents is turnOutput plus the stage events seen.
+func turnEvents(t *testing.T, a *api, token, id string, turn int) (string, map[string]any, []map[string]any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -35,6 +41,7 @@ func turnOutput(t *testing.T, a *api, token, id string, turn int) (string, map[s
 	}
 	defer res.Body.Close()
 	var out, stderr strings.Builder
+	var stages []map[string]any
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -56,6 +63,7 @@ func turnOutput(t *testing.T, a *api, token, id string, turn int) (string, map[s
 				}
 			}
 		case "stage":
+			stages = append(stages, e)
 			if e["state"] == "failed" {
 				t.Logf("stage %v failed: %v", e["stage"], e["message"])
 			}
@@ -63,11 +71,11 @@ func turnOutput(t *testing.T, a *api, token, id string, turn int) (string, map[s
 			if e["type"] != "exit" || e["code"] != 0.0 {
 				t.Logf("turn %d stdout:\n%s\nstderr:\n%s", turn, out.String(), stderr.String())
 			}
-			return out.String(), e
+			return out.String(), e, stages
 		}
 	}
 	t.Fatalf("stream of %s ended without a terminal event (%v)", id, sc.Err())
-	return "", nil
+	return "", nil, nil
 }
 
 // assistantText pulls the assistant's text out of a CLI's JSON-lines output
@@ -150,9 +158,16 @@ func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 			is.Equal(r.Status, 202) // session accepted without a model key: the server points the CLI at the fake
 			id := r.obj()["id"].(string)
 
-			out, end := turnOutput(t, a, token, id, 1)
-			is.Equal(end["type"], "exit") // turn 1 ended with an exit
-			is.Equal(end["code"], 0.0)    // and succeeded
+			out, end, stages := turnEvents(t, a, token, id, 1)
+			installMsg := ""
+			for _, st := range stages {
+				if st["stage"] == "install_runtime" && st["state"] == "done" {
+					installMsg, _ = st["message"].(string)
+				}
+			}
+			is.True(strings.Contains(installMsg, " ready (")) // install_runtime says which CLI is ready (see installMsg)
+			is.Equal(end["type"], "exit")                     // turn 1 ended with an exit
+			is.Equal(end["code"], 0.0)                        // and succeeded
 			reply := assistantText(c.runtime, out)
 			is.True(strings.Contains(reply, "fake reply to: You are a careful test agent.")) // the CLI printed the fake model's reply to the system prompt + prompt (see reply)
 			is.True(strings.Contains(reply, "first question for "+c.runtime))                // which carried the turn's prompt

@@ -252,7 +252,9 @@ func (s *streamer) event(e *store.Event, lastTurn *int) bool {
 		if e.DurationMS != nil && (e.State == store.StageDone || e.State == store.StageFailed) {
 			b.num("duration_ms", *e.DurationMS)
 		}
-		if e.State == store.StageFailed && e.Data != "" {
+		if e.Data != "" {
+			// Failures say why; aod's started/done rows may say what the
+			// stage is doing (e.g. a first-time runtime install).
 			b.str("message", e.Data)
 		}
 		b.end()
