@@ -311,3 +311,38 @@ func TestGracefulShutdown(t *testing.T) {
 	is.Equal(code, 200)                // the finished one
 	is.Equal(s["status"], "completed") // completed
 }
+
+// TestServeFakeModelQuickstart runs the quickstart with runtime claude and
+// no model key against `aod serve --fake-model`: the real Claude Code CLI
+// (installed from npm into the shared test cache) talks to the in-process
+// fake model API.
+func TestServeFakeModelQuickstart(t *testing.T) {
+	is := is.New(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cache := os.Getenv("AOD_TEST_RUNTIME_DIR")
+	if cache == "" {
+		cache = filepath.Join(os.TempDir(), "aod-test-runtimes")
+	}
+	srv := startServer(t, dataDir, "--fake-model", "--runtime-dir", cache)
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "quick")
+	is.NoErr(err) // token
+	token := lastLine(out)
+	code, agent := call(t, "POST", srv.base+"/agents", token, map[string]any{"name": "hello", "model": "anthropic/claude-sonnet-4-6", "runtime": "claude"})
+	is.Equal(code, 201) // the quickstart's agent
+	code, sess := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": "Say hello", "timeout": 120})
+	is.Equal(code, 202) // accepted with no ANTHROPIC_API_KEY anywhere
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var output strings.Builder
+	var last map[string]any
+	is.NoErr(readStream(ctx, t, srv.base, token, sess["id"].(string), func(e sseEvent) bool {
+		if e.Data["type"] == "output" {
+			output.WriteString(e.Data["data"].(string))
+		}
+		last = e.Data
+		return !isTerminal(e.Data["type"])
+	})) // stream
+	is.Equal(last["type"], "exit")                                         // the turn ended
+	is.Equal(last["code"], 0.0)                                            // successfully
+	is.True(strings.Contains(output.String(), "fake reply to: Say hello")) // Claude Code printed the fake model's answer
+}
