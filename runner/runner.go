@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -352,8 +353,14 @@ func (r *Runner) stop(id string, cause error) {
 		j.gone = true
 		if j.active {
 			j.cancel(cause)
+			idle = j.idle
+		} else {
+			// Still queued: no worker will pick it up now, so drop it here
+			// (a worker's next() is the only other place that would).
+			r.queue = slices.DeleteFunc(r.queue, func(q string) bool { return q == id })
+			delete(r.jobs, id)
+			close(j.idle)
 		}
-		idle = j.idle
 	}
 	closed := r.closed
 	if !closed {
@@ -385,6 +392,15 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 	r.mu.Lock()
 	r.closed = true
 	r.cond.Broadcast()
+	// Queued jobs will not run in this process (their turns stay pending
+	// for the next start): nothing may wait for them to go idle.
+	for id, j := range r.jobs {
+		if !j.active {
+			delete(r.jobs, id)
+			close(j.idle)
+		}
+	}
+	r.queue = nil
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() {

@@ -157,7 +157,8 @@ func TestTerminateKillsAtOnceAndRemovesTheSprite(t *testing.T) {
 			is.True(gone)                               // every process of the session is killed
 			is.True(time.Since(start) < 10*time.Second) // by SIGKILL, not after the 30s TERM grace
 			for _, p := range procs {
-				is.True(!groupAlive(p.pgid)) // nothing of the process group survives
+				// A killed leader stays a zombie until the runner reaps it.
+				is.True(eventually(func() bool { return !groupAlive(p.pgid) })) // nothing of the process group survives
 			}
 			is.True(eventually(func() bool { return !exists(f.spriteDir(s.ID)) })) // the sprite directory is removed
 			got, err := f.db.GetSession(f.ctx, "", s.ID)
@@ -454,4 +455,22 @@ func TestConfigValidation(t *testing.T) {
 	is.Equal(r.cfg.KillGrace, 3*time.Second)                                                  // 3s between TERM and KILL
 	is.Equal(r.cfg.ProvisionTimeout, 15*time.Minute)                                          // 15 minutes to provision
 	is.Equal(r.cfg.Limits, Limits{Processes: 4096, FileSizeBytes: 8 << 30, CPUSeconds: 7200}) // and the rlimit defaults
+}
+
+// A session terminated while still queued is dropped from the queue at
+// once; Shutdown afterwards does not wait for a job that can never run.
+func TestTerminateQueuedSessionThenShutdown(t *testing.T) {
+	is := is.New(t)
+	f := newFixture(t, Config{MaxRunning: 1})
+	busy := f.run("echo started\nsleep 1000\n", sessionOpts{})
+	f.waitOutput(busy.ID, "started")
+	queued := f.run("echo never\n", sessionOpts{})
+	_, err := f.db.TerminateSession(f.ctx, f.user.ID, queued.ID)
+	is.NoErr(err) // the store marks the queued session terminated
+	f.r.Terminate(queued.ID)
+	ctx, cancel := context.WithTimeout(f.ctx, 20*time.Second)
+	defer cancel()
+	is.NoErr(f.r.Shutdown(ctx, 100*time.Millisecond)) // shutdown returns instead of waiting forever
+	out, _ := f.output(queued.ID, 1)
+	is.Equal(out, "") // the terminated session never ran
 }
