@@ -27,6 +27,19 @@ func (s *Server) routes() *httprouter.Router {
 
 	r.GET("/health", s.handleHealth)
 
+	if s.cfg.UI != nil {
+		// The web UI routes itself (cookie auth, CSRF, its own 405s) under
+		// these prefixes; CORS never applies to them (see isAPIPath).
+		ui := func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) { s.cfg.UI.ServeHTTP(w, req) }
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			r.Handle(m, "/ui", ui)
+			r.Handle(m, "/ui/*path", ui)
+			r.Handle(m, "/static/*path", ui)
+		}
+		r.Handle(http.MethodGet, "/", ui)
+		r.Handle(http.MethodHead, "/", ui)
+	}
+
 	r.POST("/agents", s.authed(s.handleAgentCreate))
 	r.GET("/agents", s.authed(s.handleAgentList))
 	r.GET("/agents/:id", s.authed(s.handleAgentGet))

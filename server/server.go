@@ -40,6 +40,8 @@ type Config struct {
 	KeylessProviders map[string]bool
 	// Stream tunes the SSE stream (heartbeat and stale intervals).
 	Stream sse.Config
+	// UI serves the web pages: "/", "/ui/..." and "/static/..." (nil: none).
+	UI http.Handler
 }
 
 // Server serves the API.
