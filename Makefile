@@ -10,7 +10,7 @@ LISTEN   ?= 127.0.0.1:8777
 
 export CGO_ENABLED = 0
 
-.PHONY: run build test lint bench clean
+.PHONY: run build test test-deps lint bench clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/aod .
@@ -23,8 +23,22 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
+# What the tests drive for real: Chromium for the browser tests, bubblewrap
+# for the sandbox tests. Installed here when missing and we can (root with
+# apt, as on CI); otherwise those tests say loudly that they did not run.
+test-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "!!! not installed:$$missing (the tests needing them will say so) !!!"; fi; \
+	fi
+
 # The race detector needs cgo; the binary itself stays cgo-free.
-test: lint
+test: lint test-deps
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(GO) build -o /dev/null .
 
