@@ -78,7 +78,7 @@ func Stream(ctx context.Context, w http.ResponseWriter, db *store.DB, sessionID 
 	// Take the change sequence before the first read so a change landing
 	// between that read and the first wait still wakes us.
 	seq := db.ChangeSeq(sessionID)
-	sess, err := db.GetSession(ctx, "", sessionID)
+	sess, err := db.SessionState(ctx, sessionID)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func Stream(ctx context.Context, w http.ResponseWriter, db *store.DB, sessionID 
 			}
 		}
 		seq = db.ChangeSeq(sessionID)
-		sess, err = db.GetSession(ctx, "", sessionID)
+		sess, err = db.SessionState(ctx, sessionID)
 		if store.ErrorCode(err) == store.NotFound {
 			s.buf.begin(last, "error")
 			s.buf.num("id", last)

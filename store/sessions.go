@@ -165,6 +165,27 @@ func getSession(ctx context.Context, q querier, userID, id string) (*Session, er
 	return s, loadResources(ctx, q, s)
 }
 
+// SessionState reads just what a stream needs to follow a session (id,
+// runtime, provider, status, exit code, error) with one cheap query: the
+// stream re-reads it after every batch of rows.
+func (db *DB) SessionState(ctx context.Context, id string) (*Session, error) {
+	var s Session
+	var exit sql.NullInt64
+	err := db.reader.QueryRowContext(ctx, `SELECT id, runtime, provider, status, exit_code, error FROM sessions WHERE id = ?`, id).
+		Scan(&s.ID, &s.Runtime, &s.Provider, &s.Status, &exit, &s.Error)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, sessionNotFound()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if exit.Valid {
+		c := int(exit.Int64)
+		s.ExitCode = &c
+	}
+	return &s, nil
+}
+
 // GetSession returns one of the user's sessions. An empty userID reads any
 // session (the runner and the stream, which checked ownership already).
 func (db *DB) GetSession(ctx context.Context, userID, id string) (*Session, error) {
