@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/aod/aod/server"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/ui"
 	"github.com/spf13/cobra"
 )
 
@@ -129,6 +132,8 @@ type serveOptions struct {
 	fakeModel        bool
 	fakeModelScript  string
 	endpoints        runner.ModelEndpoints
+	registration     string
+	secureCookies    bool
 }
 
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
@@ -142,7 +147,11 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 			if envErr != nil {
 				return envErr
 			}
-			return serve(cmd.Context(), o, openStore, *dataDir, stdout, stderr)
+			err := serve(cmd.Context(), o, openStore, *dataDir, stdout, stderr)
+			if err != nil && cmd.Context().Err() != nil {
+				return nil // stopped (a signal) while starting: not a failure
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -163,6 +172,8 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.StringVar(&o.endpoints.Anthropic, "anthropic-base-url", env.str("AOD_ANTHROPIC_BASE_URL", ""), "model API for claude (and opencode's anthropic provider) (env AOD_ANTHROPIC_BASE_URL)")
 	f.StringVar(&o.endpoints.OpenAI, "openai-base-url", env.str("AOD_OPENAI_BASE_URL", ""), "model API for codex (and opencode's openai provider) (env AOD_OPENAI_BASE_URL)")
 	f.StringVar(&o.endpoints.Gemini, "gemini-base-url", env.str("AOD_GEMINI_BASE_URL", ""), "model API for gemini (and opencode's google provider) (env AOD_GEMINI_BASE_URL)")
+	f.StringVar(&o.registration, "registration", env.str("AOD_REGISTRATION", ui.RegistrationOpen), "web UI sign-up: open (anyone may create an account) or closed (create users with: aod user set-password) (env AOD_REGISTRATION)")
+	f.BoolVar(&o.secureCookies, "secure-cookies", env.bool("AOD_SECURE_COOKIES"), "mark web UI cookies Secure even on requests that don't look like HTTPS (env AOD_SECURE_COOKIES=1)")
 	return cmd
 }
 
@@ -249,6 +260,14 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		"openai":    o.endpoints.OpenAI != "",
 		"google":    o.endpoints.Gemini != "",
 	}
+	stream := sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter}
+	pages, err := ui.New(db, run, ui.Config{
+		Registration: o.registration, Stream: stream, Logger: logger, Secure: o.secureCookies,
+		MaxConcurrentSessions: o.maxConcurrent, KeylessProviders: keyless,
+	})
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return err
@@ -267,7 +286,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	srv := &http.Server{
 		Handler: server.New(db, run, server.Config{
 			Version: versionString(), Logger: logger, MaxConcurrentSessions: o.maxConcurrent,
-			KeylessProviders: keyless, Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter},
+			KeylessProviders: keyless, Stream: stream, UI: pages,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -275,6 +294,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	}
 	fmt.Fprintf(stdout, "aod %s listening on http://%s (data dir %s, sandbox %s)\n", versionString(), ln.Addr(), dataDir, run.Sandbox())
 	fmt.Fprintf(stdout, "create an API token with: aod --data-dir %s token create --user NAME\n", dataDir)
+	fmt.Fprintf(stdout, "web UI at http://%s/ (registration %s)\n", ln.Addr(), o.registration)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -426,7 +446,50 @@ func userCmd(openStore func(context.Context) (*store.DB, error), stdout io.Write
 			return nil
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "set-password NAME",
+		Short: "Set a user's web UI password, read from the first line of stdin (creates the user if new)",
+		Long: `Set a user's web UI password, read from the first line of standard input, e.g.
+
+  printf '%s\n' "$PASSWORD" | aod user set-password alice
+
+The user is created if it does not exist yet, so operators of a server with
+--registration closed can give people accounts.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			password, err := readPassword(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			db, err := openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if _, err := db.EnsureUser(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if err := db.SetPassword(cmd.Context(), args[0], password); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "user %s: web UI password set\n", args[0])
+			return nil
+		},
+	})
 	return cmd
+}
+
+// readPassword reads the first line of r without its line ending.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", fmt.Errorf("no password on stdin: pipe it in, e.g. printf '%%s\\n' \"$PASSWORD\" | aod user set-password NAME")
+	}
+	return line, nil
 }
 
 // startFakeModel serves the fake model API on a loopback port (reachable

@@ -1,0 +1,176 @@
+package ui_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aod/aod/runner"
+	"github.com/aod/aod/server"
+	"github.com/aod/aod/store"
+	"github.com/aod/aod/ui"
+	"github.com/chromedp/chromedp"
+	"github.com/matryer/is"
+)
+
+// chromiumPath finds Debian's Chromium (make test installs it when missing).
+func chromiumPath(t *testing.T) string {
+	for _, p := range []string{os.Getenv("AOD_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+		if p == "" {
+			continue
+		}
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+	}
+	// A browser test that cannot run says so loudly; CI (AOD_REQUIRE_BROWSER=1) fails instead.
+	msg := "!!! BROWSER TEST NOT RUN: Chromium not found (apt install chromium, or set AOD_CHROMIUM) !!!"
+	if os.Getenv("AOD_REQUIRE_BROWSER") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// screenshotDir is docs/screenshots at the repository root.
+func screenshotDir(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "docs", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestBrowserJourney drives Debian's Chromium headless through the UI:
+// register → the welcome page shows the token once → create an environment
+// and an agent → start a shell session printing lines slowly → the lines
+// appear without a reload → terminate → the status changes.
+func TestBrowserJourney(t *testing.T) {
+	chrome := chromiumPath(t)
+	is := is.New(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.Open(ctx, dir, store.Options{})
+	is.NoErr(err) // store
+	defer db.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	run, err := runner.New(db, runner.Config{DataDir: dir, Logger: quiet, KillGrace: 200 * time.Millisecond})
+	is.NoErr(err)            // runner
+	is.NoErr(run.Start(ctx)) // start it
+	defer run.Shutdown(ctx, 0)
+	h, err := ui.New(db, run, ui.Config{Registration: "open", Logger: quiet})
+	is.NoErr(err) // the UI parses its templates
+	ts := httptest.NewServer(server.New(db, run, server.Config{UI: h, Logger: quiet}))
+	defer ts.Close()
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+		chromedp.WindowSize(1280, 900),
+	)...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	bctx, cancelTimeout := context.WithTimeout(bctx, 3*time.Minute)
+	defer cancelTimeout()
+
+	shots := screenshotDir(t)
+	shot := func(name string) chromedp.Action {
+		return chromedp.ActionFunc(func(ctx context.Context) error {
+			var buf []byte
+			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
+		})
+	}
+	var text string
+	bodyText := chromedp.Text("body", &text, chromedp.ByQuery)
+
+	// Landing page, then register.
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/"), shot("landing"), bodyText)) // landing page
+	is.True(strings.Contains(text, "Agent on Demand"))                                     // names the product
+	is.NoErr(chromedp.Run(bctx,
+		chromedp.Navigate(ts.URL+"/ui/register"),
+		chromedp.SendKeys("#id_username", "ada", chromedp.ByQuery),
+		chromedp.SendKeys("#id_password1", "correct horse battery", chromedp.ByQuery),
+		chromedp.SendKeys("#id_password2", "correct horse battery", chromedp.ByQuery),
+		chromedp.Click(`form[action="/ui/register"] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#api-key", chromedp.ByQuery),
+		bodyText,
+	)) // register
+	var url string
+	is.NoErr(chromedp.Run(bctx, chromedp.Location(&url)))        // where registration landed
+	is.True(strings.HasSuffix(url, "/ui/welcome"))               // the welcome page
+	is.True(strings.Contains(text, "aod_"))                      // shows the new API token
+	is.True(strings.Contains(text, "export AOD_API_TOKEN=aod_")) // with a copy-paste export line
+	is.NoErr(chromedp.Run(bctx, shot("welcome")))                // screenshot
+
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/ui/welcome"), bodyText, chromedp.Location(&url))) // second visit
+	is.True(!strings.Contains(text, "export AOD_API_TOKEN=aod_"))                                            // the token is not shown again
+	is.True(!strings.HasSuffix(url, "/ui/welcome"))                                                          // and the page sends people on
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/ui/"), shot("dashboard")))                        // dashboard
+
+	// An environment, then an agent using it.
+	is.NoErr(chromedp.Run(bctx,
+		chromedp.Navigate(ts.URL+"/ui/environments/new"),
+		chromedp.SendKeys("#id_name", "scratch", chromedp.ByQuery),
+		chromedp.Click(`form[action="/ui/environments/new"] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("dl.kv", chromedp.ByQuery),
+		shot("environment"),
+		bodyText,
+	)) // create an environment
+	is.True(strings.Contains(text, "Environment created.")) // flash after the redirect
+	is.NoErr(chromedp.Run(bctx,
+		chromedp.Navigate(ts.URL+"/ui/agents/new"),
+		chromedp.SendKeys("#id_name", "slow-printer", chromedp.ByQuery),
+		chromedp.SetValue("#id_runtime", "shell", chromedp.ByQuery),
+		chromedp.SetValue("#id_model", "local/shell", chromedp.ByQuery),
+		chromedp.Click(`form[action="/ui/agents/new"] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#id_prompt", chromedp.ByQuery),
+		shot("agent"),
+		bodyText,
+	)) // create an agent
+	is.True(strings.Contains(text, "Agent created.")) // flash after the redirect
+
+	// A session printing slowly: the lines arrive while the page stays put.
+	is.NoErr(chromedp.Run(bctx,
+		chromedp.SetValue("#id_prompt", "for i in $(seq 1 200); do echo line $i; sleep 0.2; done", chromedp.ByQuery),
+		chromedp.Click(`form[action$="/sessions"] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("pre.logs", chromedp.ByQuery),
+		chromedp.Evaluate(`window.__noReload = 1`, nil),
+	)) // start the session from the agent page
+	var logs string
+	is.NoErr(chromedp.Run(bctx, chromedp.Poll(`document.querySelector("pre.logs").textContent.includes("line 3")`, nil,
+		chromedp.WithPollingTimeout(60*time.Second)))) // line 3 appears live
+	var marker int
+	is.NoErr(chromedp.Run(bctx, chromedp.Evaluate(`window.__noReload`, &marker), chromedp.Text("pre.logs", &logs, chromedp.ByQuery))) // read the page
+	is.Equal(marker, 1)                                                                                                               // the page was not reloaded
+	is.True(strings.Contains(logs, "line 1") && strings.Contains(logs, "line 2") && strings.Contains(logs, "line 3"))                 // every line so far, in the page
+	is.NoErr(chromedp.Run(bctx, shot("session-live")))                                                                                // screenshot
+
+	// Terminate: the status changes.
+	var status string
+	is.NoErr(chromedp.Run(bctx, chromedp.Click(`#terminate-form button[type=submit]`, chromedp.ByQuery))) // terminate
+	// The click posts and the page redirects back (PRG): read the status
+	// once the new page is there, retrying through the navigation.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if chromedp.Run(bctx, chromedp.Text("#session-status", &status, chromedp.ByQuery)) == nil && strings.TrimSpace(status) == "terminated" {
+			break
+		}
+	}
+	is.NoErr(chromedp.Run(bctx, shot("session-terminated"))) // screenshot
+	is.Equal(strings.TrimSpace(status), "terminated")        // the page shows the new status
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/ui/sessions"), shot("sessions"),
+		chromedp.Navigate(ts.URL+"/ui/api-keys"), shot("api-keys"))) // the remaining main pages
+}

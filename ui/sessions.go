@@ -1,0 +1,307 @@
+package ui
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/aod/aod/sse"
+	"github.com/aod/aod/store"
+	"github.com/julienschmidt/httprouter"
+)
+
+type sessionsPage struct {
+	Sessions []sessionRow
+}
+
+type sessionRow struct {
+	*store.Session
+	AgentName string
+}
+
+func (u *UI) handleSessions(w http.ResponseWriter, r *http.Request, _ httprouter.Params, s *session) error {
+	sessions, err := u.db.ListSessions(r.Context(), s.User.ID)
+	if err != nil {
+		return err
+	}
+	names, err := u.agentNames(r, s)
+	if err != nil {
+		return err
+	}
+	p := sessionsPage{}
+	for _, x := range sessions {
+		p.Sessions = append(p.Sessions, sessionRow{Session: x, AgentName: names[x.AgentID]})
+	}
+	u.render(w, r, http.StatusOK, "sessions", s, p)
+	return nil
+}
+
+// agentNames maps the user's agent ids (archived included) to names.
+func (u *UI) agentNames(r *http.Request, s *session) (map[string]string, error) {
+	agents, err := u.db.ListAgents(r.Context(), s.User.ID, true)
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[string]string, len(agents))
+	for _, a := range agents {
+		names[a.ID] = a.Name
+	}
+	return names, nil
+}
+
+type sessionPage struct {
+	S           *store.Session
+	Agent       *store.Agent
+	Environment *store.Environment
+	Prompt      string // the latest turn's
+	Backend     string
+	Log         []logPiece
+	LastID      int64 // the last log row rendered; the live stream resumes after it
+	LastTurn    int
+	Timeout     int
+	Terminal    bool
+}
+
+// maxRenderedRows bounds the log rendered into the page; the live stream
+// carries on from wherever the page stopped.
+const maxRenderedRows = 20000
+
+func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	sess, err := u.db.GetSession(r.Context(), s.User.ID, id)
+	if err != nil {
+		return err
+	}
+	p := sessionPage{S: sess, Timeout: defaultTimeout, Terminal: isTerminal(sess.Status)}
+	if sess.AgentID != "" {
+		if a, err := u.db.GetAgent(r.Context(), s.User.ID, sess.AgentID); err == nil {
+			p.Agent = a
+		}
+	}
+	if sess.EnvironmentID != "" {
+		if e, err := u.db.GetEnvironment(r.Context(), s.User.ID, sess.EnvironmentID); err == nil {
+			p.Environment = e
+		}
+	}
+	turns, err := u.db.ListTurns(r.Context(), s.User.ID, id)
+	if err != nil {
+		return err
+	}
+	if len(turns) > 0 {
+		last := turns[len(turns)-1]
+		p.Prompt = last.Prompt
+		p.Timeout = last.Timeout
+	}
+	p.Backend = backendLabel(sess)
+	var lb logBuilder
+	for after := int64(0); ; {
+		rows, err := u.db.Events(r.Context(), id, after, 1000)
+		if err != nil {
+			return err
+		}
+		for i := range rows {
+			lb.add(&rows[i])
+		}
+		if len(rows) < 1000 || lb.rows >= maxRenderedRows {
+			break
+		}
+		after = rows[len(rows)-1].ID
+	}
+	p.Log, p.LastID, p.LastTurn = lb.pieces, lb.lastID, lb.lastTurn
+	u.render(w, r, http.StatusOK, "session_detail", s, p)
+	return nil
+}
+
+func isTerminal(status string) bool {
+	return status == store.StatusCompleted || status == store.StatusFailed || status == store.StatusTerminated
+}
+
+// backendLabel says where the session's sprite stands.
+func backendLabel(s *store.Session) string {
+	switch {
+	case s.Status == store.StatusTerminated:
+		return "sprite destroyed"
+	case s.ProvisionState == store.ProvisionDone && s.RuntimeSessionID != "":
+		return "sprite ready · conversation " + s.RuntimeSessionID
+	case s.ProvisionState == store.ProvisionDone:
+		return "sprite ready"
+	case s.ProvisionState == store.ProvisionRunning:
+		return "provisioning"
+	}
+	return "not provisioned"
+}
+
+// logPiece is one span of the rendered log: a class and its text.
+type logPiece struct {
+	Class string
+	Text  string
+}
+
+// logBuilder renders log rows the way static/session.js renders live
+// events, so the page and the stream read alike: stage rows on their own
+// line as "[stage] name state", output prefixed "[stdout] " or "[stderr] "
+// at each line start (rows are byte chunks, not lines), a marker when a
+// later turn begins.
+type logBuilder struct {
+	pieces     []logPiece
+	midLine    bool   // the last output did not end its line
+	lastStream string // stream of that output
+	lastID     int64
+	lastTurn   int
+	rows       int
+}
+
+func (b *logBuilder) emit(class, text string) {
+	b.pieces = append(b.pieces, logPiece{Class: class, Text: text})
+}
+
+func (b *logBuilder) endLine() {
+	if b.midLine {
+		b.emit("", "\n")
+		b.midLine = false
+	}
+}
+
+func (b *logBuilder) add(e *store.Event) {
+	b.rows++
+	switch e.Kind {
+	case store.KindStage:
+		b.endLine()
+		b.emit("stage", stageText(e)+"\n")
+	case store.KindOutput:
+		if e.Turn > 1 && e.Turn != b.lastTurn {
+			b.endLine()
+			b.emit("turn", fmt.Sprintf("[turn %d]\n", e.Turn))
+		}
+		if e.Turn > 0 {
+			b.lastTurn = e.Turn
+		}
+		if b.midLine && e.Stream != b.lastStream {
+			b.endLine()
+		}
+		data := e.Data
+		for data != "" {
+			line, rest, found := strings.Cut(data, "\n")
+			if found {
+				line += "\n"
+			}
+			if !b.midLine {
+				b.emit("tag tag-"+e.Stream, "["+e.Stream+"] ")
+			}
+			b.emit(e.Stream, line)
+			b.midLine = !found
+			data = rest
+		}
+		b.lastStream = e.Stream
+	default:
+		return // the runner's own markers
+	}
+	b.lastID = e.ID
+}
+
+// stageText is "[stage] name state", with the duration and any message.
+func stageText(e *store.Event) string {
+	t := "[stage] " + e.Stage + " " + e.State
+	if e.DurationMS != nil && e.State != store.StageStarted {
+		t += fmt.Sprintf(" (%d ms)", *e.DurationMS)
+	}
+	if e.Data != "" {
+		t += ": " + e.Data
+	}
+	return t
+}
+
+func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	if _, err := u.db.GetSession(r.Context(), s.User.ID, id); err != nil {
+		return err
+	}
+	back := "/ui/sessions/" + id
+	if err := u.db.CheckPromptable(r.Context(), s.User.ID, id); err != nil {
+		msg, ok := sessionError(err)
+		if !ok {
+			return err
+		}
+		u.redirect(w, r, back, failure(msg))
+		return nil
+	}
+	prompt, timeout, problem := promptFields(r)
+	if problem != "" {
+		u.redirect(w, r, back, failure(problem))
+		return nil
+	}
+	if u.run == nil {
+		u.redirect(w, r, back, failure("Session backend token is not configured"))
+		return nil
+	}
+	sess, err := u.db.PromptSession(r.Context(), s.User.ID, id, prompt, timeout)
+	if err != nil {
+		msg, ok := sessionError(err)
+		if !ok {
+			return err
+		}
+		u.redirect(w, r, back, failure(msg))
+		return nil
+	}
+	u.run.Enqueue(sess.ID)
+	u.redirect(w, r, back, success("Follow-up sent."))
+	return nil
+}
+
+func (u *UI) handleSessionTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	if _, err := u.db.GetSession(r.Context(), s.User.ID, id); err != nil {
+		return err
+	}
+	back := "/ui/sessions/" + id
+	if u.run == nil {
+		u.redirect(w, r, back, failure(backendMissing))
+		return nil
+	}
+	sess, err := u.db.TerminateSession(r.Context(), s.User.ID, id)
+	if err != nil {
+		msg, ok := sessionError(err)
+		if !ok {
+			return err
+		}
+		u.redirect(w, r, back, failure(msg))
+		return nil
+	}
+	u.run.Terminate(sess.ID)
+	u.redirect(w, r, back, success("Session terminated."))
+	return nil
+}
+
+// handleSessionStream is the session's SSE stream for the page's
+// EventSource: same origin, authenticated by the login cookie, so no API
+// token ever reaches the browser.
+func (u *UI) handleSessionStream(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	if _, err := u.db.GetSession(r.Context(), s.User.ID, id); err != nil {
+		return err
+	}
+	cursor, err := sse.ParseCursor(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil
+	}
+	if err := sse.Stream(r.Context(), w, u.db, id, cursor, u.cfg.Stream); err != nil {
+		if store.ErrorCode(err) == store.NotFound {
+			return err // gone before the stream began: nothing written yet
+		}
+		u.log.Warn("ui: stream ended with an error", "session", id, "err", err)
+	}
+	return nil
+}

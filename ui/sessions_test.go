@@ -1,0 +1,288 @@
+package ui_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+)
+
+// TestShellSessionFromAgentPage starts a shell session from an agent's
+// page: it runs, its page shows the stored log and the live stream route
+// carries the rest; then a follow-up and terminate, all by forms.
+func TestShellSessionFromAgentPage(t *testing.T) {
+	s := newSite(t)
+	v := s.user("runner")
+	agent := v.shellAgent("sh")
+	is := is.New(t)
+
+	p := v.get("/ui/sessions")
+	is.True(p.Has("No sessions yet. Start one from an agent page.")) // empty state
+
+	v.get("/ui/agents/" + agent)
+	p = v.post("/ui/agents/"+agent+"/sessions", url.Values{"prompt": {"echo hello-one\necho oops >&2\necho hello-two"}, "timeout": {"60"}})
+	is.Equal(p.Status, http.StatusFound) // PRG
+	id := idOf(t, p)
+	is.Equal(p.Location(), "/ui/sessions/"+id) // to the session
+	first := v.follow(p)
+	is.Equal(first.Flashes(), []string{"success: Session started."})       // flash
+	is.True(first.Has("Session " + id))                                    // header
+	is.True(first.Has(`data-stream-url="/ui/sessions/` + id + `/stream"`)) // the live stream hook
+	is.True(first.Has(`id="session-status"`))                              // the status hook
+	is.True(first.Has(`<pre class="logs"`))                                // the log block
+	is.True(first.Has("static/session."))                                  // the live-log script
+
+	sess := s.waitStatus(id, "completed")
+	is.Equal(*sess.ExitCode, 0) // the script succeeded
+
+	p = v.get("/ui/sessions/" + id)
+	is.Equal(p.Status, http.StatusOK)                         // the page
+	is.True(p.HasText("[stdout] hello-one\n"))                // stored stdout rows, labelled
+	is.True(p.HasText("[stdout] hello-two\n"))                // every line
+	is.True(p.Has(`<span class="stderr">oops`))               // stderr apart
+	is.True(p.Has("[stage] create_sprite started"))           // stage progress
+	is.True(p.Has("[stage] runtime_start started"))           // to the last stage
+	is.True(p.Has(`id="session-status">completed<`))          // status
+	is.True(p.Has(`<dd id="session-exit-code">0</dd>`))       // exit code
+	is.True(p.Has("echo hello-one"))                          // the latest prompt
+	is.True(p.Has(`href="/ui/agents/` + agent + `">sh</a>`))  // the agent
+	is.True(p.Has("Terminate session"))                       // completed sessions can be terminated
+	is.True(p.Has(`action="/ui/sessions/` + id + `/prompt"`)) // and take a follow-up
+	is.True(!p.Has("No logs yet."))                           // there are logs
+	lastID := regexp.MustCompile(`data-last-id="(\d+)"`).FindStringSubmatch(p.Body)
+	is.True(lastID != nil) // the page says where the stream resumes
+	last, _ := strconv.ParseInt(lastID[1], 10, 64)
+	is.True(last > 0) // after the rows it rendered
+
+	// The stream route: cookie auth, the sse package, resumable.
+	res := streamGet(t, v, "/ui/sessions/"+id+"/stream")
+	is.Equal(res.status, http.StatusOK)                       // streams
+	is.Equal(res.contentType, "text/event-stream")            // as SSE
+	is.True(strings.Contains(res.body, `"data": "hello-one`)) // full replay by default
+	is.True(strings.Contains(res.body, `"type": "exit"`))     // to the terminal event
+	res = streamGet(t, v, "/ui/sessions/"+id+"/stream?since="+lastID[1])
+	is.True(!strings.Contains(res.body, `"type": "output"`)) // nothing after the rendered rows
+	is.True(strings.Contains(res.body, `"type": "exit"`))    // but the end
+	res = streamGet(t, v, "/ui/sessions/"+id+"/stream?since=x")
+	is.Equal(res.status, http.StatusBadRequest) // a bad cursor
+
+	p = v.get("/ui/sessions")
+	is.True(p.Has(`href="/ui/sessions/` + id + `"><code>` + id[:8] + `…</code>`)) // short id link
+	is.True(p.Has(">sh</a>"))                                                     // agent name
+	is.True(p.Has(">completed<"))                                                 // status pill
+
+	// Follow-up: validation, then a second turn.
+	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"  "}})
+	is.Equal(v.follow(p).Flashes(), []string{"error: Prompt: This field is required."}) // form error as a flash
+	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo again"}, "timeout": {"9"}})
+	is.Equal(v.follow(p).Flashes(), []string{"error: Timeout: Ensure this value is greater than or equal to 10."}) // range
+	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo turn-two; sleep 5"}, "timeout": {"30"}})
+	is.Equal(p.Status, http.StatusFound)                                  // PRG
+	is.Equal(p.Location(), "/ui/sessions/"+id)                            // to the session
+	is.Equal(v.follow(p).Flashes(), []string{"success: Follow-up sent."}) // flash
+	s.waitStatus(id, "running")
+	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo three"}})
+	is.Equal(v.follow(p).Flashes(), []string{"error: Session is already running"}) // a running session takes no prompt
+	st, _ := s.DB.GetSession(context.Background(), "", id)
+	is.Equal(st.TurnCount, 2) // and got no new turn
+	p = v.get("/ui/sessions/" + id)
+	is.True(p.Has("Wait for this turn to complete"))           // the follow-up panel explains
+	is.True(!p.Has(`action="/ui/sessions/` + id + `/prompt"`)) // no form meanwhile
+
+	// Terminate.
+	p = v.post("/ui/sessions/"+id+"/terminate", nil)
+	is.Equal(p.Status, http.StatusFound) // PRG
+	p = v.follow(p)
+	is.Equal(p.Flashes(), []string{"success: Session terminated."}) // flash
+	is.True(p.Has(`id="session-status">terminated<`))               // status
+	is.True(!p.Has("Terminate session"))                            // no button any more
+	is.True(p.Has("cannot be resumed"))                             // the panel says why
+	is.True(p.Has("[turn 2]"))                                      // the second turn is marked in the log
+	p = v.post("/ui/sessions/"+id+"/terminate", nil)
+	is.Equal(v.follow(p).Flashes(), []string{"error: Session is already terminated"}) // twice: the API's message
+	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo late"}})
+	is.Equal(v.follow(p).Flashes(), []string{"error: Session has been terminated"}) // no prompts after
+	res = streamGet(t, v, "/ui/sessions/"+id+"/stream")
+	is.True(strings.Contains(res.body, `"type": "terminated"`)) // the stream ends terminated
+
+	// Another user sees none of it.
+	o := s.user("stranger")
+	is.Equal(o.get("/ui/sessions/"+id).Status, http.StatusNotFound)                                         // page
+	is.Equal(streamGet(t, o, "/ui/sessions/"+id+"/stream").status, http.StatusNotFound)                     // stream
+	is.Equal(o.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"x"}}).Status, http.StatusNotFound) // prompt
+	is.Equal(o.post("/ui/sessions/"+id+"/terminate", nil).Status, http.StatusNotFound)                      // terminate
+	is.True(!o.get("/ui/sessions").Has(id[:8]))                                                             // list
+	is.Equal(v.get("/ui/sessions/nope").Status, http.StatusNotFound)                                        // malformed id
+	is.Equal(v.send(http.MethodDelete, "/ui/sessions/"+id, nil).Status, http.StatusMethodNotAllowed)        // wrong method
+}
+
+type streamResult struct {
+	status      int
+	contentType string
+	body        string
+}
+
+// streamGet reads a stream until the server closes it (terminal sessions
+// end their stream) or 10 s pass.
+func streamGet(t *testing.T, v *visitor, path string) streamResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, v.s.URL+path, nil)
+	res, err := v.client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer res.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+	}
+	return streamResult{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: b.String()}
+}
+
+// TestLiveStream: a page opened while the session runs renders what is
+// stored so far; the stream from that point brings the rest, with ids a
+// reconnect can resume from.
+func TestLiveStream(t *testing.T) {
+	s := newSite(t)
+	v := s.user("live")
+	agent := v.shellAgent("slow")
+	is := is.New(t)
+	id := v.startSession(agent, "echo first; sleep 1.5; echo second")
+	deadline := time.Now().Add(30 * time.Second)
+	var p page
+	for {
+		p = v.get("/ui/sessions/" + id)
+		if p.HasText("[stdout] first") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	is.True(p.HasText("[stdout] first"))   // the stored row is rendered
+	is.True(!p.HasText("[stdout] second")) // the later one is not there yet
+	since := regexp.MustCompile(`data-last-id="(\d+)"`).FindStringSubmatch(p.Body)[1]
+	res := streamGet(t, v, "/ui/sessions/"+id+"/stream?since="+since)
+	is.Equal(res.status, http.StatusOK)                                // live
+	is.True(!strings.Contains(res.body, `"data": "first\n"`))          // no duplicate of the rendered row
+	is.True(strings.Contains(res.body, `"data": "second\n"`))          // the new output arrives
+	is.True(strings.Contains(res.body, `"type": "exit"`))              // then the end
+	is.True(regexp.MustCompile(`(?m)^id: \d+$`).MatchString(res.body)) // with ids for Last-Event-ID
+}
+
+func TestStartSessionRefusals(t *testing.T) {
+	s := newSiteWith(t, siteOptions{maxConcurrent: 1})
+	v := s.user("limits")
+	agent := v.shellAgent("sh")
+	t.Run("form errors", func(t *testing.T) {
+		is := is.New(t)
+		v.get("/ui/agents/" + agent)
+		for form, want := range map[string]string{
+			"":             "error: Prompt: This field is required.",
+			"timeout=5":    "error: Timeout: Ensure this value is greater than or equal to 10.",
+			"timeout=3601": "error: Timeout: Ensure this value is less than or equal to 3600.",
+			"timeout=soon": "error: Timeout: Enter a whole number.",
+		} {
+			f, _ := url.ParseQuery(form)
+			if form != "" {
+				f.Set("prompt", "echo hi")
+			}
+			p := v.post("/ui/agents/"+agent+"/sessions", f)
+			is.Equal(p.Status, http.StatusFound)            // PRG
+			is.Equal(p.Location(), "/ui/agents/"+agent)     // back to the agent
+			is.Equal(v.follow(p).Flashes(), []string{want}) // "<Label>: <message>"
+		}
+	})
+	t.Run("quota", func(t *testing.T) {
+		is := is.New(t)
+		id := v.startSession(agent, "sleep 30")
+		v.get("/ui/agents/" + agent)
+		p := v.post("/ui/agents/"+agent+"/sessions", url.Values{"prompt": {"echo hi"}})
+		is.Equal(p.Location(), "/ui/agents/"+agent)                                                                                                        // refused, back to the agent
+		is.Equal(v.follow(p).Flashes(), []string{"error: Concurrent session limit reached (1/1). Terminate an active session before starting a new one."}) // the API's message
+		v.get("/ui/sessions/" + id)
+		v.post("/ui/sessions/"+id+"/terminate", nil)
+	})
+	t.Run("credential", func(t *testing.T) {
+		is := is.New(t)
+		v.get("/ui/agents/new")
+		claude := idOf(t, v.post("/ui/agents/new", url.Values{"name": {"c"}, "runtime": {"claude"}, "model": {"anthropic/claude-sonnet-4-6"}}))
+		p := v.post("/ui/agents/"+claude+"/sessions", url.Values{"prompt": {"hi"}})
+		is.Equal(v.follow(p).Flashes(), []string{"error: No API key configured for runtime: claude"}) // no key, no session
+		sessions, err := s.DB.ListSessions(context.Background(), userID(t, s, "limits"))
+		is.NoErr(err)              // list
+		is.Equal(len(sessions), 1) // only the quota test's session exists
+	})
+}
+
+func TestSessionPageStates(t *testing.T) {
+	s := newSite(t)
+	v := s.user("states")
+	agent := v.shellAgent("sh")
+	is := is.New(t)
+	id := v.startSession(agent, "echo bad >&2; exit 3")
+	sess := s.waitStatus(id, "failed")
+	is.Equal(*sess.ExitCode, 3) // the script failed
+	p := v.get("/ui/sessions/" + id)
+	is.True(p.Has(`id="session-status">failed<`))       // status
+	is.True(p.Has(`<dd id="session-exit-code">3</dd>`)) // exit code
+	is.True(p.Has("failed and cannot be resumed"))      // the follow-up panel explains
+	is.True(p.HasText("[stderr] bad"))                  // stderr row
+	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo again"}})
+	is.Equal(v.follow(p).Flashes(), []string{"error: Session has failed and cannot be resumed. Start a new session."}) // API detail
+
+	empty := v.startSession(agent, "true")
+	s.waitStatus(empty, "completed")
+	p = v.get("/ui/sessions/" + empty)
+	is.True(p.Has("[stage] "))  // stages even without output
+	is.True(!p.Has("[stdout]")) // and no output rows
+}
+
+func TestStaticFiles(t *testing.T) {
+	s := newSite(t)
+	is := is.New(t)
+	v := s.visitor()
+	p := v.get("/")
+	css := regexp.MustCompile(`href="(/static/styles\.[0-9a-f]{12}\.css)"`).FindStringSubmatch(p.Body)
+	is.True(css != nil) // pages link the hashed stylesheet
+	p = v.get(css[1])
+	is.Equal(p.Status, http.StatusOK)                                              // served
+	is.Equal(p.Header.Get("Content-Type"), "text/css; charset=utf-8")              // as CSS
+	is.Equal(p.Header.Get("Cache-Control"), "public, max-age=31536000, immutable") // cached for good
+	is.True(strings.Contains(p.Body, ".logs"))                                     // the terminal block style
+	is.True(strings.Contains(p.Body, "@media (max-width: 780px)"))                 // responsive
+	p = v.get("/static/styles.css")
+	is.Equal(p.Status, http.StatusOK)                   // the plain name works too
+	is.Equal(p.Header.Get("Cache-Control"), "no-cache") // but is revalidated
+	p = v.get("/static/nope.js")
+	is.Equal(p.Status, http.StatusNotFound) // unknown files are 404
+
+	u := s.user("js")
+	agent := u.shellAgent("sh")
+	id := u.startSession(agent, "true")
+	js := regexp.MustCompile(`src="(/static/session\.[0-9a-f]{12}\.js)"`).FindStringSubmatch(u.get("/ui/sessions/" + id).Body)
+	is.True(js != nil) // the session page loads the live-log script
+	p = u.get(js[1])
+	is.Equal(p.Header.Get("Content-Type"), "text/javascript; charset=utf-8") // as JavaScript
+	is.True(strings.Contains(p.Body, "EventSource"))                         // it streams
+	is.True(strings.Contains(p.Body, "?since="))                             // resuming after the rendered rows
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	s := newSite(t)
+	is := is.New(t)
+	p := s.visitor().get("/ui/login")
+	is.True(strings.Contains(p.Header.Get("Content-Security-Policy"), "script-src 'self'")) // no inline scripts
+	is.Equal(p.Header.Get("X-Frame-Options"), "DENY")                                       // no framing
+	is.Equal(p.Header.Get("X-Content-Type-Options"), "nosniff")                             // no sniffing
+	p = s.visitor().send(http.MethodHead, "/ui/login", nil)
+	is.Equal(p.Status, http.StatusOK) // HEAD works like GET
+}

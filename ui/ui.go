@@ -1,0 +1,358 @@
+// Package ui is aod's web UI for people: server-rendered pages and static
+// assets embedded in the binary, cookie login with CSRF protection, and the
+// handlers behind every page, including the session page's live log stream.
+package ui
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aod/aod/sse"
+	"github.com/aod/aod/store"
+	"github.com/julienschmidt/httprouter"
+)
+
+//go:embed templates/*.html static/*
+var embedded embed.FS
+
+// Runner is what the pages need from the session runner.
+type Runner interface {
+	Enqueue(sessionID string)
+	Terminate(sessionID string)
+}
+
+// Config holds what the UI needs besides the store and the runner.
+type Config struct {
+	// Registration is "open" (anyone may create an account, the default)
+	// or "closed" (operators create users with the CLI).
+	Registration string
+	// Stream tunes the session page's live stream.
+	Stream sse.Config
+	Logger *slog.Logger
+	// Secure marks cookies Secure even when a request doesn't look like
+	// HTTPS (TLS, or a proxy's X-Forwarded-Proto: https).
+	Secure bool
+	// MaxConcurrentSessions is the default per-user limit of active
+	// sessions, as for the API; 0 = none.
+	MaxConcurrentSessions int
+	// KeylessProviders are model providers whose sessions need no key
+	// (the server points their CLIs at a keyless endpoint).
+	KeylessProviders map[string]bool
+}
+
+// Registration modes.
+const (
+	RegistrationOpen   = "open"
+	RegistrationClosed = "closed"
+)
+
+// pages are the templates every start must find; each is parsed with
+// base.html, which lays out the page around its "content".
+var pages = []string{
+	"landing", "login", "register", "welcome", "dashboard", "api_keys",
+	"agents", "agent_new", "agent_detail", "environments", "environment_new", "environment_detail",
+	"sessions", "session_detail", "error",
+}
+
+// UI serves the pages.
+type UI struct {
+	db      *store.DB
+	run     Runner
+	cfg     Config
+	log     *slog.Logger
+	pages   map[string]*template.Template
+	assets  map[string]*asset // by served name, hashed and plain
+	urls    map[string]string // plain name -> hashed URL
+	secret  []byte            // signs flash cookies and anonymous CSRF tokens
+	limiter *limiter
+	router  *httprouter.Router
+}
+
+// New parses the templates and hashes the static files; a missing or broken
+// template is an error here, never at request time.
+func New(db *store.DB, run Runner, cfg Config) (http.Handler, error) {
+	return newUI(db, run, cfg, embedded)
+}
+
+func newUI(db *store.DB, run Runner, cfg Config, fsys fs.FS) (*UI, error) {
+	switch cfg.Registration {
+	case "":
+		cfg.Registration = RegistrationOpen
+	case RegistrationOpen, RegistrationClosed:
+	default:
+		return nil, fmt.Errorf("registration must be open or closed, got %q", cfg.Registration)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	u := &UI{db: db, run: run, cfg: cfg, log: cfg.Logger, secret: make([]byte, 32),
+		limiter: newLimiter(loginMaxFailures, loginWindow)}
+	if _, err := rand.Read(u.secret); err != nil {
+		return nil, err
+	}
+	if err := u.loadAssets(fsys); err != nil {
+		return nil, err
+	}
+	if err := u.parseTemplates(fsys); err != nil {
+		return nil, err
+	}
+	u.router = u.routes()
+	return u, nil
+}
+
+// asset is one static file.
+type asset struct {
+	body        []byte
+	contentType string
+	immutable   bool // served under its content hash
+}
+
+func (u *UI) loadAssets(fsys fs.FS) error {
+	u.assets, u.urls = map[string]*asset{}, map[string]string{}
+	entries, err := fs.ReadDir(fsys, "static")
+	if err != nil {
+		return fmt.Errorf("ui: static files: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		name := e.Name()
+		body, err := fs.ReadFile(fsys, "static/"+name)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		ext := path.Ext(name)
+		hashed := strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:])[:12] + ext
+		ct := contentTypes[ext]
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		u.assets[hashed] = &asset{body: body, contentType: ct, immutable: true}
+		u.assets[name] = &asset{body: body, contentType: ct}
+		u.urls[name] = "/static/" + hashed
+	}
+	return nil
+}
+
+var contentTypes = map[string]string{
+	".css": "text/css; charset=utf-8",
+	".js":  "text/javascript; charset=utf-8",
+	".svg": "image/svg+xml",
+	".png": "image/png",
+	".ico": "image/x-icon",
+}
+
+func (u *UI) parseTemplates(fsys fs.FS) error {
+	funcs := template.FuncMap{
+		"static": func(name string) (string, error) {
+			url, ok := u.urls[name]
+			if !ok {
+				return "", fmt.Errorf("no static file %q", name)
+			}
+			return url, nil
+		},
+		"when":     formatWhen,
+		"whenPtr":  formatWhenPtr,
+		"shortID":  shortID,
+		"exitCode": exitCode,
+	}
+	base, err := fs.ReadFile(fsys, "templates/base.html")
+	if err != nil {
+		return fmt.Errorf("ui: templates: %w", err)
+	}
+	u.pages = map[string]*template.Template{}
+	for _, name := range pages {
+		body, err := fs.ReadFile(fsys, "templates/"+name+".html")
+		if err != nil {
+			return fmt.Errorf("ui: template %s: %w", name, err)
+		}
+		t, err := template.New("base.html").Funcs(funcs).Parse(string(base))
+		if err != nil {
+			return fmt.Errorf("ui: template base.html: %w", err)
+		}
+		if _, err := t.New(name + ".html").Parse(string(body)); err != nil {
+			return fmt.Errorf("ui: template %s: %w", name, err)
+		}
+		// A static file a page names must exist now, not when it renders.
+		for _, m := range staticRefRE.FindAllStringSubmatch(string(base)+string(body), -1) {
+			if _, ok := u.urls[m[1]]; !ok {
+				return fmt.Errorf("ui: template %s: no static file %q", name, m[1])
+			}
+		}
+		for _, block := range []string{"title", "content"} {
+			if t.Lookup(block) == nil {
+				return fmt.Errorf("ui: template %s defines no %q block", name, block)
+			}
+		}
+		u.pages[name] = t
+	}
+	return nil
+}
+
+var staticRefRE = regexp.MustCompile(`\bstatic\s+"([^"]+)"`)
+
+func formatWhen(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+func formatWhenPtr(t *time.Time) string {
+	if t == nil {
+		return "—"
+	}
+	return formatWhen(*t)
+}
+
+func shortID(id string) string {
+	if len(id) <= 8 {
+		return id
+	}
+	return id[:8] + "…"
+}
+
+func exitCode(c *int) string {
+	if c == nil {
+		return "—"
+	}
+	return fmt.Sprint(*c)
+}
+
+// ServeHTTP answers HEAD like GET (net/http drops the body), sets the
+// headers every UI response carries, and routes.
+func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		r = r.Clone(r.Context())
+		r.Method = http.MethodGet
+	}
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+	u.router.ServeHTTP(w, r)
+}
+
+func (u *UI) serveStatic(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	a, ok := u.assets[ps.ByName("name")]
+	if !ok {
+		u.renderError(w, r, nil, http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", a.contentType)
+	if a.immutable {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "no-cache")
+	}
+	w.Write(a.body)
+}
+
+// view is what every template gets: the layout's needs plus the page's.
+type view struct {
+	User         *store.User
+	CSRF         string
+	Flashes      []flash
+	Nav          string // the nav entry to mark current
+	Registration bool   // registration is open
+	D            any    // the page's own data
+}
+
+// render executes a page into a buffer first so a template error becomes a
+// clean 500 instead of half a page.
+func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, page string, sess *session, data any, extra ...flash) {
+	v := view{D: data, Nav: navFor(r.URL.Path), Registration: u.cfg.Registration == RegistrationOpen}
+	if sess != nil {
+		v.User, v.CSRF = &sess.User, sess.CSRF
+	} else {
+		v.CSRF = u.anonCSRF(w, r)
+	}
+	v.Flashes = append(u.takeFlashes(w, r), extra...)
+	var buf bytes.Buffer
+	if err := u.pages[page].ExecuteTemplate(&buf, "base.html", v); err != nil {
+		u.log.Error("ui: render", "page", page, "err", err)
+		http.Error(w, "Internal server error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// Pages can hold one-time keys and CSRF tokens: never cache them.
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+func navFor(p string) string {
+	for _, n := range []string{"api-keys", "agents", "environments", "sessions"} {
+		if p == "/ui/"+n || strings.HasPrefix(p, "/ui/"+n+"/") {
+			return n
+		}
+	}
+	if p == "/ui/" {
+		return "dashboard"
+	}
+	return ""
+}
+
+// errorPage is the data of error.html.
+type errorPage struct {
+	Code    int
+	Heading string
+	Message string
+}
+
+var errorCopy = map[int]errorPage{
+	http.StatusBadRequest:          {Heading: "Bad request", Message: "The request could not be understood."},
+	http.StatusForbidden:           {Heading: "Forbidden", Message: "The form was missing its security token or it did not match. Go back, reload the page and try again."},
+	http.StatusNotFound:            {Heading: "Page not found", Message: "There is nothing here, or it belongs to someone else."},
+	http.StatusMethodNotAllowed:    {Heading: "Method not allowed", Message: "This page does not accept that kind of request."},
+	http.StatusInternalServerError: {Heading: "Something went wrong", Message: "The server could not finish this request. It has been logged."},
+}
+
+func (u *UI) renderError(w http.ResponseWriter, r *http.Request, sess *session, status int) {
+	p := errorCopy[status]
+	p.Code = status
+	if p.Heading == "" {
+		p.Heading = http.StatusText(status)
+	}
+	u.render(w, r, status, "error", sess, p)
+}
+
+// fail answers a handler's error: domain not-found errors are the 404
+// page (also for other users' objects), anything else is logged and 500.
+func (u *UI) fail(w http.ResponseWriter, r *http.Request, sess *session, err error) {
+	if store.ErrorCode(err) == store.NotFound {
+		u.renderError(w, r, sess, http.StatusNotFound)
+		return
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		u.renderError(w, r, sess, http.StatusRequestEntityTooLarge)
+		return
+	}
+	if errors.Is(err, errBadForm) {
+		u.renderError(w, r, sess, http.StatusBadRequest)
+		return
+	}
+	u.log.Error("ui: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	u.renderError(w, r, sess, http.StatusInternalServerError)
+}
