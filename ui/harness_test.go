@@ -278,3 +278,20 @@ func (s *site) waitStatus(id string, statuses ...string) *store.Session {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// waitOutput waits until a session's log holds output containing text.
+func (s *site) waitOutput(id, text string) {
+	s.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		events, err := s.DB.Events(context.Background(), id, 0, 10000)
+		if err != nil {
+			s.t.Fatalf("events: %v", err)
+		}
+		for _, e := range events {
+			if e.Kind == store.KindOutput && strings.Contains(e.Data, text) {
+				return
+			}
+		}
+	}
+	s.t.Fatalf("session %s never printed %q", id, text)
+}

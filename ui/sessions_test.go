@@ -88,6 +88,7 @@ func TestShellSessionFromAgentPage(t *testing.T) {
 	is.Equal(p.Location(), "/ui/sessions/"+id)                            // to the session
 	is.Equal(v.follow(p).Flashes(), []string{"success: Follow-up sent."}) // flash
 	s.waitStatus(id, "running")
+	s.waitOutput(id, "turn-two") // turn 2's output is in the log
 	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo three"}})
 	is.Equal(v.follow(p).Flashes(), []string{"error: Session is already running"}) // a running session takes no prompt
 	st, _ := s.DB.GetSession(context.Background(), "", id)
