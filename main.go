@@ -128,6 +128,7 @@ type serveOptions struct {
 	killGrace        time.Duration
 	shutdownGrace    time.Duration
 	provisionTimeout time.Duration
+	sweepInterval    time.Duration
 	runtimeDir       string
 	fakeModel        bool
 	fakeModelScript  string
@@ -166,6 +167,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.killGrace, "kill-grace", env.dur("AOD_KILL_GRACE", 3*time.Second), "time between TERM and KILL when a turn times out (env AOD_KILL_GRACE)")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", env.dur("AOD_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running turns may finish (env AOD_SHUTDOWN_GRACE)")
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", 15*time.Minute), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
+	f.DurationVar(&o.sweepInterval, "sweep-interval", env.dur("AOD_SWEEP_INTERVAL", 10*time.Minute), "how often leftover sprites of deleted or terminated sessions are removed (env AOD_SWEEP_INTERVAL)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
 	f.BoolVar(&o.fakeModel, "fake-model", env.bool("AOD_FAKE_MODEL"), "run the fake model API in-process and point every runtime at it: offline runs, no model keys (env AOD_FAKE_MODEL=1)")
 	f.StringVar(&o.fakeModelScript, "fake-model-script", env.str("AOD_FAKE_MODEL_SCRIPT", ""), "script for --fake-model replies (env AOD_FAKE_MODEL_SCRIPT)")
@@ -247,7 +249,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	}
 	run, err := runner.New(db, runner.Config{
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: o.outputLimit,
-		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, Logger: logger,
+		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
 		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints,
 	})
 	if err != nil {

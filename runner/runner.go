@@ -34,6 +34,10 @@ type Config struct {
 	KillGrace time.Duration
 	// ProvisionTimeout bounds all provisioning stages (default 15m).
 	ProvisionTimeout time.Duration
+	// SweepInterval is how often sprites of deleted or terminated sessions
+	// are looked for and removed while running (besides at start), should
+	// a removal have failed (default 10m).
+	SweepInterval time.Duration
 	// RuntimeDir is the shared cache of installed agent CLIs, one
 	// directory per package@version (default <DataDir>/runtimes).
 	RuntimeDir string
@@ -98,6 +102,8 @@ type Runner struct {
 	started bool
 	closed  bool
 
+	stopSweep chan struct{} // closed by Shutdown
+
 	workers sync.WaitGroup
 	bg      sync.WaitGroup // sprite removals
 }
@@ -130,6 +136,9 @@ func New(db *store.DB, cfg Config) (*Runner, error) {
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 3 * time.Second
 	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 10 * time.Minute
+	}
 	if cfg.ProvisionTimeout <= 0 {
 		cfg.ProvisionTimeout = 15 * time.Minute
 	}
@@ -161,7 +170,7 @@ func New(db *store.DB, cfg Config) (*Runner, error) {
 			return nil, fmt.Errorf("runner: runtime version %q for %s: not an npm version", v, name)
 		}
 	}
-	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}}
+	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, stopSweep: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
 	r.inst = &installer{dir: cfg.RuntimeDir, npm: findBinary("npm"), log: cfg.Logger}
 
@@ -236,7 +245,26 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.workers.Add(1)
 		go r.work()
 	}
+	r.workers.Add(1)
+	go r.sweepLoop()
 	return nil
+}
+
+// sweepLoop repeats the start-up sweep every SweepInterval until Shutdown.
+func (r *Runner) sweepLoop() {
+	defer r.workers.Done()
+	t := time.NewTicker(r.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopSweep:
+			return
+		case <-t.C:
+			if err := r.sweep(context.Background()); err != nil {
+				r.log.Error("sweeping sprite directories", "err", err)
+			}
+		}
+	}
 }
 
 // sweep removes sprites whose session is gone or terminated.
@@ -390,6 +418,9 @@ func (r *Runner) stop(id string, cause error) {
 // turn"). It returns when every job has ended, or with ctx's error.
 func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 	r.mu.Lock()
+	if !r.closed {
+		close(r.stopSweep)
+	}
 	r.closed = true
 	r.cond.Broadcast()
 	// Queued jobs will not run in this process (their turns stay pending

@@ -474,3 +474,17 @@ func TestTerminateQueuedSessionThenShutdown(t *testing.T) {
 	out, _ := f.output(queued.ID, 1)
 	is.Equal(out, "") // the terminated session never ran
 }
+
+// Sprites left behind while the server runs (a removal that failed) are
+// swept periodically, not only at start.
+func TestPeriodicSweep(t *testing.T) {
+	is := is.New(t)
+	f := newFixture(t, Config{SweepInterval: 50 * time.Millisecond})
+	orphan := f.spriteDir("0190a1b2-0000-7000-8000-0000000000aa")
+	is.NoErr(os.MkdirAll(filepath.Join(orphan, "home"), 0o700)) // a sprite of no session appears after start
+	is.True(eventually(func() bool { return !exists(orphan) })) // and is removed by the periodic sweep
+	live := f.run("echo started\nsleep 1000\n", sessionOpts{})
+	f.waitOutput(live.ID, "started")
+	time.Sleep(200 * time.Millisecond)    // several sweeps pass
+	is.True(exists(f.spriteDir(live.ID))) // a running session's sprite is left alone
+}
