@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"regexp"
 	"strings"
@@ -316,12 +317,20 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite,
 	if err != nil {
 		return nil, nil, err
 	}
+	home := sp.Path(HomeDir)
 	env := map[string]string{
-		"PATH":   defaultPath,
-		"HOME":   sp.Path(HomeDir),
+		"HOME":   home,
 		"TMPDIR": sp.Path(TmpDir),
 		"LANG":   "C.UTF-8",
 		"USER":   "sprite",
+	}
+	for k, v := range userToolEnv(home) {
+		env[k] = v
+	}
+	for _, k := range hostNetworkEnv {
+		if v := os.Getenv(k); v != "" {
+			env[k] = v
+		}
 	}
 	env["AOD_SESSION_ID"] = sess.ID
 	if sess.Model != "" {
@@ -343,6 +352,35 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite,
 		env["PATH"] = sp.Path(pkg.mountPath()) + "/node_modules/.bin:" + env["PATH"]
 	}
 	return env, resources, nil
+}
+
+// hostNetworkEnv are the server's TLS-trust and proxy settings, passed on
+// so package managers in a sprite reach registries the way the host does
+// (e.g. behind a proxy with its own CA). The CA files live under /etc,
+// which sprites see read-only.
+var hostNetworkEnv = []string{
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+}
+
+// userToolEnv makes the language package managers install into the
+// sprite's home instead of system directories (read-only under bubblewrap,
+// and not ours to change without it), with their bin directories on PATH.
+// The user's env vars are applied after these and may override them.
+func userToolEnv(home string) map[string]string {
+	local := home + "/.local"
+	gemHome := local + "/share/gem"
+	return map[string]string{
+		"PATH":                      local + "/bin:" + gemHome + "/bin:" + defaultPath,
+		"NPM_CONFIG_PREFIX":         local,   // npm install --global
+		"PYTHONUSERBASE":            local,   // pip install --user
+		"PIP_USER":                  "1",     // (pip installs to the user base)
+		"PIP_BREAK_SYSTEM_PACKAGES": "1",     // Debian's pip refuses --user installs otherwise
+		"GEM_HOME":                  gemHome, // gem install
+		"CARGO_INSTALL_ROOT":        local,   // cargo install → ~/.local/bin
+		"GOPATH":                    home + "/go",
+		"GOBIN":                     local + "/bin", // go install
+	}
 }
 
 func envList(env map[string]string) []string {
@@ -413,6 +451,9 @@ func provisionScript(environment *store.Environment, resources []store.Resource,
 			}
 			switch m {
 			case "apt":
+				// apt writes system directories: say so plainly where they
+				// are read-only (bubblewrap sprites) instead of apt's own error.
+				b.WriteString(`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (bubblewrap sandbox); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi` + "\n")
 				fmt.Fprintf(&b, "apt-get update -qq && apt-get install -y %s\n", quoteAll(pkgs))
 			case "gem":
 				fmt.Fprintf(&b, "gem install %s\n", quoteAll(pkgs))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestShellSessionCompletes(t *testing.T) {
 			f := newFixture(t, Config{Sandbox: mode})
 			is.Equal(f.r.Sandbox(), mode) // the runner uses the mode asked for
 			script := "printf 'hello\\n'\nprintf 'oops\\n' >&2\nprintf 'h\\303\\251llo \\342\\234\\223\\n'\n" +
-				"printf '%s|%s|%s|%s|%s\\n' \"$USER\" \"$LANG\" \"$AOD_SESSION_ID\" \"$AOD_MODEL\" \"$PATH\"\n" +
+				"printf '%s|%s|%s|%s|%s\\n' \"$USER\" \"$LANG\" \"$AOD_SESSION_ID\" \"$AOD_MODEL\" \"$(printf %s \"$PATH\" | sed \"s|$HOME|HOME|g\")\"\n" +
 				"test \"$HOME\" = \"$(pwd)\" && echo home-is-cwd\n"
 			s := f.run(script, sessionOpts{})
 			f.r.Enqueue(s.ID) // a second enqueue of the same session runs nothing twice
@@ -34,8 +35,8 @@ func TestShellSessionCompletes(t *testing.T) {
 			is.True(done.ExitCode != nil)                // the exit code is recorded
 			is.Equal(*done.ExitCode, 0)                  // and it is 0
 			stdout, stderr := f.output(s.ID, 1)
-			is.Equal(stdout, "hello\nhéllo ✓\nsprite|C.UTF-8|"+s.ID+"|local/shell|"+defaultPath+"\nhome-is-cwd\n") // exactly the bytes written to stdout
-			is.Equal(stderr, "oops\n")                                                                             // exactly the bytes written to stderr
+			is.Equal(stdout, "hello\nhéllo ✓\nsprite|C.UTF-8|"+s.ID+"|local/shell|HOME/.local/bin:HOME/.local/share/gem/bin:"+defaultPath+"\nhome-is-cwd\n") // exactly the bytes written to stdout
+			is.Equal(stderr, "oops\n")                                                                                                                       // exactly the bytes written to stderr
 			is.Equal(f.stages(s.ID), []string{
 				"create_sprite:started", "create_sprite:done",
 				"install_runtime:started", "install_runtime:done",
@@ -335,6 +336,7 @@ func TestProvisionScript(t *testing.T) {
 	}, sp)
 	is.NoErr(err) // build the script
 	is.Equal(script, "#!/bin/bash\nset -e\n"+
+		`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (bubblewrap sandbox); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi`+"\n"+
 		"apt-get update -qq && apt-get install -y curl\n"+
 		"go install x/y@latest\ngo install z@v1\n"+
 		"pip install requests 'a b'\n"+
@@ -487,4 +489,48 @@ func TestPeriodicSweep(t *testing.T) {
 	f.waitOutput(live.ID, "started")
 	time.Sleep(200 * time.Millisecond)    // several sweeps pass
 	is.True(exists(f.spriteDir(live.ID))) // a running session's sprite is left alone
+}
+
+// Environment packages install into the sprite's home, so they work under
+// bubblewrap's read-only system directories too; their commands are on
+// PATH in every turn. (npm is the manager this machine's registry serves.)
+func TestEnvironmentPackagesInstallIntoHome(t *testing.T) {
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Fatalf("npm is required (the runtime tests need it too): %v", err)
+	}
+	for _, mode := range sandboxModes(t) {
+		t.Run(mode, func(t *testing.T) {
+			if mode == SandboxBwrap {
+				requireBwrap(t)
+			}
+			is := is.New(t)
+			f := newFixture(t, Config{Sandbox: mode})
+			env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+				Name: "npm", Packages: map[string][]string{"npm": {"semver@7.6.3"}}, Networking: store.Networking{Type: "unrestricted"},
+			})
+			is.NoErr(err) // an environment with an npm package that has a command
+			s := f.run("semver 1.2.3 -i minor\ncommand -v semver | sed \"s|$HOME|HOME|\"\n", sessionOpts{environmentID: env.ID})
+			done := f.wait(s.ID)
+			is.Equal(done.Status, store.StatusCompleted) // provisioning installed it and the turn ran
+			out, _ := f.output(s.ID, 1)
+			is.Equal(out, "1.3.0\nHOME/.local/bin/semver\n") // the package's command works, from the home dir
+		})
+	}
+}
+
+// apt needs writable system directories: under bubblewrap the stage says
+// so plainly.
+func TestAptPackagesUnderBwrapFailClearly(t *testing.T) {
+	requireBwrap(t)
+	is := is.New(t)
+	f := newFixture(t, Config{Sandbox: SandboxBwrap})
+	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "apt", Packages: map[string][]string{"apt": {"curl"}}, Networking: store.Networking{Type: "unrestricted"},
+	})
+	is.NoErr(err) // an environment with an apt package
+	s := f.run("echo never\n", sessionOpts{environmentID: env.ID})
+	done := f.wait(s.ID)
+	is.Equal(done.Status, store.StatusFailed)                                 // provisioning fails
+	is.True(strings.Contains(done.Error, "apt packages cannot be installed")) // saying why (see done.Error)
+	is.True(strings.Contains(done.Error, "read-only"))                        // and what is read-only
 }
