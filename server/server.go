@@ -32,8 +32,6 @@ type Config struct {
 	// MaxConcurrentSessions is the default per-user limit of pending and
 	// running sessions (a per-user override in the store wins); 0 = none.
 	MaxConcurrentSessions int
-	// NoCredentialCheck accepts sessions whose runtime has no API key.
-	NoCredentialCheck bool
 	// KeylessProviders are model providers whose CLIs the server points at
 	// an endpoint that needs no real key (the fake model API): their
 	// sessions need no key either.

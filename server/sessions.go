@@ -228,7 +228,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request, _ h
 	sess, err := s.db.CreateSession(r.Context(), u.ID, store.SessionInput{
 		AgentID: agentID, EnvironmentID: envID, Prompt: prompt, Timeout: timeout, Resources: resources,
 		SecretEnvVars: secrets, MaxConcurrent: s.cfg.MaxConcurrentSessions,
-		RequireCredential: !s.cfg.NoCredentialCheck, KeylessProviders: s.cfg.KeylessProviders,
+		RequireCredential: true, KeylessProviders: s.cfg.KeylessProviders,
 	})
 	if err != nil {
 		return err
