@@ -233,6 +233,18 @@ func sessionError(err error) (string, bool) {
 	return store.ErrorMessage(err), true
 }
 
+// refuse answers a refused session action the way every session form
+// does: the API's message as an error flash on a redirect back. Internal
+// errors are returned for the 500 page instead.
+func (u *UI) refuse(w http.ResponseWriter, r *http.Request, back string, err error) error {
+	msg, ok := sessionError(err)
+	if !ok {
+		return err
+	}
+	u.redirect(w, r, back, failure(msg))
+	return nil
+}
+
 const backendMissing = "Session backend is not configured"
 
 func (u *UI) handleAgentStartSession(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
@@ -259,12 +271,7 @@ func (u *UI) handleAgentStartSession(w http.ResponseWriter, r *http.Request, ps 
 		RequireCredential: true, KeylessProviders: u.cfg.KeylessProviders,
 	})
 	if err != nil {
-		msg, ok := sessionError(err)
-		if !ok {
-			return err
-		}
-		u.redirect(w, r, back, failure(msg))
-		return nil
+		return u.refuse(w, r, back, err)
 	}
 	u.run.Enqueue(sess.ID)
 	u.redirect(w, r, "/ui/sessions/"+sess.ID, success("Session started."))

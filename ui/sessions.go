@@ -224,12 +224,7 @@ func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps http
 	}
 	back := "/ui/sessions/" + id
 	if err := u.db.CheckPromptable(r.Context(), s.User.ID, id); err != nil {
-		msg, ok := sessionError(err)
-		if !ok {
-			return err
-		}
-		u.redirect(w, r, back, failure(msg))
-		return nil
+		return u.refuse(w, r, back, err)
 	}
 	prompt, timeout, problem := promptFields(r)
 	if problem != "" {
@@ -242,12 +237,7 @@ func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps http
 	}
 	sess, err := u.db.PromptSession(r.Context(), s.User.ID, id, prompt, timeout)
 	if err != nil {
-		msg, ok := sessionError(err)
-		if !ok {
-			return err
-		}
-		u.redirect(w, r, back, failure(msg))
-		return nil
+		return u.refuse(w, r, back, err)
 	}
 	u.run.Enqueue(sess.ID)
 	u.redirect(w, r, back, success("Follow-up sent."))
@@ -269,12 +259,7 @@ func (u *UI) handleSessionTerminate(w http.ResponseWriter, r *http.Request, ps h
 	}
 	sess, err := u.db.TerminateSession(r.Context(), s.User.ID, id)
 	if err != nil {
-		msg, ok := sessionError(err)
-		if !ok {
-			return err
-		}
-		u.redirect(w, r, back, failure(msg))
-		return nil
+		return u.refuse(w, r, back, err)
 	}
 	u.run.Terminate(sess.ID)
 	u.redirect(w, r, back, success("Session terminated."))
