@@ -17,25 +17,46 @@ import (
 	"github.com/aod/aod/store"
 )
 
-// Config tunes a stream. Zero fields take the contract's defaults.
+// The contract's defaults, exported so command-line flags can offer them.
+const (
+	DefaultHeartbeat = 15 * time.Second
+	DefaultStale     = 600 * time.Second
+	DefaultBatchSize = 500
+)
+
+// Config tunes a stream. Zero fields take the defaults above.
 type Config struct {
-	Heartbeat time.Duration // quiet time before a ": heartbeat" comment (15 s)
-	Stale     time.Duration // time without new rows before "stale" ends the stream (600 s)
-	BatchSize int           // rows read per query (500)
+	Heartbeat time.Duration // quiet time before a ": heartbeat" comment
+	Stale     time.Duration // time without new rows before "stale" ends the stream
+	BatchSize int           // rows read per query
 }
 
 func (c Config) withDefaults() Config {
 	if c.Heartbeat <= 0 {
-		c.Heartbeat = 15 * time.Second
+		c.Heartbeat = DefaultHeartbeat
 	}
 	if c.Stale <= 0 {
-		c.Stale = 600 * time.Second
+		c.Stale = DefaultStale
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = DefaultBatchSize
 	}
 	return c
 }
+
+// Log is the part of the store a stream reads, declared here so sse depends
+// on those reads alone rather than on the whole database.
+type Log interface {
+	// ChangeSeq and WaitChange are the notifier: a sequence taken before a
+	// read makes WaitChange return at once if anything changed since.
+	ChangeSeq(sessionID string) uint64
+	WaitChange(ctx context.Context, sessionID string, seq uint64) error
+	SessionState(ctx context.Context, id string) (*store.Session, error)
+	Events(ctx context.Context, sessionID string, after int64, limit int) ([]store.Event, error)
+}
+
+// The server and the UI pass their *store.DB.
+var _ Log = (*store.DB)(nil)
 
 // ErrBadCursor is the 400 for a resume cursor that is not an integer; its
 // text is the contract's detail string.
@@ -73,20 +94,75 @@ func ParseCursor(r *http.Request) (int64, error) {
 // no one left to tell); an error means a store failure, after which the
 // connection closes without a terminal event so clients reconnect, or a
 // ResponseWriter that cannot flush.
-func Stream(ctx context.Context, w http.ResponseWriter, db *store.DB, sessionID string, cursor int64, cfg Config) error {
-	cfg = cfg.withDefaults()
+func Stream(ctx context.Context, w http.ResponseWriter, log Log, sessionID string, cursor int64, cfg Config) error {
+	s := &stream{log: log, id: sessionID, cfg: cfg.withDefaults(), after: cursor, last: cursor}
 	// Take the change sequence before the first read so a change landing
 	// between that read and the first wait still wakes us.
-	seq := db.ChangeSeq(sessionID)
-	sess, err := db.SessionState(ctx, sessionID)
+	s.seq = log.ChangeSeq(sessionID)
+	sess, err := log.SessionState(ctx, sessionID)
 	if err != nil {
 		return err
 	}
+	s.sess = sess
+	if err := s.open(w); err != nil {
+		return err
+	}
+	if !s.start() {
+		return s.err
+	}
+	for {
+		read, ok := s.replay(ctx)
+		if !ok {
+			return s.err
+		}
+		// The status was read before the rows, and the runner commits a
+		// turn's rows before its status: terminal plus no rows means the log
+		// is complete. Any rows, even after a terminal status, only say the
+		// log moved (perhaps into a new turn), so read again before ending
+		// or waiting.
+		if read == 0 {
+			if terminal(s.sess.Status) {
+				s.finish()
+				return s.err
+			}
+			if !s.wait(ctx) {
+				return s.err
+			}
+		}
+		if !s.refresh(ctx) {
+			return s.err
+		}
+	}
+}
 
-	rc := http.NewResponseController(w)
+// stream is one client's position in one session's log. Its methods report
+// whether streaming goes on; when it doesn't, err says why if that is
+// anyone's fault but the client's.
+type stream struct {
+	log  Log
+	id   string
+	cfg  Config
+	seq  uint64         // change sequence taken before sess and the next read
+	sess *store.Session // status as of seq
+
+	after    int64 // read position: every row id seen, shown or not
+	last     int64 // id of the last event delivered, for terminal events
+	lastTurn int   // so a resume starts again with a turn_start
+
+	staleAt, beatAt time.Time
+
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf jsonBuf // frames batched into one write and flush per batch of rows
+	err error
+}
+
+// open sends the stream's headers.
+func (s *stream) open(w http.ResponseWriter) error {
+	s.w, s.rc = w, http.NewResponseController(w)
 	// The server's write timeout is for ordinary responses; a stream may
 	// legitimately stay open for as long as the session runs.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	h := w.Header()
@@ -94,100 +170,104 @@ func Stream(ctx context.Context, w http.ResponseWriter, db *store.DB, sessionID 
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	return nil
+}
 
-	s := &streamer{w: w, rc: rc}
+func (s *stream) start() bool {
 	s.buf.begin(0, "start")
-	s.buf.str("runtime", sess.Runtime)
-	s.buf.str("provider", sess.Provider)
-	s.buf.str("session_id", sess.ID)
+	s.buf.str("runtime", s.sess.Runtime)
+	s.buf.str("provider", s.sess.Provider)
+	s.buf.str("session_id", s.sess.ID)
 	s.buf.end()
 	if !s.flush() {
-		return s.err
+		return false
 	}
+	s.sent(time.Now())
+	return true
+}
 
-	after := cursor // read position: every row id seen, shown or not
-	last := cursor  // id of the last event delivered, for terminal events
-	lastTurn := 0   // so a resume starts again with a turn_start
-	now := time.Now()
-	staleAt, beatAt := now.Add(cfg.Stale), now.Add(cfg.Heartbeat)
+// sent restarts both quiet timers: heartbeats and the stale timeout count
+// from the last thing the client was sent.
+func (s *stream) sent(now time.Time) {
+	s.staleAt, s.beatAt = now.Add(s.cfg.Stale), now.Add(s.cfg.Heartbeat)
+}
+
+// replay sends the next batch of rows after the read position and says how
+// many it read.
+func (s *stream) replay(ctx context.Context) (int, bool) {
+	rows, err := s.log.Events(ctx, s.id, s.after, s.cfg.BatchSize)
+	if err != nil {
+		return 0, s.fail(ctx, err)
+	}
+	if len(rows) == 0 {
+		return 0, true
+	}
+	for i := range rows {
+		e := &rows[i]
+		s.after = e.ID
+		if s.event(e) {
+			s.last = e.ID
+		}
+	}
+	if !s.flush() {
+		return len(rows), false
+	}
+	s.sent(time.Now())
+	return len(rows), true
+}
+
+// wait blocks until the session's log or state changes, keeping the
+// connection alive with heartbeats, and ends the stream as stale when
+// nothing has been sent for cfg.Stale.
+func (s *stream) wait(ctx context.Context) bool {
 	for {
-		rows, err := db.Events(ctx, sessionID, after, cfg.BatchSize)
-		if err != nil {
-			return quiet(ctx, err)
+		now := time.Now()
+		if !now.Before(s.staleAt) {
+			s.stale()
+			return false
 		}
-		for i := range rows {
-			e := &rows[i]
-			after = e.ID
-			if s.event(e, &lastTurn) {
-				last = e.ID
-			}
-		}
-		if len(rows) > 0 {
+		if !now.Before(s.beatAt) {
+			s.buf.b = append(s.buf.b, ": heartbeat\n\n"...)
 			if !s.flush() {
-				return s.err
+				return false
 			}
-			now := time.Now()
-			staleAt, beatAt = now.Add(cfg.Stale), now.Add(cfg.Heartbeat)
+			s.beatAt = now.Add(s.cfg.Heartbeat)
 		}
-		// The status was read before the rows, and the runner commits a
-		// turn's rows before its status: terminal plus no rows means the log
-		// is complete. Any rows, even after a terminal status, only say the
-		// log moved (perhaps into a new turn), so read again before ending
-		// or waiting.
-		if len(rows) == 0 {
-			if terminal(sess.Status) {
-				s.terminal(sess, last)
-				s.flush()
-				return s.err
-			}
-			for changed := false; !changed; {
-				now := time.Now()
-				if !now.Before(staleAt) {
-					s.buf.begin(last, "stale")
-					s.buf.num("id", last)
-					s.buf.str("message", "No output for "+seconds(cfg.Stale)+"s")
-					s.buf.end()
-					s.flush()
-					return s.err
-				}
-				if !now.Before(beatAt) {
-					s.buf.b = append(s.buf.b, ": heartbeat\n\n"...)
-					if !s.flush() {
-						return s.err
-					}
-					beatAt = now.Add(cfg.Heartbeat)
-				}
-				wctx, cancel := context.WithDeadline(ctx, minTime(staleAt, beatAt))
-				err := db.WaitChange(wctx, sessionID, seq)
-				cancel()
-				if ctx.Err() != nil {
-					return nil
-				}
-				changed = err == nil
-			}
+		wctx, cancel := context.WithDeadline(ctx, minTime(s.staleAt, s.beatAt))
+		err := s.log.WaitChange(wctx, s.id, s.seq)
+		cancel()
+		if ctx.Err() != nil {
+			return false // the client left: nobody to tell
 		}
-		seq = db.ChangeSeq(sessionID)
-		sess, err = db.SessionState(ctx, sessionID)
-		if store.ErrorCode(err) == store.NotFound {
-			s.buf.begin(last, "error")
-			s.buf.num("id", last)
-			s.buf.str("message", "Session deleted")
-			s.buf.end()
-			s.flush()
-			return s.err
-		}
-		if err != nil {
-			return quiet(ctx, err)
+		if err == nil {
+			return true
 		}
 	}
 }
 
-// quiet drops errors caused by the client or the server going away.
-func quiet(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
+// refresh rereads the session's state, sequence first as in Stream. A
+// session deleted under the stream ends it.
+func (s *stream) refresh(ctx context.Context) bool {
+	s.seq = s.log.ChangeSeq(s.id)
+	sess, err := s.log.SessionState(ctx, s.id)
+	if store.ErrorCode(err) == store.NotFound {
+		s.deleted()
+		return false
 	}
-	return err
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	s.sess = sess
+	return true
+}
+
+// fail stops on a store error, which is only worth reporting when it isn't
+// the client or the server going away.
+func (s *stream) fail(ctx context.Context, err error) bool {
+	if ctx.Err() == nil {
+		s.err = err
+	}
+	return false
 }
 
 func terminal(status string) bool {
@@ -210,19 +290,11 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// streamer batches frames into one write and flush per batch of rows.
-type streamer struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	buf jsonBuf
-	err error // why the stream had to stop, when it is our fault
-}
-
 // flush sends what is buffered and reports whether streaming can go on. A
 // failed write means the client left, which is no error; a writer that
 // can't flush is a wiring bug (a wrapper hiding http.Flusher) that would
 // hold live output back silently, so it is reported in s.err.
-func (s *streamer) flush() bool {
+func (s *stream) flush() bool {
 	if len(s.buf.b) > 0 {
 		_, err := s.w.Write(s.buf.b)
 		s.buf.b = s.buf.b[:0]
@@ -241,7 +313,7 @@ func (s *streamer) flush() bool {
 
 // event frames one log row and reports whether it was shown. Rows of kinds
 // the stream doesn't know are the runner's own markers: skipped.
-func (s *streamer) event(e *store.Event, lastTurn *int) bool {
+func (s *stream) event(e *store.Event) bool {
 	b := &s.buf
 	switch e.Kind {
 	case store.KindStage:
@@ -259,13 +331,13 @@ func (s *streamer) event(e *store.Event, lastTurn *int) bool {
 		}
 		b.end()
 	case store.KindOutput:
-		if e.Turn > 0 && e.Turn != *lastTurn {
+		if e.Turn > 0 && e.Turn != s.lastTurn {
 			// No id: line, so a client resuming from it still gets the output.
 			b.begin(0, "turn_start")
 			b.num("id", e.ID)
 			b.num("turn", int64(e.Turn))
 			b.end()
-			*lastTurn = e.Turn
+			s.lastTurn = e.Turn
 		}
 		b.begin(e.ID, "output")
 		b.num("id", e.ID)
@@ -283,10 +355,10 @@ func (s *streamer) event(e *store.Event, lastTurn *int) bool {
 	return true
 }
 
-// terminal frames the one event that ends a finished session's stream,
+// finish ends a finished session's stream with its one terminal event,
 // derived from its final state.
-func (s *streamer) terminal(sess *store.Session, last int64) {
-	b := &s.buf
+func (s *stream) finish() {
+	b, sess, last := &s.buf, s.sess, s.last
 	switch {
 	case sess.Status == store.StatusTerminated:
 		b.begin(last, "terminated")
@@ -310,6 +382,23 @@ func (s *streamer) terminal(sess *store.Session, last int64) {
 		}
 	}
 	b.end()
+	s.flush()
+}
+
+func (s *stream) stale() {
+	s.buf.begin(s.last, "stale")
+	s.buf.num("id", s.last)
+	s.buf.str("message", "No output for "+seconds(s.cfg.Stale)+"s")
+	s.buf.end()
+	s.flush()
+}
+
+func (s *stream) deleted() {
+	s.buf.begin(s.last, "error")
+	s.buf.num("id", s.last)
+	s.buf.str("message", "Session deleted")
+	s.buf.end()
+	s.flush()
 }
 
 // jsonBuf writes SSE frames holding flat JSON objects the way Python's
