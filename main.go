@@ -22,6 +22,7 @@ import (
 	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/ui"
@@ -255,17 +256,10 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	if err != nil {
 		return err
 	}
-	// A provider whose CLIs talk to another endpoint gets a placeholder key
-	// from the runner when the session brings none, so none is required.
-	keyless := map[string]bool{
-		"anthropic": o.endpoints.Anthropic != "",
-		"openai":    o.endpoints.OpenAI != "",
-		"google":    o.endpoints.Gemini != "",
-	}
+	sess := sessions.New(db, run, store.SessionPolicy{MaxConcurrent: o.maxConcurrent, Keyless: o.endpoints.Keyless})
 	stream := sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter}
-	pages, err := ui.New(db, run, ui.Config{
+	pages, err := ui.New(db, sess, ui.Config{
 		Registration: o.registration, Stream: stream, Logger: logger, Secure: o.secureCookies,
-		MaxConcurrentSessions: o.maxConcurrent, KeylessProviders: keyless,
 	})
 	if err != nil {
 		return err
@@ -286,9 +280,8 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	baseCtx, cancelStreams := context.WithCancel(context.Background())
 	defer cancelStreams()
 	srv := &http.Server{
-		Handler: server.New(db, run, server.Config{
-			Version: versionString(), Logger: logger, MaxConcurrentSessions: o.maxConcurrent,
-			KeylessProviders: keyless, Stream: stream, UI: pages,
+		Handler: server.New(db, sess, server.Config{
+			Version: versionString(), Logger: logger, Stream: stream, UI: pages,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

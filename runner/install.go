@@ -19,28 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aod/aod/catalogue"
 	"golang.org/x/sys/unix"
 )
 
-// npmPackage is an agent CLI as npm ships it.
-type npmPackage struct {
-	Name    string // npm package name
-	Version string // exact version: installs are cached by it
-	Bin     string // the command it installs into node_modules/.bin
-}
-
-// runtimePins are the CLI versions aod runs, overridable per runtime with
-// Config.RuntimeVersions. They must run on the machine's Node: claude-code
-// 2.1.197 is the newest that declares Node 20 (engines >=18; later ones
-// want >=22); codex 0.169.0 (>=16), gemini-cli 0.61.0 (>=20) and
-// opencode-ai 1.18.33 (a native binary, no engines) install and run on
-// Node 20 (verified with npm 11 / Node 20.20).
-var runtimePins = map[string]npmPackage{
-	"claude":   {Name: "@anthropic-ai/claude-code", Version: "2.1.197", Bin: "claude"},
-	"codex":    {Name: "@openai/codex", Version: "0.169.0", Bin: "codex"},
-	"gemini":   {Name: "@google/gemini-cli", Version: "0.61.0", Bin: "gemini"},
-	"opencode": {Name: "opencode-ai", Version: "1.18.33", Bin: "opencode"},
-}
+// npmPackage is an agent CLI as npm ships it (see catalogue.Package).
+type npmPackage catalogue.Package
 
 // versionRE is what a pinned version may look like: it becomes part of a
 // directory name, so no slashes and no leading dot.
@@ -65,10 +49,11 @@ func (p npmPackage) mountPath() string { return path.Join(RuntimeMountDir, p.slu
 // pin is the package of a runtime with the configured version, nil for a
 // runtime that installs nothing (shell).
 func (r *Runner) pin(rt Runtime) *npmPackage {
-	p, ok := runtimePins[rt.Name()]
-	if !ok {
+	entry, ok := catalogue.Lookup(rt.Name())
+	if !ok || entry.Package == nil {
 		return nil
 	}
+	p := npmPackage(*entry.Package)
 	if v := r.cfg.RuntimeVersions[rt.Name()]; v != "" {
 		p.Version = v
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
 )
 
@@ -42,7 +43,7 @@ type Config struct {
 	// directory per package@version (default <DataDir>/runtimes).
 	RuntimeDir string
 	// RuntimeVersions overrides the pinned npm version of a runtime's CLI,
-	// by runtime name ("claude": "2.1.197"); see runtimePins.
+	// by runtime name ("claude": "2.1.197"); the pins are in the catalogue.
 	RuntimeVersions map[string]string
 	// ModelEndpoints point the agent CLIs at other model APIs (a gateway,
 	// or aod's fake model API for offline runs).
@@ -59,6 +60,21 @@ type ModelEndpoints struct {
 	Anthropic string // claude: ANTHROPIC_BASE_URL; opencode: provider anthropic
 	OpenAI    string // codex: the "aod" model provider; opencode: provider openai
 	Gemini    string // gemini: GOOGLE_GEMINI_BASE_URL; opencode: provider google
+}
+
+// Keyless reports whether the provider's CLIs talk to a configured
+// endpoint: the runner then gives a session that brings no key a
+// placeholder one (the fake model API takes any), so none is required.
+func (e ModelEndpoints) Keyless(provider string) bool {
+	switch provider {
+	case "anthropic":
+		return e.Anthropic != ""
+	case "openai":
+		return e.OpenAI != ""
+	case "google":
+		return e.Gemini != ""
+	}
+	return false
 }
 
 // Limits are per-process resource limits inside a sprite (setrlimit via
@@ -163,7 +179,7 @@ func New(db *store.DB, cfg Config) (*Runner, error) {
 	}
 	cfg.RuntimeDir = runtimeDir
 	for name, v := range cfg.RuntimeVersions {
-		if _, ok := runtimePins[name]; !ok {
+		if rt, ok := catalogue.Lookup(name); !ok || rt.Package == nil {
 			return nil, fmt.Errorf("runner: runtime version for %q: no such agent runtime", name)
 		}
 		if !versionRE.MatchString(v) {

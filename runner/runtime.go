@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
 )
 
@@ -14,7 +15,7 @@ import (
 // output says about the conversation. Every turn runs Argv with cwd
 // HomeDir, HOME=HomeDir and the prompt on stdin, so a CLI that keys its
 // saved conversations by directory finds them again on later turns. The
-// CLI itself comes from runtimePins (installed by install_runtime).
+// CLI itself is the catalogue's package (installed by install_runtime).
 type Runtime interface {
 	Name() string
 	// Argv is the command of a turn; turn 1 starts the conversation, later
@@ -42,10 +43,15 @@ type Runtime interface {
 	Parser() outputParser
 }
 
-// runtime returns the adapter of a session's runtime.
+// runtime returns the adapter of a session's runtime, chosen by the
+// catalogue's adapter name.
 func (r *Runner) runtime(name string) Runtime {
 	ep := r.cfg.ModelEndpoints
-	switch name {
+	entry, ok := catalogue.Lookup(name)
+	if !ok {
+		return unavailableRuntime{name: name}
+	}
+	switch entry.Adapter {
 	case "shell":
 		return shellRuntime{}
 	case "claude":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
 )
 
@@ -50,7 +51,7 @@ func (c claudeRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
 	setDefault(env, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
 	if c.ep.Anthropic != "" {
 		env["ANTHROPIC_BASE_URL"] = endpointRoot(c.ep.Anthropic)
-		if !hasAny(env, "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN") {
+		if !hasAny(env, catalogue.CredentialNames("claude", "anthropic")...) {
 			env["ANTHROPIC_API_KEY"] = placeholderKey
 		}
 	}

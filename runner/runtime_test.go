@@ -510,6 +510,24 @@ func TestSessionEnvPutsTheCLIOnPath(t *testing.T) {
 		At: "/aod/runtimes/anthropic-ai-claude-code@2.1.100"}}) // the installed CLI is bound read-only into the sprite
 }
 
+// A session that brings only ANTHROPIC_AUTH_TOKEN (which the store's
+// credential check accepts, from the same catalogue) gets it in the CLI's
+// environment and no placeholder key beside it.
+func TestClaudeGetsTheAuthToken(t *testing.T) {
+	is := is.New(t)
+	f := newStore(t)
+	r := testRunner(t, Config{ModelEndpoints: testEndpoints})
+	r.db = f.db
+	s := f.create("hi", sessionOpts{runtime: "claude", secrets: map[string]string{"ANTHROPIC_AUTH_TOKEN": "gw-token"}})
+	rt := r.runtime("claude")
+	sp := testSprite(t, SandboxNone, r.spriteOpts(s, rt))
+	env, _, err := r.sessionEnv(f.ctx, s, sp, rt)
+	is.NoErr(err)                                     // assemble the environment
+	is.Equal(env["ANTHROPIC_AUTH_TOKEN"], "gw-token") // the CLI gets the token
+	_, placeholder := env["ANTHROPIC_API_KEY"]
+	is.True(!placeholder) // and no placeholder key that would shadow it
+}
+
 func TestRuntimeConfigValidation(t *testing.T) {
 	is := is.New(t)
 	_, err := New(nil, Config{DataDir: t.TempDir(), Sandbox: SandboxNone, RuntimeVersions: map[string]string{"shell": "1"}})

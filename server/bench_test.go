@@ -15,6 +15,7 @@ import (
 
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/store"
 )
 
@@ -89,7 +90,7 @@ func benchServer(b *testing.B, mode string) (base, token, agentID string) {
 	if err := run.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	ts := httptest.NewServer(server.New(db, run, server.Config{}))
+	ts := httptest.NewServer(server.New(db, sessions.New(db, run, store.SessionPolicy{}), server.Config{}))
 	b.Cleanup(func() {
 		ts.CloseClientConnections()
 		ts.Close()

@@ -16,6 +16,7 @@ import (
 	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
@@ -67,13 +68,12 @@ func newAPIWith(t *testing.T, o apiOptions) *api {
 	if err := run.Start(context.Background()); err != nil {
 		t.Fatalf("start runner: %v", err)
 	}
-	var keyless map[string]bool
+	policy := store.SessionPolicy{MaxConcurrent: o.maxConcurrent}
 	if o.keyless {
-		keyless = map[string]bool{"anthropic": true, "openai": true, "google": true}
+		policy.Keyless = func(string) bool { return true }
 	}
-	ts := httptest.NewServer(server.New(db, run, server.Config{
-		Version: "test", MaxConcurrentSessions: o.maxConcurrent, KeylessProviders: keyless,
-		Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.stale},
+	ts := httptest.NewServer(server.New(db, sessions.New(db, run, policy), server.Config{
+		Version: "test", Stream: sse.Config{Heartbeat: o.heartbeat, Stale: o.stale},
 	}))
 	t.Cleanup(func() {
 		ts.CloseClientConnections()

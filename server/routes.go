@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/aod/aod/store"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -55,26 +54,15 @@ func (s *Server) routes() *httprouter.Router {
 	r.DELETE("/environments/:id/delete", s.authed(s.handleEnvironmentDelete))
 	r.GET("/environments/:id/versions", s.authed(s.handleEnvironmentVersions))
 
-	r.POST("/sessions", s.withRunner(s.handleSessionCreate, "Session backend is not configured"))
+	r.POST("/sessions", s.authed(s.handleSessionCreate))
 	r.GET("/sessions", s.authed(s.handleSessionList))
 	r.GET("/sessions/:id", s.authed(s.handleSessionGet))
 	r.GET("/sessions/:id/turns", s.authed(s.handleSessionTurns))
-	r.POST("/sessions/:id/prompt", s.withRunner(s.handleSessionPrompt, "Session backend token is not configured"))
-	r.POST("/sessions/:id/terminate", s.withRunner(s.handleSessionTerminate, "Session backend is not configured"))
-	r.DELETE("/sessions/:id/delete", s.withRunner(s.handleSessionDelete, "Session backend is not configured"))
+	r.POST("/sessions/:id/prompt", s.authed(s.handleSessionPrompt))
+	r.POST("/sessions/:id/terminate", s.authed(s.handleSessionTerminate))
+	r.DELETE("/sessions/:id/delete", s.authed(s.handleSessionDelete))
 	r.GET("/sessions/:id/stream", s.authed(s.handleSessionStream))
 	return r
-}
-
-// withRunner authenticates, then answers 503 with the original's message
-// when no runner is configured.
-func (s *Server) withRunner(h handler, unavailable string) httprouter.Handle {
-	return s.authed(func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-		if s.runner == nil {
-			return store.Errorf(store.Unavailable, "%s", unavailable)
-		}
-		return h(w, r, ps, u)
-	})
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/julienschmidt/httprouter"
@@ -29,13 +30,6 @@ const MaxBodyBytes = 4 << 20
 type Config struct {
 	Version string
 	Logger  *slog.Logger
-	// MaxConcurrentSessions is the default per-user limit of pending and
-	// running sessions (a per-user override in the store wins); 0 = none.
-	MaxConcurrentSessions int
-	// KeylessProviders are model providers whose CLIs the server points at
-	// an endpoint that needs no real key (the fake model API): their
-	// sessions need no key either.
-	KeylessProviders map[string]bool
 	// Stream tunes the SSE stream (heartbeat and stale intervals).
 	Stream sse.Config
 	// UI serves the web pages: "/", "/ui/..." and "/static/..." (nil: none).
@@ -44,20 +38,19 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	db     *store.DB
-	runner Runner
-	cfg    Config
-	log    *slog.Logger
-	router *httprouter.Router
+	db       *store.DB
+	sessions *sessions.Service
+	cfg      Config
+	log      *slog.Logger
+	router   *httprouter.Router
 }
 
-// New builds the API handler over an open store and a session runner. A
-// nil runner leaves the session routes answering 503.
-func New(db *store.DB, runner Runner, cfg Config) *Server {
+// New builds the API handler over an open store and the session use cases.
+func New(db *store.DB, sess *sessions.Service, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{db: db, runner: runner, cfg: cfg, log: cfg.Logger}
+	s := &Server{db: db, sessions: sess, cfg: cfg, log: cfg.Logger}
 	s.router = s.routes()
 	return s
 }
@@ -151,41 +144,35 @@ var codeStatus = map[store.Code]int{
 	store.NotFound:     http.StatusNotFound,
 	store.Conflict:     http.StatusConflict,
 	store.Unauthorized: http.StatusUnauthorized,
+	store.TooLarge:     http.StatusRequestEntityTooLarge,
 	store.RateLimited:  http.StatusTooManyRequests,
 	store.Unavailable:  http.StatusServiceUnavailable,
 }
 
-// writeError is the one place errors become responses. Internal causes are
-// logged with the request id and never shown.
+// writeError is the one place errors become responses: a domain error's
+// code picks the status and its message (or field list) the detail; extra
+// members (a quota's limit and active count) ride along. Internal causes
+// are logged with the request id and never shown.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var verr ValidationError
-	var tooBig *http.MaxBytesError
-	var quota *store.QuotaError
-	switch {
-	case errors.As(err, &quota):
-		writeJSON(w, http.StatusTooManyRequests, struct {
-			Detail string `json:"detail"`
-			Limit  int    `json:"limit"`
-			Active int    `json:"active"`
-		}{quota.Error(), quota.Limit, quota.Active})
-	case errors.As(err, &verr):
-		writeJSON(w, http.StatusUnprocessableEntity, detail{[]FieldError(verr)})
-	case errors.Is(err, errInvalidJSON):
-		writeDetail(w, http.StatusBadRequest, "Invalid JSON")
-	case errors.As(err, &tooBig):
-		writeDetail(w, http.StatusRequestEntityTooLarge, "Request body too large: the limit is 4 MiB")
-	default:
-		if status, ok := codeStatus[store.ErrorCode(err)]; ok {
-			if status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", "Bearer")
-			}
-			writeDetail(w, status, store.ErrorMessage(err))
-			return
-		}
+	e := store.AsError(err)
+	status, ok := codeStatus[store.ErrorCode(err)]
+	if e == nil || !ok {
 		id, _ := r.Context().Value(requestIDKey).(string)
 		s.log.Error("internal error", "id", id, "method", r.Method, "path", r.URL.Path, "err", err)
 		writeDetail(w, http.StatusInternalServerError, "Internal server error (request "+id+")")
+		return
 	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	body := map[string]any{"detail": e.Message}
+	if e.Fields != nil {
+		body["detail"] = e.Fields
+	}
+	for k, v := range e.Extra {
+		body[k] = v
+	}
+	writeJSON(w, status, body)
 }
 
 // readObject reads a request body that must be one JSON object of at most
@@ -195,7 +182,7 @@ func readObject(w http.ResponseWriter, r *http.Request) (*object, error) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, err
+			return nil, store.Errorf(store.TooLarge, "Request body too large: the limit is 4 MiB")
 		}
 		return nil, errInvalidJSON
 	}

@@ -12,14 +12,6 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
-// Runner is what the API needs from the session runner: it is told about
-// new work and about sessions that must stop or disappear.
-type Runner interface {
-	Enqueue(sessionID string)
-	Terminate(sessionID string)
-	Delete(sessionID string)
-}
-
 type resourceJSON struct {
 	Type      string `json:"type"`
 	URL       string `json:"url"`
@@ -201,6 +193,9 @@ func redactToken(m map[string]any) map[string]any {
 }
 
 func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request, _ httprouter.Params, u *store.User) error {
+	if err := s.sessions.Ready(); err != nil {
+		return err
+	}
 	o, err := readObject(w, r)
 	if err != nil {
 		return err
@@ -225,15 +220,13 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request, _ h
 		}
 		envID = *id
 	}
-	sess, err := s.db.CreateSession(r.Context(), u.ID, store.SessionInput{
+	sess, err := s.sessions.Create(r.Context(), u.ID, store.SessionInput{
 		AgentID: agentID, EnvironmentID: envID, Prompt: prompt, Timeout: timeout, Resources: resources,
-		SecretEnvVars: secrets, MaxConcurrent: s.cfg.MaxConcurrentSessions,
-		RequireCredential: true, KeylessProviders: s.cfg.KeylessProviders,
+		SecretEnvVars: secrets,
 	})
 	if err != nil {
 		return err
 	}
-	s.runner.Enqueue(sess.ID)
 	writeJSON(w, http.StatusAccepted, struct {
 		ID            string         `json:"id"`
 		Status        string         `json:"status"`
@@ -286,7 +279,7 @@ func (s *Server) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps 
 		return err
 	}
 	// The state check comes before the body is read, as in the original.
-	if err := s.db.CheckPromptable(r.Context(), u.ID, id); err != nil {
+	if err := s.sessions.CheckPromptable(r.Context(), u.ID, id); err != nil {
 		return err
 	}
 	o, err := readObject(w, r)
@@ -297,11 +290,10 @@ func (s *Server) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps 
 	if err := o.err(); err != nil {
 		return err
 	}
-	sess, err := s.db.PromptSession(r.Context(), u.ID, id, prompt, timeout)
+	sess, err := s.sessions.Prompt(r.Context(), u.ID, id, prompt, timeout)
 	if err != nil {
 		return err
 	}
-	s.runner.Enqueue(sess.ID)
 	writeJSON(w, http.StatusAccepted, struct {
 		ID          string `json:"id"`
 		Status      string `json:"status"`
@@ -312,15 +304,17 @@ func (s *Server) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps 
 }
 
 func (s *Server) handleSessionTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
+	if err := s.sessions.Ready(); err != nil {
+		return err
+	}
 	id, err := pathID(ps, "Session not found")
 	if err != nil {
 		return err
 	}
-	sess, err := s.db.TerminateSession(r.Context(), u.ID, id)
+	sess, err := s.sessions.Terminate(r.Context(), u.ID, id)
 	if err != nil {
 		return err
 	}
-	s.runner.Terminate(sess.ID)
 	writeJSON(w, http.StatusOK, struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`
@@ -329,14 +323,16 @@ func (s *Server) handleSessionTerminate(w http.ResponseWriter, r *http.Request, 
 }
 
 func (s *Server) handleSessionDelete(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
+	if err := s.sessions.Ready(); err != nil {
+		return err
+	}
 	id, err := pathID(ps, "Session not found")
 	if err != nil {
 		return err
 	}
-	if err := s.db.DeleteSession(r.Context(), u.ID, id); err != nil {
+	if err := s.sessions.Delete(r.Context(), u.ID, id); err != nil {
 		return err
 	}
-	s.runner.Delete(id)
 	writeDetail(w, http.StatusOK, "Session deleted")
 	return nil
 }

@@ -626,6 +626,8 @@ func TestSessionCredentials(t *testing.T) {
 			body: sessBody(claude, "hi", "secret_env_vars", secrets("ANTHROPIC_API_KEY", "x")), wantStatus: 202, check: created},
 		{name: "claude with CLAUDE_CODE_OAUTH_TOKEN", method: "POST", path: "/sessions", token: tok,
 			body: sessBody(claude, "hi", "secret_env_vars", secrets("CLAUDE_CODE_OAUTH_TOKEN", "x")), wantStatus: 202, check: created},
+		{name: "claude with ANTHROPIC_AUTH_TOKEN (a gateway's bearer token)", method: "POST", path: "/sessions", token: tok,
+			body: sessBody(claude, "hi", "secret_env_vars", secrets("ANTHROPIC_AUTH_TOKEN", "x")), wantStatus: 202, check: created},
 		{name: "claude with the key in the environment's env_vars", method: "POST", path: "/sessions", token: tok,
 			body: sessBody(claude, "hi", "environment_id", anthropicEnv), wantStatus: 202, check: created},
 		{name: "codex with OPENAI_API_KEY", method: "POST", path: "/sessions", token: tok,
@@ -639,7 +641,7 @@ func TestSessionCredentials(t *testing.T) {
 	// here each session is stopped once install_runtime has begun.
 	t.Run("accepted sessions go on to install their runtime", func(t *testing.T) {
 		is := is.New(t)
-		is.Equal(len(accepted), 5) // five sessions were accepted
+		is.Equal(len(accepted), 6) // six sessions were accepted
 		for _, id := range accepted {
 			s := sessStreamUntil(a, tok, id, "", nil, func(e sessEvent) bool {
 				return e.typ() == "stage" && e.Data["stage"] == "install_runtime"

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -11,37 +10,18 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/aod/aod/store"
 )
 
-// FieldError is one item of a 422 list detail, shaped like the pydantic
-// errors the original service returned: {type, loc, msg, input, url}.
-type FieldError struct {
-	Type  string `json:"type"`
-	Loc   []any  `json:"loc"`
-	Msg   string `json:"msg"`
-	Input any    `json:"input"`
-	URL   string `json:"url"`
-}
-
-// ValidationError is a 422 with a list detail.
-type ValidationError []FieldError
-
-func (v ValidationError) Error() string {
-	parts := make([]string, len(v))
-	for i, e := range v {
-		parts[i] = fmt.Sprintf("%v: %s", e.Loc, e.Msg)
-	}
-	return strings.Join(parts, "; ")
-}
-
 // errInvalidJSON is the 400 for a body that is not a JSON object.
-var errInvalidJSON = errors.New("Invalid JSON")
+var errInvalidJSON = store.Errorf(store.BadRequest, "Invalid JSON")
 
 // object is a decoded JSON object request body with typed accessors that
 // collect field errors instead of failing at the first one.
 type object struct {
 	m    map[string]any
-	errs ValidationError
+	errs []store.FieldError
 }
 
 // parseObject decodes a body that must be one JSON object. Numbers stay
@@ -68,11 +48,11 @@ func (o *object) err() error {
 	if len(o.errs) == 0 {
 		return nil
 	}
-	return o.errs
+	return store.ValidationError(o.errs)
 }
 
 func (o *object) add(typ string, loc []any, msg string, input any) {
-	o.errs = append(o.errs, FieldError{Type: typ, Loc: loc, Msg: msg, Input: input,
+	o.errs = append(o.errs, store.FieldError{Type: typ, Loc: loc, Msg: msg, Input: input,
 		URL: "https://errors.pydantic.dev/2.11/v/" + typ})
 }
 

@@ -3,38 +3,14 @@ package store
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/aod/aod/catalogue"
 )
 
-// The runtime catalogue: which model providers each agent CLI can serve.
-// aod keeps no closed list of model ids, only their form and provider.
-var runtimeProviders = map[string][]string{
-	"claude":   {"anthropic"},
-	"codex":    {"openai"},
-	"gemini":   {"google"},
-	"opencode": {"anthropic", "openai", "google"},
-	"shell":    {"local"},
-}
-
-// RuntimeNames lists the runtimes in the order error messages show them.
-var RuntimeNames = []string{"claude", "codex", "gemini", "opencode", "shell"}
-
-// ProviderNames lists the model providers in error-message order.
-var ProviderNames = []string{"anthropic", "google", "local", "openai"}
-
-// providerRuntime is the runtime a provider-only request runs on.
-var providerRuntime = map[string]string{
-	"anthropic": "claude",
-	"openai":    "codex",
-	"google":    "gemini",
-	"local":     "shell",
-}
-
 // ShellModel is the one model of the local provider: the prompt is a script.
-const ShellModel = "local/shell"
-
-// prefixes recognised (and stripped or rejected) in provider-era model names.
-var modelPrefixes = map[string]bool{"anthropic": true, "openai": true, "google": true, "local": true, "kimi": true}
+const ShellModel = catalogue.ShellModel
 
 var modelRE = regexp.MustCompile(`^([a-z]+)/([A-Za-z0-9][A-Za-z0-9._:-]*)$`)
 
@@ -46,37 +22,19 @@ type Model struct {
 }
 
 // KnownRuntime reports whether name is in the catalogue.
-func KnownRuntime(name string) bool { _, ok := runtimeProviders[name]; return ok }
+func KnownRuntime(name string) bool { _, ok := catalogue.Lookup(name); return ok }
 
 // KnownProvider reports whether name is a model provider.
-func KnownProvider(name string) bool { _, ok := providerRuntime[name]; return ok }
-
-// ProviderForRuntime is the provider shown for a runtime when nothing else
-// says (the first it serves).
-func ProviderForRuntime(runtime string) string {
-	if p := runtimeProviders[runtime]; len(p) > 0 {
-		return p[0]
-	}
-	return runtime
-}
-
-// pyList renders names the way the original's messages do: ['a', 'b'].
-func pyList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = "'" + n + "'"
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
+func KnownProvider(name string) bool { return catalogue.KnownProvider(name) }
 
 // UnknownRuntimeError is the 400 for a runtime outside the catalogue.
 func UnknownRuntimeError(runtime string) error {
-	return Errorf(BadRequest, "Unknown runtime: %s. Must be one of: %s", runtime, pyList(RuntimeNames))
+	return Errorf(BadRequest, "Unknown runtime: %s. Must be one of: %s", runtime, PyList(catalogue.RuntimeNames()))
 }
 
 // UnknownProviderError is the 422 for a provider outside the catalogue.
 func UnknownProviderError(provider string) error {
-	return Errorf(Invalid, "Unknown provider: %s. Must be one of: %s", provider, pyList(ProviderNames))
+	return Errorf(Invalid, "Unknown provider: %s. Must be one of: %s", provider, PyList(catalogue.ProviderNames()))
 }
 
 // ResolveModel checks a runtime/provider/model triple against the catalogue.
@@ -97,10 +55,10 @@ func ResolveModel(runtime, provider, model string) (Model, error) {
 		return Model{}, Errorf(Invalid, "Unknown model: %s", model)
 	}
 	if runtime == "" {
-		runtime = providerRuntime[m[1]]
+		runtime = catalogue.RuntimeForProvider(m[1])
 	}
 	if !servesProvider(runtime, m[1]) {
-		return Model{}, Errorf(Invalid, "Runtime %s cannot serve model %s: provider %s not in %s", runtime, model, m[1], pyList(runtimeProviders[runtime]))
+		return Model{}, Errorf(Invalid, "Runtime %s cannot serve model %s: provider %s not in %s", runtime, model, m[1], PyList(providersOf(runtime)))
 	}
 	return Model{Runtime: runtime, Provider: m[1], Model: model}, nil
 }
@@ -113,7 +71,7 @@ func resolveProviderModel(runtime, provider, model string) (Model, error) {
 	if model == "" {
 		return Model{}, Errorf(Invalid, "Model must be a non-empty string")
 	}
-	if prefix, rest, ok := strings.Cut(model, "/"); ok && modelPrefixes[prefix] {
+	if prefix, rest, ok := strings.Cut(model, "/"); ok && slices.Contains(catalogue.ModelPrefixes, prefix) {
 		if prefix != provider {
 			return Model{}, Errorf(Invalid, "Model provider prefix '%s' does not match provider '%s'", prefix, provider)
 		}
@@ -126,21 +84,22 @@ func resolveProviderModel(runtime, provider, model string) (Model, error) {
 		return Model{}, Errorf(Invalid, "Unknown model: %s", canonical)
 	}
 	if runtime == "" {
-		runtime = providerRuntime[provider]
+		runtime = catalogue.RuntimeForProvider(provider)
 	}
 	if !servesProvider(runtime, provider) {
-		return Model{}, Errorf(Invalid, "Runtime %s cannot serve model %s: provider %s not in %s", runtime, canonical, provider, pyList(runtimeProviders[runtime]))
+		return Model{}, Errorf(Invalid, "Runtime %s cannot serve model %s: provider %s not in %s", runtime, canonical, provider, PyList(providersOf(runtime)))
 	}
 	return Model{Runtime: runtime, Provider: provider, Model: canonical}, nil
 }
 
 func servesProvider(runtime, provider string) bool {
-	for _, p := range runtimeProviders[runtime] {
-		if p == provider {
-			return true
-		}
-	}
-	return false
+	rt, ok := catalogue.Lookup(runtime)
+	return ok && rt.Serves(provider)
+}
+
+func providersOf(runtime string) []string {
+	rt, _ := catalogue.Lookup(runtime)
+	return rt.Providers
 }
 
 // String renders the model for logs.

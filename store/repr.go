@@ -38,3 +38,13 @@ func PyRepr(s string) string {
 	b.WriteByte(q)
 	return b.String()
 }
+
+// PyList renders items the way the original's messages show a Python list
+// of strings: ['a', 'b'].
+func PyList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = PyRepr(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

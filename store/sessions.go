@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/aod/aod/catalogue"
 )
 
 // Session statuses.
@@ -87,22 +89,19 @@ type SessionInput struct {
 	Timeout       int
 	Resources     []Resource
 	SecretEnvVars map[string]string
-	// MaxConcurrent is the server's default per-user limit of active
-	// sessions (a per-user override in the store wins).
-	MaxConcurrent int
-	// RequireCredential, when set, refuses a session whose runtime finds no
-	// API key in the secret env vars or the environment, unless the agent's
-	// provider is in KeylessProviders (the server points that provider's
-	// CLIs at a model API that needs no real key, e.g. the fake).
-	RequireCredential bool
-	KeylessProviders  map[string]bool
+	Policy        SessionPolicy
 }
 
-// QuotaError is the 429 for a user at their concurrent-session limit.
-type QuotaError struct{ Limit, Active int }
-
-func (e *QuotaError) Error() string {
-	return fmt.Sprintf("Concurrent session limit reached (%d/%d). Terminate an active session before starting a new one.", e.Active, e.Limit)
+// SessionPolicy is the server's rules for new sessions, the same for the API
+// and the UI.
+type SessionPolicy struct {
+	// MaxConcurrent is the default per-user limit of active sessions (a
+	// per-user override in the store wins); 0 = none.
+	MaxConcurrent int
+	// Keyless reports whether sessions of a model provider need no key: the
+	// server points its CLIs at an endpoint that needs none (the fake model
+	// API). nil: every provider needs its key.
+	Keyless func(provider string) bool
 }
 
 func sessionNotFound() error { return Errorf(NotFound, "Session not found") }
@@ -222,32 +221,6 @@ func (db *DB) ListSessions(ctx context.Context, userID string) ([]*Session, erro
 	return out, nil
 }
 
-// runtimeCredentials lists, per runtime, the env vars any one of which
-// gives the CLI a model key.
-var runtimeCredentials = map[string][]string{
-	"claude":   {"ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"},
-	"codex":    {"OPENAI_API_KEY"},
-	"gemini":   {"GEMINI_API_KEY"},
-	"opencode": nil, // the key of the agent's provider, see credentialNames
-	"shell":    nil,
-}
-
-// CredentialNames returns the env vars that can carry a model key for a
-// runtime and provider; empty means none is needed.
-func CredentialNames(runtime, provider string) []string {
-	if runtime == "opencode" {
-		switch provider {
-		case "anthropic":
-			return runtimeCredentials["claude"][:1]
-		case "openai":
-			return runtimeCredentials["codex"]
-		case "google":
-			return runtimeCredentials["gemini"]
-		}
-	}
-	return runtimeCredentials[runtime]
-}
-
 // CreateSession checks the agent, the environment and the quota, then
 // stores the session with turn 1 pending, all in one transaction.
 func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput) (*Session, error) {
@@ -281,12 +254,13 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 				return err
 			}
 		}
-		if in.RequireCredential && !in.KeylessProviders[agent.Provider] {
-			if names := CredentialNames(agent.Runtime, agent.Provider); len(names) > 0 && !hasAny(names, in.SecretEnvVars, envVars) {
+		if keyless := in.Policy.Keyless; keyless == nil || !keyless(agent.Provider) {
+			names := catalogue.CredentialNames(agent.Runtime, agent.Provider)
+			if len(names) > 0 && !hasAny(names, in.SecretEnvVars, envVars) {
 				return Errorf(BadRequest, "No API key configured for runtime: %s", agent.Runtime)
 			}
 		}
-		if err := checkQuota(ctx, tx, userID, in.MaxConcurrent); err != nil {
+		if err := checkQuota(ctx, tx, userID, in.Policy.MaxConcurrent); err != nil {
 			return err
 		}
 		s = &Session{
@@ -364,7 +338,7 @@ func checkQuota(ctx context.Context, tx *Tx, userID string, def int) error {
 		return err
 	}
 	if active >= limit {
-		return &QuotaError{Limit: limit, Active: active}
+		return QuotaError(limit, active)
 	}
 	return nil
 }

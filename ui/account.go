@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -45,7 +46,7 @@ func (u *UI) handleLanding(w http.ResponseWriter, r *http.Request, _ httprouter.
 		u.renderError(w, r, s, http.StatusNotFound)
 		return nil
 	}
-	u.render(w, r, http.StatusOK, "landing", s, landingPage{Runtimes: []string{"claude", "codex", "gemini", "opencode"}})
+	u.render(w, r, http.StatusOK, "landing", s, landingPage{Runtimes: catalogue.AgentRuntimes()})
 	return nil
 }
 

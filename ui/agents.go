@@ -2,13 +2,13 @@ package ui
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -22,15 +22,6 @@ const (
 	maxTimeout     = 3600
 	defaultTimeout = 600
 )
-
-// commonModels fill the model field's suggestions; any provider/model_id
-// of a provider the runtime serves is accepted.
-var commonModels = []string{
-	"anthropic/claude-sonnet-4-6", "anthropic/claude-opus-4-6", "anthropic/claude-haiku-4-5",
-	"openai/gpt-5", "openai/gpt-5-codex", "openai/gpt-5-mini",
-	"google/gemini-2.5-pro", "google/gemini-2.5-flash",
-	store.ShellModel,
-}
 
 type agentsPage struct {
 	Agents []*store.Agent
@@ -120,7 +111,7 @@ func (u *UI) handleAgentNew(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	p := agentNewPage{Form: newForm(), Runtimes: store.RuntimeNames, Models: commonModels, Environments: envs}
+	p := agentNewPage{Form: newForm(), Runtimes: catalogue.RuntimeNames(), Models: catalogue.Models(), Environments: envs}
 	if r.Method == http.MethodGet {
 		p.Form.Values["runtime"] = "claude"
 		u.render(w, r, http.StatusOK, "agent_new", s, p)
@@ -222,10 +213,6 @@ func promptFields(r *http.Request) (prompt string, timeout int, problem string) 
 // sessionError is the flash for a refused session create or prompt: the
 // API's message. Internal errors are returned for the 500 page instead.
 func sessionError(err error) (string, bool) {
-	var quota *store.QuotaError
-	if errors.As(err, &quota) {
-		return quota.Error(), true
-	}
 	switch store.ErrorCode(err) {
 	case store.Internal:
 		return "", false
@@ -245,8 +232,6 @@ func (u *UI) refuse(w http.ResponseWriter, r *http.Request, back string, err err
 	return nil
 }
 
-const backendMissing = "Session backend is not configured"
-
 func (u *UI) handleAgentStartSession(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
 	id, err := pathID(ps, "Agent")
 	if err != nil {
@@ -262,18 +247,10 @@ func (u *UI) handleAgentStartSession(w http.ResponseWriter, r *http.Request, ps 
 		u.redirect(w, r, back, failure(problem))
 		return nil
 	}
-	if u.run == nil {
-		u.redirect(w, r, back, failure(backendMissing))
-		return nil
-	}
-	sess, err := u.db.CreateSession(r.Context(), s.User.ID, store.SessionInput{
-		AgentID: id, Prompt: prompt, Timeout: timeout, MaxConcurrent: u.cfg.MaxConcurrentSessions,
-		RequireCredential: true, KeylessProviders: u.cfg.KeylessProviders,
-	})
+	sess, err := u.sess.Create(r.Context(), s.User.ID, store.SessionInput{AgentID: id, Prompt: prompt, Timeout: timeout})
 	if err != nil {
 		return u.refuse(w, r, back, err)
 	}
-	u.run.Enqueue(sess.ID)
 	u.redirect(w, r, "/ui/sessions/"+sess.ID, success("Session started."))
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/ui"
 	"github.com/chromedp/chromedp"
@@ -67,9 +68,10 @@ func TestBrowserJourney(t *testing.T) {
 	is.NoErr(err)            // runner
 	is.NoErr(run.Start(ctx)) // start it
 	defer run.Shutdown(ctx, 0)
-	h, err := ui.New(db, run, ui.Config{Registration: "open", Logger: quiet})
+	sess := sessions.New(db, run, store.SessionPolicy{})
+	h, err := ui.New(db, sess, ui.Config{Registration: "open", Logger: quiet})
 	is.NoErr(err) // the UI parses its templates
-	ts := httptest.NewServer(server.New(db, run, server.Config{UI: h, Logger: quiet}))
+	ts := httptest.NewServer(server.New(db, sess, server.Config{UI: h, Logger: quiet}))
 	defer ts.Close()
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],

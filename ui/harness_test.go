@@ -16,6 +16,7 @@ import (
 
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/server"
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/ui"
@@ -55,13 +56,16 @@ func newSiteWith(t *testing.T, o siteOptions) *site {
 		t.Fatalf("start runner: %v", err)
 	}
 	stream := sse.Config{Heartbeat: time.Second}
-	h, err := ui.New(db, run, ui.Config{Registration: o.registration, Secure: o.secure, Stream: stream, Logger: quiet,
-		MaxConcurrentSessions: o.maxConcurrent, KeylessProviders: o.keyless})
+	policy := store.SessionPolicy{MaxConcurrent: o.maxConcurrent}
+	if o.keyless != nil {
+		policy.Keyless = func(p string) bool { return o.keyless[p] }
+	}
+	sess := sessions.New(db, run, policy)
+	h, err := ui.New(db, sess, ui.Config{Registration: o.registration, Secure: o.secure, Stream: stream, Logger: quiet})
 	if err != nil {
 		t.Fatalf("ui: %v", err)
 	}
-	ts := httptest.NewServer(server.New(db, run, server.Config{UI: h, Logger: quiet, Stream: stream,
-		MaxConcurrentSessions: o.maxConcurrent, KeylessProviders: o.keyless}))
+	ts := httptest.NewServer(server.New(db, sess, server.Config{UI: h, Logger: quiet, Stream: stream}))
 	t.Cleanup(func() {
 		ts.CloseClientConnections()
 		ts.Close()

@@ -223,7 +223,7 @@ func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps http
 		return err
 	}
 	back := "/ui/sessions/" + id
-	if err := u.db.CheckPromptable(r.Context(), s.User.ID, id); err != nil {
+	if err := u.sess.CheckPromptable(r.Context(), s.User.ID, id); err != nil {
 		return u.refuse(w, r, back, err)
 	}
 	prompt, timeout, problem := promptFields(r)
@@ -231,15 +231,9 @@ func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps http
 		u.redirect(w, r, back, failure(problem))
 		return nil
 	}
-	if u.run == nil {
-		u.redirect(w, r, back, failure("Session backend token is not configured"))
-		return nil
-	}
-	sess, err := u.db.PromptSession(r.Context(), s.User.ID, id, prompt, timeout)
-	if err != nil {
+	if _, err := u.sess.Prompt(r.Context(), s.User.ID, id, prompt, timeout); err != nil {
 		return u.refuse(w, r, back, err)
 	}
-	u.run.Enqueue(sess.ID)
 	u.redirect(w, r, back, success("Follow-up sent."))
 	return nil
 }
@@ -253,15 +247,9 @@ func (u *UI) handleSessionTerminate(w http.ResponseWriter, r *http.Request, ps h
 		return err
 	}
 	back := "/ui/sessions/" + id
-	if u.run == nil {
-		u.redirect(w, r, back, failure(backendMissing))
-		return nil
-	}
-	sess, err := u.db.TerminateSession(r.Context(), s.User.ID, id)
-	if err != nil {
+	if _, err := u.sess.Terminate(r.Context(), s.User.ID, id); err != nil {
 		return u.refuse(w, r, back, err)
 	}
-	u.run.Terminate(sess.ID)
 	u.redirect(w, r, back, success("Session terminated."))
 	return nil
 }

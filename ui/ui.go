@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/julienschmidt/httprouter"
@@ -28,12 +29,6 @@ import (
 
 //go:embed templates/*.html static/*
 var embedded embed.FS
-
-// Runner is what the pages need from the session runner.
-type Runner interface {
-	Enqueue(sessionID string)
-	Terminate(sessionID string)
-}
 
 // Config holds what the UI needs besides the store and the runner.
 type Config struct {
@@ -46,12 +41,6 @@ type Config struct {
 	// Secure marks cookies Secure even when a request doesn't look like
 	// HTTPS (TLS, or a proxy's X-Forwarded-Proto: https).
 	Secure bool
-	// MaxConcurrentSessions is the default per-user limit of active
-	// sessions, as for the API; 0 = none.
-	MaxConcurrentSessions int
-	// KeylessProviders are model providers whose sessions need no key
-	// (the server points their CLIs at a keyless endpoint).
-	KeylessProviders map[string]bool
 }
 
 // Registration modes.
@@ -71,7 +60,7 @@ var pages = []string{
 // UI serves the pages.
 type UI struct {
 	db      *store.DB
-	run     Runner
+	sess    *sessions.Service
 	cfg     Config
 	log     *slog.Logger
 	pages   map[string]*template.Template
@@ -84,11 +73,11 @@ type UI struct {
 
 // New parses the templates and hashes the static files; a missing or broken
 // template is an error here, never at request time.
-func New(db *store.DB, run Runner, cfg Config) (http.Handler, error) {
-	return newUI(db, run, cfg, embedded)
+func New(db *store.DB, sess *sessions.Service, cfg Config) (http.Handler, error) {
+	return newUI(db, sess, cfg, embedded)
 }
 
-func newUI(db *store.DB, run Runner, cfg Config, fsys fs.FS) (*UI, error) {
+func newUI(db *store.DB, sess *sessions.Service, cfg Config, fsys fs.FS) (*UI, error) {
 	switch cfg.Registration {
 	case "":
 		cfg.Registration = RegistrationOpen
@@ -99,7 +88,7 @@ func newUI(db *store.DB, run Runner, cfg Config, fsys fs.FS) (*UI, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	u := &UI{db: db, run: run, cfg: cfg, log: cfg.Logger, secret: make([]byte, 32),
+	u := &UI{db: db, sess: sess, cfg: cfg, log: cfg.Logger, secret: make([]byte, 32),
 		limiter: newLimiter(loginMaxFailures, loginWindow)}
 	if _, err := rand.Read(u.secret); err != nil {
 		return nil, err

@@ -1,0 +1,38 @@
+package runner
+
+import (
+	"testing"
+
+	"github.com/aod/aod/catalogue"
+	"github.com/matryer/is"
+)
+
+// TestCatalogueEntriesHaveAdapters walks the runtime catalogue: every
+// runtime it names must have an adapter here, and every runtime except the
+// built-in shell an npm pin the installer accepts.
+func TestCatalogueEntriesHaveAdapters(t *testing.T) {
+	r := &Runner{}
+	for _, entry := range catalogue.Runtimes() {
+		t.Run(entry.Name, func(t *testing.T) {
+			is := is.New(t)
+			rt := r.runtime(entry.Name)
+			_, missing := rt.(unavailableRuntime)
+			is.True(!missing)                 // the catalogue's adapter name has an adapter
+			is.Equal(rt.Name(), entry.Name)   // the adapter drives this runtime
+			is.True(len(entry.Providers) > 0) // it serves some provider
+			for p := range entry.Credentials {
+				is.True(entry.Serves(p)) // credentials only for providers it serves
+			}
+			pkg := r.pin(rt)
+			if entry.Name == "shell" {
+				is.True(pkg == nil) // shell installs nothing
+				return
+			}
+			is.True(pkg != nil)                         // an agent CLI has a pin
+			is.True(versionRE.MatchString(pkg.Version)) // an exact npm version
+			is.True(pkg.Bin != "")                      // and the command it installs
+		})
+	}
+	_, missing := r.runtime("cobol").(unavailableRuntime)
+	is.New(t).True(missing) // a name outside the catalogue has no adapter
+}

@@ -1,0 +1,113 @@
+// Package sessions holds the session use cases the API and the web UI
+// share: create, prompt, terminate and delete, each a store transaction
+// followed by a word to the runner, under one policy (the per-user quota
+// default and the providers that need no key). Neither front end calls
+// the store's session writes or the runner itself.
+package sessions
+
+import (
+	"context"
+
+	"github.com/aod/aod/store"
+)
+
+// Runner is what the use cases tell the session runner: about new work,
+// and about sessions that must stop or disappear.
+type Runner interface {
+	Enqueue(sessionID string)
+	Terminate(sessionID string)
+	Delete(sessionID string)
+}
+
+// The original's 503s when no session backend is configured; the prompt
+// route has its own wording.
+const (
+	noBackend       = "Session backend is not configured"
+	noBackendPrompt = "Session backend token is not configured"
+)
+
+// Service runs the use cases. A nil runner makes every write answer 503.
+type Service struct {
+	db     *store.DB
+	run    Runner
+	policy store.SessionPolicy
+}
+
+// New returns the service over the store and the runner with the server's
+// policy for new sessions.
+func New(db *store.DB, run Runner, policy store.SessionPolicy) *Service {
+	return &Service{db: db, run: run, policy: policy}
+}
+
+// Ready is the 503 a create, terminate or delete gets when there is no
+// session backend, checked before anything else (the contract's order).
+func (s *Service) Ready() error { return s.backend(noBackend) }
+
+func (s *Service) backend(msg string) error {
+	if s.run == nil {
+		return store.Errorf(store.Unavailable, "%s", msg)
+	}
+	return nil
+}
+
+// Create stores a new session with turn 1 pending and queues it.
+func (s *Service) Create(ctx context.Context, userID string, in store.SessionInput) (*store.Session, error) {
+	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	in.Policy = s.policy
+	sess, err := s.db.CreateSession(ctx, userID, in)
+	if err != nil {
+		return nil, err
+	}
+	s.run.Enqueue(sess.ID)
+	return sess, nil
+}
+
+// CheckPromptable is the 503 or 409 a prompt would get from the server and
+// the session's state, before its body is read (the contract's order).
+func (s *Service) CheckPromptable(ctx context.Context, userID, id string) error {
+	if err := s.backend(noBackendPrompt); err != nil {
+		return err
+	}
+	return s.db.CheckPromptable(ctx, userID, id)
+}
+
+// Prompt queues the next turn of a completed session.
+func (s *Service) Prompt(ctx context.Context, userID, id, prompt string, timeout int) (*store.Session, error) {
+	if err := s.backend(noBackendPrompt); err != nil {
+		return nil, err
+	}
+	sess, err := s.db.PromptSession(ctx, userID, id, prompt, timeout)
+	if err != nil {
+		return nil, err
+	}
+	s.run.Enqueue(sess.ID)
+	return sess, nil
+}
+
+// Terminate marks the session terminated and has the runner kill its
+// processes and remove its sprite.
+func (s *Service) Terminate(ctx context.Context, userID, id string) (*store.Session, error) {
+	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	sess, err := s.db.TerminateSession(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	s.run.Terminate(sess.ID)
+	return sess, nil
+}
+
+// Delete removes a finished session and has the runner remove its sprite.
+func (s *Service) Delete(ctx context.Context, userID, id string) error {
+	if err := s.Ready(); err != nil {
+		return err
+	}
+	if err := s.db.DeleteSession(ctx, userID, id); err != nil {
+		return err
+	}
+	s.run.Delete(id)
+	return nil
+}
