@@ -22,9 +22,20 @@ import (
 
 var (
 	buildOnce sync.Once
+	binDir    string // made by the first aodBinary call, removed by TestMain
 	builtBin  string
 	buildErr  error
 )
+
+// TestMain removes the built binary's directory once every test is done (a
+// per-test t.TempDir would vanish under the tests that share the build).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // aodBinary builds the real binary once per test run (CGO off, as shipped).
 func aodBinary(t *testing.T) string {
@@ -35,6 +46,7 @@ func aodBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		builtBin = filepath.Join(dir, "aod")
 		cmd := exec.Command("go", "build", "-o", builtBin, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -150,11 +150,35 @@ func TestServeStopsOnCancel(t *testing.T) {
 	is := is.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	env := map[string]string{"AOD_DATA_DIR": t.TempDir(), "AOD_LISTEN": "127.0.0.1:0"}
+	defer cancel()
+	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, pw, io.Discard)
+		pw.Close()
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Cancel only once the server is observably up: it printed its address
+	// and answers /health there.
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(pr).ReadString('\n')
+		lines <- line
+		io.Copy(io.Discard, pr)
+	}()
+	var line string
+	select {
+	case line = <-lines:
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve printed no listen line within 15s")
+	}
+	m := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(line)
+	is.True(m != nil) // serve printed the address it listens on
+	client := &http.Client{Timeout: 5 * time.Second}
+	res, err := client.Get(m[1] + "/health")
+	is.NoErr(err) // the server answers at that address
+	res.Body.Close()
+	is.Equal(res.StatusCode, 200) // and is healthy
+
 	cancel()
 	select {
 	case err := <-done:

@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -41,10 +42,20 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// screenshotDir is docs/screenshots at the repository root.
+// screenshotDir is where the journey's screenshots go: a test-owned temp dir,
+// so a plain `go test` leaves the tracked docs/screenshots alone, unless
+// AOD_SCREENSHOTS names a directory (relative to the repository root, since
+// go test runs in ui/): AOD_SCREENSHOTS=docs/screenshots refreshes the
+// committed ones.
 func screenshotDir(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "docs", "screenshots")
+	dir := os.Getenv("AOD_SCREENSHOTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if !filepath.IsAbs(dir) {
+		_, file, _, _ := runtime.Caller(0)
+		dir = filepath.Join(filepath.Dir(file), "..", dir)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +98,9 @@ func TestBrowserJourney(t *testing.T) {
 	defer cancelTimeout()
 
 	shots := screenshotDir(t)
+	var taken []string
 	shot := func(name string) chromedp.Action {
+		taken = append(taken, name)
 		return chromedp.ActionFunc(func(ctx context.Context) error {
 			var buf []byte
 			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
@@ -175,4 +188,11 @@ func TestBrowserJourney(t *testing.T) {
 	is.Equal(strings.TrimSpace(status), "terminated")        // the page shows the new status
 	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/ui/sessions"), shot("sessions"),
 		chromedp.Navigate(ts.URL+"/ui/api-keys"), shot("api-keys"))) // the remaining main pages
+
+	is.True(len(taken) > 0) // the journey took screenshots
+	for _, name := range taken {
+		b, err := os.ReadFile(filepath.Join(shots, name+".png"))
+		is.NoErr(err)                                            // the screenshot was written
+		is.True(bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n"))) // and is a PNG
+	}
 }
