@@ -78,7 +78,7 @@ var runtimes = []Runtime{
 			"google": {"GEMINI_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY"},
 		},
 		Package: &Package{Name: "opencode-ai", Version: "1.18.33", Bin: "opencode"},
-		Models: []string{"anthropic/claude-sonnet-4-6", "openai/gpt-5", "openai/o4-mini", "google/gemini-2.5-pro"},
+		Models:  []string{"anthropic/claude-sonnet-4-6", "openai/gpt-5", "openai/o4-mini", "google/gemini-2.5-pro"},
 		Adapter: "opencode",
 	},
 	{

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,15 +12,15 @@ import (
 )
 
 // quotaLimit reports whether err is the concurrent-session quota refusal (a
-// 429), and with which limit and active count. It is the only place that
-// knows the error's Go type, which is moving from *store.QuotaError to a
-// *store.Error with code store.RateLimited.
+// 429), and with which limit and active count.
 func quotaLimit(err error) (limit, active int, ok bool) {
-	var q *store.QuotaError
-	if !errors.As(err, &q) {
+	e := store.AsError(err)
+	if e == nil || e.Code != store.RateLimited {
 		return 0, 0, false
 	}
-	return q.Limit, q.Active, true
+	limit, _ = e.Extra["limit"].(int)
+	active, _ = e.Extra["active"].(int)
+	return limit, active, true
 }
 
 // sessionFixture is a real database in t.TempDir with one user and one shell
@@ -56,7 +55,7 @@ func newSessionFixture(t *testing.T) *sessionFixture {
 }
 
 func (f *sessionFixture) create(ctx context.Context, maxConcurrent int) (*store.Session, error) {
-	return f.db.CreateSession(ctx, f.userID, store.SessionInput{AgentID: f.agentID, Prompt: "echo hi", Timeout: 60, MaxConcurrent: maxConcurrent})
+	return f.db.CreateSession(ctx, f.userID, store.SessionInput{AgentID: f.agentID, Prompt: "echo hi", Timeout: 60, Policy: store.SessionPolicy{MaxConcurrent: maxConcurrent}})
 }
 
 // describe renders a session and its turns compactly, e.g. "failed exit=1"
