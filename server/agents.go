@@ -3,12 +3,10 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-	"regexp"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -95,108 +93,21 @@ func mapList[S, T any](in []S, f func(S) T) listJSON[T] {
 	return listJSON[T]{out}
 }
 
-const (
-	maxNameLen   = 200
-	maxModelLen  = 200
-	maxListItems = 20
-)
-
-// agentFields are the fields create and update share.
-type agentFields struct {
-	name, description, system *string
-	runtime, provider, model  *string
-	envSet                    bool
-	envID                     *string // nil = none
-	envRaw                    string  // as sent, for the 404 check
-	skills, mcp               json.RawMessage
-	metadata                  map[string]string
-}
-
-// decodeAgentFields reads the agent fields; on create name and model are
-// required and runtime or provider must be given.
-func decodeAgentFields(o *object, create bool) agentFields {
-	var f agentFields
-	if create {
-		name := o.str("name", maxNameLen)
-		f.name = &name
-		model := o.str("model", maxModelLen)
-		f.model = &model
-		if !o.present("runtime") && !o.present("provider") {
-			o.missing("runtime")
-		}
-	} else {
-		f.name = o.optStr("name", maxNameLen)
-		f.model = o.optStr("model", maxModelLen)
-	}
-	f.description = o.optStr("description", 0)
-	f.system = o.optStr("system", 0)
-	f.runtime = o.optStr("runtime", 64)
-	f.provider = o.optStr("provider", 64)
-	if m, ok := o.m["model"].(string); ok && strings.TrimSpace(m) == "" {
-		o.valueError([]any{"model"}, m, "Model must be a non-empty string")
-	}
-	if f.envSet = o.has("environment_id"); f.envSet {
-		if s := o.optStr("environment_id", 0); s != nil && *s != "" {
-			f.envRaw = *s
-			f.envID = s
-		}
-	}
-	if l, ok := o.list("skills"); ok {
-		f.skills = validateSkills(o, l)
-	}
-	if l, ok := o.list("mcp_servers"); ok {
-		f.mcp = validateMCPServers(o, l)
-	}
-	f.metadata = o.stringMap("metadata")
-	return f
-}
-
-// resolveEnvID maps a client's environment_id to canonical form; one that is
-// not a UUID cannot exist, so it is the same 404 as an unknown one.
-func resolveEnvID(raw *string) (*string, error) {
-	if raw == nil {
-		return nil, nil
-	}
-	id, ok := store.CanonicalID(*raw)
-	if !ok {
-		return nil, store.Errorf(store.NotFound, "Environment not found")
-	}
-	return &id, nil
-}
-
 func (s *Server) handleAgentCreate(w http.ResponseWriter, r *http.Request, _ httprouter.Params, u *store.User) error {
 	o, err := readObject(w, r)
 	if err != nil {
 		return err
 	}
-	f := decodeAgentFields(o, true)
-	if err := o.err(); err != nil {
-		return err
-	}
-	m, err := store.ResolveModel(deref(f.runtime), deref(f.provider), *f.model)
+	in, err := validate.AgentInput(o)
 	if err != nil {
 		return err
 	}
-	envID, err := resolveEnvID(f.envID)
-	if err != nil {
-		return err
-	}
-	a, err := s.db.CreateAgent(r.Context(), u.ID, store.AgentInput{
-		Name: *f.name, Description: deref(f.description), System: deref(f.system), Model: m,
-		EnvironmentID: deref(envID), Skills: f.skills, MCPServers: f.mcp, Metadata: f.metadata,
-	})
+	a, err := s.db.CreateAgent(r.Context(), u.ID, in)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, agentOut(a))
 	return nil
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 func (s *Server) handleAgentList(w http.ResponseWriter, r *http.Request, _ httprouter.Params, u *store.User) error {
@@ -209,7 +120,7 @@ func (s *Server) handleAgentList(w http.ResponseWriter, r *http.Request, _ httpr
 }
 
 func (s *Server) handleAgentGet(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Agent not found")
+	id, err := pathID(ps, "Agent")
 	if err != nil {
 		return err
 	}
@@ -222,7 +133,7 @@ func (s *Server) handleAgentGet(w http.ResponseWriter, r *http.Request, ps httpr
 }
 
 func (s *Server) handleAgentUpdate(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Agent not found")
+	id, err := pathID(ps, "Agent")
 	if err != nil {
 		return err
 	}
@@ -230,30 +141,9 @@ func (s *Server) handleAgentUpdate(w http.ResponseWriter, r *http.Request, ps ht
 	if err != nil {
 		return err
 	}
-	version, _ := o.integer("version", true, 0, 1<<31)
-	f := decodeAgentFields(o, false)
-	if err := o.err(); err != nil {
-		return err
-	}
-	// Catalogue checks that need no stored state come before the lookups.
-	if f.runtime != nil && !store.KnownRuntime(*f.runtime) {
-		return store.UnknownRuntimeError(*f.runtime)
-	}
-	if f.provider != nil && *f.provider != "" && !store.KnownProvider(strings.TrimSpace(*f.provider)) {
-		return store.UnknownProviderError(*f.provider)
-	}
-	envID, err := resolveEnvID(f.envID)
+	p, err := validate.AgentPatch(o)
 	if err != nil {
 		return err
-	}
-	p := store.AgentPatch{
-		Version: int(version), Name: f.name, Description: f.description, System: f.system,
-		Runtime: f.runtime, Provider: f.provider, Model: f.model,
-		EnvironmentSet: f.envSet, EnvironmentID: envID,
-		Skills: f.skills, MCPServers: f.mcp, Metadata: f.metadata,
-	}
-	if p.Provider != nil && *p.Provider == "" {
-		p.Provider = nil // "" keeps the current provider, as in the original
 	}
 	a, err := s.db.UpdateAgent(r.Context(), u.ID, id, p)
 	if err != nil {
@@ -264,7 +154,7 @@ func (s *Server) handleAgentUpdate(w http.ResponseWriter, r *http.Request, ps ht
 }
 
 func (s *Server) handleAgentArchive(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Agent not found")
+	id, err := pathID(ps, "Agent")
 	if err != nil {
 		return err
 	}
@@ -277,7 +167,7 @@ func (s *Server) handleAgentArchive(w http.ResponseWriter, r *http.Request, ps h
 }
 
 func (s *Server) handleAgentVersions(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Agent not found")
+	id, err := pathID(ps, "Agent")
 	if err != nil {
 		return err
 	}
@@ -287,211 +177,4 @@ func (s *Server) handleAgentVersions(w http.ResponseWriter, r *http.Request, ps 
 	}
 	writeJSON(w, http.StatusOK, mapList(versions, agentVersionOut))
 	return nil
-}
-
-var skillNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-var skillSourceRE = regexp.MustCompile(`^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$`)
-
-const (
-	maxSkillContent     = 64 << 10
-	maxSkillDescription = 1024
-)
-
-// validateSkills checks the skills list and returns it in canonical JSON.
-// Like the original's validator it reports the first problem, as a value
-// error on ["skills"].
-func validateSkills(o *object, items []any) json.RawMessage {
-	loc := []any{"skills"}
-	fail := func(format string, args ...any) json.RawMessage {
-		o.valueError(loc, items, format, args...)
-		return nil
-	}
-	seen := map[string]bool{}
-	for i, it := range items {
-		m, ok := it.(map[string]any)
-		if !ok {
-			return fail("skills[%d] must be an object", i)
-		}
-		_, hasType := m["type"]
-		_, hasContent := m["content"]
-		_, hasSource := m["source"]
-		github := hasType || (hasSource && !hasContent)
-		allowed := []string{"content", "description", "name"}
-		required := []string{"name", "description", "content"}
-		if github {
-			allowed = []string{"description", "name", "source", "type"}
-			required = []string{"source"}
-		}
-		var unknown []string
-		for k := range m {
-			if !slices.Contains(allowed, k) {
-				unknown = append(unknown, k)
-			}
-		}
-		if len(unknown) > 0 {
-			slices.Sort(unknown)
-			return fail("skills[%d]: unknown keys %s. Allowed: %s", i, pyStrList(unknown), pyStrList(allowed))
-		}
-		for _, k := range required {
-			if _, ok := m[k]; !ok {
-				return fail("skills[%d] missing required field: %s", i, k)
-			}
-		}
-		strs := map[string]string{}
-		for k, v := range m {
-			s, ok := v.(string)
-			if !ok {
-				return fail("skills[%d].%s must be a string", i, k)
-			}
-			strs[k] = s
-		}
-		if github && hasType && strs["type"] != "github" {
-			return fail("skills[%d].type must be 'github'", i)
-		}
-		if github && !skillSourceRE.MatchString(strs["source"]) {
-			return fail("skills[%d].source '%s' must be owner/repo", i, strs["source"])
-		}
-		name, hasName := strs["name"]
-		if hasName && !skillNameRE.MatchString(name) {
-			return fail("skills[%d].name '%s' must match [a-z0-9][a-z0-9-]{0,63}", i, name)
-		}
-		if len([]rune(strs["description"])) > maxSkillDescription {
-			return fail("skills[%d].description exceeds 1024 chars", i)
-		}
-		if len(strs["content"]) > maxSkillContent {
-			return fail("skills[%d].content exceeds 65536 bytes", i)
-		}
-		if strings.Contains(strs["content"], "SKILL_EOF") {
-			return fail("skills[%d].content must not contain 'SKILL_EOF'", i)
-		}
-		key := name
-		if !hasName {
-			key = "source:" + strs["source"]
-		}
-		if seen[key] {
-			return fail("skills[%d]: duplicate name '%s'", i, strings.TrimPrefix(key, "source:"))
-		}
-		seen[key] = true
-	}
-	if len(items) > maxListItems {
-		return fail("Maximum 20 skills per agent")
-	}
-	return canonicalJSON(items)
-}
-
-// validateMCPServers checks the MCP server list, fills in the type the
-// Python SDK requires (url when a url is given, stdio for a command) and
-// returns it in canonical JSON.
-func validateMCPServers(o *object, items []any) json.RawMessage {
-	loc := []any{"mcp_servers"}
-	fail := func(format string, args ...any) json.RawMessage {
-		o.valueError(loc, items, format, args...)
-		return nil
-	}
-	seen := map[string]bool{}
-	out := make([]any, len(items))
-	for i, it := range items {
-		m, ok := it.(map[string]any)
-		if !ok {
-			return fail("mcp_servers[%d] must be an object", i)
-		}
-		name, ok := m["name"]
-		if !ok {
-			return fail("mcp_servers[%d] missing required field: name", i)
-		}
-		nameStr, ok := name.(string)
-		if !ok || nameStr == "" {
-			return fail("mcp_servers[%d].name must be a non-empty string", i)
-		}
-		typ, hasType := m["type"].(string)
-		if _, present := m["type"]; present && !hasType {
-			return fail("mcp_servers[%d].type must be a string", i)
-		}
-		if !hasType {
-			typ = "url"
-			if _, hasURL := m["url"]; !hasURL {
-				if _, hasCmd := m["command"]; hasCmd {
-					typ = "stdio"
-				}
-			}
-		}
-		switch typ {
-		case "url":
-			u, ok := m["url"]
-			if !ok {
-				return fail("mcp_servers[%d] (url): missing required field: url", i)
-			}
-			if s, ok := u.(string); !ok || s == "" {
-				return fail("mcp_servers[%d].url must be a non-empty string", i)
-			}
-			if h, ok := m["headers"]; ok && !isStringMap(h) {
-				return fail("mcp_servers[%d].headers must be an object of strings", i)
-			}
-		case "stdio":
-			c, ok := m["command"]
-			if !ok {
-				return fail("mcp_servers[%d] (stdio): missing required field: command", i)
-			}
-			if s, ok := c.(string); !ok || s == "" {
-				return fail("mcp_servers[%d].command must be a non-empty string", i)
-			}
-			if a, ok := m["args"]; ok && !isStringList(a) {
-				return fail("mcp_servers[%d].args must be a list of strings", i)
-			}
-			if e, ok := m["env"]; ok && !isStringMap(e) {
-				return fail("mcp_servers[%d].env must be an object of strings", i)
-			}
-		default:
-			return fail("mcp_servers[%d]: unknown type '%s'. Must be one of: ['stdio', 'url']", i, typ)
-		}
-		if seen[nameStr] {
-			return fail("mcp_servers[%d]: duplicate name '%s'", i, nameStr)
-		}
-		seen[nameStr] = true
-		withType := make(map[string]any, len(m)+1)
-		for k, v := range m {
-			withType[k] = v
-		}
-		withType["type"] = typ
-		out[i] = withType
-	}
-	if len(items) > maxListItems {
-		return fail("Maximum 20 MCP servers per agent")
-	}
-	return canonicalJSON(out)
-}
-
-func isStringMap(v any) bool {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return false
-	}
-	for _, x := range m {
-		if _, ok := x.(string); !ok {
-			return false
-		}
-	}
-	return true
-}
-
-func isStringList(v any) bool {
-	l, ok := v.([]any)
-	if !ok {
-		return false
-	}
-	for _, x := range l {
-		if _, ok := x.(string); !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// pyStrList renders ['a', 'b'] as the original's messages do.
-func pyStrList(items []string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = store.PyRepr(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"regexp"
-	"slices"
-	"sort"
 
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -41,7 +39,7 @@ type environmentVersionJSON struct {
 // networkingOut renders {"type": ..., <other keys>}: type first, and the
 // other keys only for limited policies.
 func networkingOut(n store.Networking) json.RawMessage {
-	head := canonicalJSON(map[string]string{"type": n.Type})
+	head, _ := json.Marshal(map[string]string{"type": n.Type}) // a policy type is a plain word
 	cfg := bytes.TrimSpace(n.Config)
 	if n.Type != "limited" || len(cfg) <= 2 {
 		return head
@@ -65,159 +63,14 @@ func environmentVersionOut(v *store.EnvironmentVersion) environmentVersionJSON {
 	}
 }
 
-// PackageManagers are the managers an environment may list packages for,
-// in the order provisioning installs them.
-var PackageManagers = []string{"apt", "cargo", "gem", "go", "npm", "pip"}
-
-var envVarNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-type environmentFields struct {
-	name        *string
-	packages    map[string][]string
-	envVars     map[string]string
-	setupScript *string
-	networking  *store.Networking
-}
-
-func decodeEnvironmentFields(o *object, create bool) environmentFields {
-	var f environmentFields
-	if create {
-		name := o.str("name", maxNameLen)
-		f.name = &name
-	} else {
-		f.name = o.optStr("name", maxNameLen)
-	}
-	f.packages = decodePackages(o)
-	f.envVars = decodeEnvVars(o, "env_vars")
-	f.setupScript = o.optStr("setup_script", 0)
-	f.networking = decodeNetworking(o)
-	return f
-}
-
-func decodePackages(o *object) map[string][]string {
-	d, ok := o.dict("packages")
-	if !ok {
-		return nil
-	}
-	out := map[string][]string{}
-	managers := make([]string, 0, len(d))
-	for m := range d {
-		managers = append(managers, m)
-	}
-	sort.Strings(managers)
-	valid := true
-	for _, m := range managers {
-		if !slices.Contains(PackageManagers, m) {
-			o.valueError([]any{"packages"}, d, "Unknown package manager: %s. Must be one of: %s", m, pyStrList(PackageManagers))
-			valid = false
-			continue
-		}
-		list, ok := d[m].([]any)
-		if !ok {
-			o.add("list_type", []any{"packages", m}, "Input should be a valid list", d[m])
-			valid = false
-			continue
-		}
-		pkgs := make([]string, 0, len(list))
-		for i, p := range list {
-			s, ok := p.(string)
-			if !ok {
-				o.add("string_type", []any{"packages", m, i}, "Input should be a valid string", p)
-				valid = false
-				continue
-			}
-			pkgs = append(pkgs, s)
-		}
-		out[m] = pkgs
-	}
-	if !valid {
-		return nil
-	}
-	return out
-}
-
-// decodeEnvVars reads a {NAME: value} map of secret variables.
-func decodeEnvVars(o *object, key string) map[string]string {
-	vars := o.stringMap(key)
-	if vars == nil {
-		return nil
-	}
-	names := make([]string, 0, len(vars))
-	for k := range vars {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if !envVarNameRE.MatchString(k) {
-			// The input is the name only: values are secrets and are never echoed.
-			o.valueError([]any{key}, k, "Invalid env_var key %s: must match [A-Za-z_][A-Za-z0-9_]*", store.PyRepr(k))
-			return nil
-		}
-	}
-	return vars
-}
-
-func decodeNetworking(o *object) *store.Networking {
-	d, ok := o.dict("networking")
-	if !ok {
-		return nil
-	}
-	loc := []any{"networking"}
-	n := store.Networking{Type: "unrestricted"}
-	if t, present := d["type"]; present {
-		s, ok := t.(string)
-		if !ok || (s != "unrestricted" && s != "limited") {
-			o.valueError(loc, d, "networking.type must be 'unrestricted' or 'limited'")
-			return nil
-		}
-		n.Type = s
-	}
-	if hosts, present := d["allowed_hosts"]; present {
-		l, ok := hosts.([]any)
-		if !ok {
-			o.valueError(loc, d, "networking.allowed_hosts must be a list")
-			return nil
-		}
-		for _, h := range l {
-			if s, ok := h.(string); !ok || s == "" {
-				o.valueError(loc, d, "networking.allowed_hosts must be a list of host names")
-				return nil
-			}
-		}
-	}
-	if n.Type == "unrestricted" {
-		n.Config = json.RawMessage("{}")
-		return &n
-	}
-	if l, _ := d["allowed_hosts"].([]any); len(l) == 0 {
-		// A limited policy with no hosts would deny everything, and the SDKs
-		// reject such an environment when they read it back.
-		o.valueError(loc, d, "networking.allowed_hosts must list at least one host when type is 'limited'")
-		return nil
-	}
-	cfg := make(map[string]any, len(d))
-	for k, v := range d {
-		if k != "type" {
-			cfg[k] = v
-		}
-	}
-	n.Config = canonicalJSON(cfg)
-	return &n
-}
-
 func (s *Server) handleEnvironmentCreate(w http.ResponseWriter, r *http.Request, _ httprouter.Params, u *store.User) error {
 	o, err := readObject(w, r)
 	if err != nil {
 		return err
 	}
-	f := decodeEnvironmentFields(o, true)
-	if err := o.err(); err != nil {
+	in, err := validate.EnvironmentInput(o)
+	if err != nil {
 		return err
-	}
-	in := store.EnvironmentInput{Name: *f.name, Packages: f.packages, EnvVars: f.envVars, SetupScript: deref(f.setupScript),
-		Networking: store.Networking{Type: "unrestricted", Config: json.RawMessage("{}")}}
-	if f.networking != nil {
-		in.Networking = *f.networking
 	}
 	e, err := s.db.CreateEnvironment(r.Context(), u.ID, in)
 	if err != nil {
@@ -237,7 +90,7 @@ func (s *Server) handleEnvironmentList(w http.ResponseWriter, r *http.Request, _
 }
 
 func (s *Server) handleEnvironmentGet(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Environment not found")
+	id, err := pathID(ps, "Environment")
 	if err != nil {
 		return err
 	}
@@ -250,7 +103,7 @@ func (s *Server) handleEnvironmentGet(w http.ResponseWriter, r *http.Request, ps
 }
 
 func (s *Server) handleEnvironmentUpdate(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Environment not found")
+	id, err := pathID(ps, "Environment")
 	if err != nil {
 		return err
 	}
@@ -262,15 +115,11 @@ func (s *Server) handleEnvironmentUpdate(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	version, _ := o.integer("version", true, 0, 1<<31)
-	f := decodeEnvironmentFields(o, false)
-	if err := o.err(); err != nil {
+	p, err := validate.EnvironmentPatch(o)
+	if err != nil {
 		return err
 	}
-	e, err := s.db.UpdateEnvironment(r.Context(), u.ID, id, store.EnvironmentPatch{
-		Version: int(version), Name: f.name, Packages: f.packages, EnvVars: f.envVars,
-		SetupScript: f.setupScript, Networking: f.networking,
-	})
+	e, err := s.db.UpdateEnvironment(r.Context(), u.ID, id, p)
 	if err != nil {
 		return err
 	}
@@ -279,7 +128,7 @@ func (s *Server) handleEnvironmentUpdate(w http.ResponseWriter, r *http.Request,
 }
 
 func (s *Server) handleEnvironmentArchive(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Environment not found")
+	id, err := pathID(ps, "Environment")
 	if err != nil {
 		return err
 	}
@@ -292,7 +141,7 @@ func (s *Server) handleEnvironmentArchive(w http.ResponseWriter, r *http.Request
 }
 
 func (s *Server) handleEnvironmentDelete(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Environment not found")
+	id, err := pathID(ps, "Environment")
 	if err != nil {
 		return err
 	}
@@ -304,7 +153,7 @@ func (s *Server) handleEnvironmentDelete(w http.ResponseWriter, r *http.Request,
 }
 
 func (s *Server) handleEnvironmentVersions(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
-	id, err := pathID(ps, "Environment not found")
+	id, err := pathID(ps, "Environment")
 	if err != nil {
 		return err
 	}

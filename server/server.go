@@ -19,6 +19,7 @@ import (
 	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -177,16 +178,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // readObject reads a request body that must be one JSON object of at most
 // MaxBodyBytes.
-func readObject(w http.ResponseWriter, r *http.Request) (*object, error) {
+func readObject(w http.ResponseWriter, r *http.Request) (*validate.Object, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, store.Errorf(store.TooLarge, "Request body too large: the limit is 4 MiB")
 		}
-		return nil, errInvalidJSON
+		return nil, store.Errorf(store.BadRequest, "Invalid JSON")
 	}
-	return parseObject(body)
+	return validate.Parse(body)
 }
 
 // handler is an authenticated route's handler.
@@ -214,12 +215,8 @@ func (s *Server) authenticate(r *http.Request) (*store.User, error) {
 	return s.db.Authenticate(r.Context(), token)
 }
 
-// pathID returns the canonical id in the URL, or the resource's 404 when
-// it is not a UUID.
-func pathID(ps httprouter.Params, notFound string) (string, error) {
-	id, ok := store.CanonicalID(ps.ByName("id"))
-	if !ok {
-		return "", store.Errorf(store.NotFound, "%s", notFound)
-	}
-	return id, nil
+// pathID returns the canonical id in the URL, or what's 404 when it is
+// not a UUID.
+func pathID(ps httprouter.Params, what string) (string, error) {
+	return validate.ID(ps.ByName("id"), what)
 }

@@ -27,6 +27,11 @@ type Environment struct {
 	ArchivedAt  *time.Time
 }
 
+// PackageManagers are the managers an environment may list packages for,
+// in the order provisioning installs them (apt first: language managers
+// often need system libraries).
+var PackageManagers = []string{"apt", "cargo", "gem", "go", "npm", "pip"}
+
 // Networking is the policy type and every other key the client sent with it
 // (allowed_hosts and anything else), kept as canonical JSON.
 type Networking struct {

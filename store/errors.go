@@ -42,7 +42,10 @@ type FieldError struct {
 	Loc   []any  `json:"loc"`
 	Msg   string `json:"msg"`
 	Input any    `json:"input"`
-	URL   string `json:"url"`
+	// Ctx holds the rule's parameters (max_length, ge, le) as pydantic
+	// gives them, so a form can phrase the message its own way.
+	Ctx map[string]any `json:"ctx,omitempty"`
+	URL string         `json:"url,omitempty"`
 }
 
 // Errorf builds a domain error.

@@ -224,7 +224,7 @@ func TestLoginLogout(t *testing.T) {
 		p = v.get("/ui/login")
 		is.Equal(p.Status, http.StatusFound) // logged in: login sends on
 	})
-	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"} {
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", "/\x00//evil.example"} {
 		t.Run("ignores next "+next, func(t *testing.T) {
 			is := is.New(t)
 			v := s.visitor()
@@ -232,6 +232,9 @@ func TestLoginLogout(t *testing.T) {
 			p := v.post("/ui/login", url.Values{"username": {"grace"}, "password": {"s3cret-pass"}, "next": {next}})
 			is.Equal(p.Status, http.StatusFound) // logged in
 			is.Equal(p.Location(), "/ui/")       // but not sent off-site
+			for _, c := range p.Location() {
+				is.True(c >= 0x20 && c != 0x7f) // no control byte in the header
+			}
 		})
 	}
 	t.Run("logout", func(t *testing.T) {

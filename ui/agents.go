@@ -4,23 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
-)
-
-// maxNameLen matches the API's limit on agent and environment names.
-const maxNameLen = 200
-
-// Session timeouts, as the API takes them.
-const (
-	minTimeout     = 10
-	maxTimeout     = 3600
-	defaultTimeout = 600
 )
 
 type agentsPage struct {
@@ -39,11 +28,7 @@ func (u *UI) handleAgents(w http.ResponseWriter, r *http.Request, _ httprouter.P
 // pathID returns the canonical id in the URL; anything else is the 404 of
 // the resource (never a 500).
 func pathID(ps httprouter.Params, what string) (string, error) {
-	id, ok := store.CanonicalID(ps.ByName("id"))
-	if !ok {
-		return "", store.Errorf(store.NotFound, "%s not found", what)
-	}
-	return id, nil
+	return validate.ID(ps.ByName("id"), what)
 }
 
 // handleAgent is both /ui/agents/new (GET and POST) and an agent's page.
@@ -59,7 +44,7 @@ func (u *UI) handleAgent(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	if err != nil {
 		return err
 	}
-	p := agentPage{Agent: a, Timeout: defaultTimeout}
+	p := agentPage{Agent: a, Timeout: validate.DefaultTimeout}
 	if a.EnvironmentID != "" {
 		if e, err := u.db.GetEnvironment(r.Context(), s.User.ID, a.EnvironmentID); err == nil {
 			p.Environment = e
@@ -118,53 +103,39 @@ func (u *UI) handleAgentNew(w http.ResponseWriter, r *http.Request, s *session) 
 		return nil
 	}
 	f := p.Form
-	name := f.require(r, "name")
-	if utf8.RuneCountInString(name) > maxNameLen {
-		f.add("name", fmt.Sprintf("Ensure this value has at most %d characters (it has %d).", maxNameLen, utf8.RuneCountInString(name)))
+	for _, k := range []string{"name", "runtime", "model", "environment_id", "description", "system"} {
+		f.Values[k] = strings.TrimSpace(r.PostForm.Get(k))
 	}
-	runtime := f.require(r, "runtime")
-	model := f.require(r, "model")
-	envRaw := strings.TrimSpace(r.PostForm.Get("environment_id"))
-	f.Values["environment_id"] = envRaw
-	f.Values["description"] = r.PostForm.Get("description")
-	f.Values["system"] = r.PostForm.Get("system")
-	var m store.Model
-	if runtime != "" && model != "" {
-		m, err = store.ResolveModel(runtime, "", model)
-		if err != nil {
-			field := "model"
-			if store.ErrorCode(err) == store.BadRequest {
-				field = "runtime" // an unknown runtime
-			}
-			f.add(field, store.ErrorMessage(err))
-		}
+	body := map[string]any{}
+	for _, k := range []string{"name", "runtime", "model", "environment_id", "description", "system"} {
+		setIf(body, k, f.Values[k])
 	}
-	envID := ""
-	if envRaw != "" {
-		id, ok := store.CanonicalID(envRaw)
-		if !ok {
-			f.add("environment_id", "Environment not found")
-		}
-		envID = id
-	}
-	if f.ok() {
-		a, err := u.db.CreateAgent(r.Context(), s.User.ID, store.AgentInput{
-			Name: name, Description: strings.TrimSpace(f.Values["description"]), System: strings.TrimSpace(f.Values["system"]),
-			Model: m, EnvironmentID: envID,
-		})
-		switch store.ErrorCode(err) {
-		case store.NotFound, store.Conflict:
-			f.add("environment_id", store.ErrorMessage(err))
-		default:
-			if err != nil {
-				return err
-			}
+	in, err := validate.AgentInput(validate.FromMap(body))
+	if err == nil {
+		var a *store.Agent
+		if a, err = u.db.CreateAgent(r.Context(), s.User.ID, in); err == nil {
 			u.redirect(w, r, "/ui/agents/"+a.ID, success("Agent created."))
 			return nil
 		}
 	}
+	if err := f.applyError(err, agentErrorField(err)); err != nil {
+		return err
+	}
 	u.render(w, r, http.StatusOK, "agent_new", s, p)
 	return nil
+}
+
+// agentErrorField is the form field a non-field refusal of an agent is
+// about: the catalogue's unknown runtime (a 400), the model's checks (422),
+// and the environment's lookup and state (404, 409).
+func agentErrorField(err error) string {
+	switch store.ErrorCode(err) {
+	case store.BadRequest:
+		return "runtime"
+	case store.Invalid:
+		return "model"
+	}
+	return "environment_id"
 }
 
 func (u *UI) handleAgentArchive(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
@@ -188,48 +159,19 @@ func (u *UI) handleAgentArchive(w http.ResponseWriter, r *http.Request, ps httpr
 }
 
 // promptFields validates the prompt and timeout of a start or follow-up
-// form; a problem comes back as "<Label>: <message>" for a flash.
+// form with the API's rules; a problem comes back as "<Field>: <message>"
+// for a flash.
 func promptFields(r *http.Request) (prompt string, timeout int, problem string) {
-	prompt = r.PostForm.Get("prompt")
-	if strings.TrimSpace(prompt) == "" {
-		return "", 0, "Prompt: " + fieldRequired
+	body := map[string]any{}
+	setIf(body, "timeout", r.PostForm.Get("timeout"))
+	if p := r.PostForm.Get("prompt"); strings.TrimSpace(p) != "" {
+		body["prompt"] = p
 	}
-	timeout = defaultTimeout
-	if raw := strings.TrimSpace(r.PostForm.Get("timeout")); raw != "" {
-		n, err := strconv.Atoi(raw)
-		switch {
-		case err != nil:
-			return "", 0, "Timeout: Enter a whole number."
-		case n < minTimeout:
-			return "", 0, fmt.Sprintf("Timeout: Ensure this value is greater than or equal to %d.", minTimeout)
-		case n > maxTimeout:
-			return "", 0, fmt.Sprintf("Timeout: Ensure this value is less than or equal to %d.", maxTimeout)
-		}
-		timeout = n
+	prompt, timeout, err := validate.Prompt(validate.FromMap(body))
+	if err != nil {
+		return "", 0, flashMessage(err)
 	}
 	return prompt, timeout, ""
-}
-
-// sessionError is the flash for a refused session create or prompt: the
-// API's message. Internal errors are returned for the 500 page instead.
-func sessionError(err error) (string, bool) {
-	switch store.ErrorCode(err) {
-	case store.Internal:
-		return "", false
-	}
-	return store.ErrorMessage(err), true
-}
-
-// refuse answers a refused session action the way every session form
-// does: the API's message as an error flash on a redirect back. Internal
-// errors are returned for the 500 page instead.
-func (u *UI) refuse(w http.ResponseWriter, r *http.Request, back string, err error) error {
-	msg, ok := sessionError(err)
-	if !ok {
-		return err
-	}
-	u.redirect(w, r, back, failure(msg))
-	return nil
 }
 
 func (u *UI) handleAgentStartSession(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {

@@ -129,7 +129,7 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return err
+			return store.Errorf(store.TooLarge, "The form is too large: the limit is 4 MiB.")
 		}
 		return errBadForm
 	}

@@ -267,19 +267,19 @@ func TestEnvironments(t *testing.T) {
 		{"invalid JSON", url.Values{"name": {"a"}, "packages_json": {`{"pip": [`}}, "Enter valid JSON."},
 		{"trailing JSON", url.Values{"name": {"a"}, "packages_json": {`{} {}`}}, "Enter valid JSON."},
 		{"not an object", url.Values{"name": {"a"}, "packages_json": {`["pytest"]`}}, "Enter a JSON object."},
-		{"package not a list", url.Values{"name": {"a"}, "packages_json": {`{"pip": "pytest"}`}}, "Package values must be lists of strings."},
-		{"package not strings", url.Values{"name": {"a"}, "packages_json": {`{"pip": [123]}`}}, "Package values must be lists of strings."},
-		{"package null", url.Values{"name": {"a"}, "packages_json": {`{"pip": ["a", null]}`}}, "Package values must be lists of strings."},
+		{"package not a list", url.Values{"name": {"a"}, "packages_json": {`{"pip": "pytest"}`}}, "pip: Input should be a valid list"},
+		{"package not strings", url.Values{"name": {"a"}, "packages_json": {`{"pip": [123]}`}}, "pip.0: Input should be a valid string"},
+		{"package null", url.Values{"name": {"a"}, "packages_json": {`{"pip": ["a", null]}`}}, "pip.1: Input should be a valid string"},
 		{"unknown manager", url.Values{"name": {"a"}, "packages_json": {`{"brew": ["jq"]}`}},
 			"Unknown package manager: brew. Must be one of: ['apt', 'cargo', 'gem', 'go', 'npm', 'pip']"},
 		{"env vars not an object", url.Values{"name": {"a"}, "env_vars_json": {`"x"`}}, "Enter a JSON object."},
-		{"env var not a string", url.Values{"name": {"a"}, "env_vars_json": {`{"K": 1}`}}, "Environment variable 'K' must be a string."},
-		{"env var null", url.Values{"name": {"a"}, "env_vars_json": {`{"K": null}`}}, "Environment variable 'K' must be a string."},
+		{"env var not a string", url.Values{"name": {"a"}, "env_vars_json": {`{"K": 1}`}}, "K: Input should be a valid string"},
+		{"env var null", url.Values{"name": {"a"}, "env_vars_json": {`{"K": null}`}}, "K: Input should be a valid string"},
 		{"env var bad name", url.Values{"name": {"a"}, "env_vars_json": {`{"BAD-KEY": "v"}`}}, "BAD-KEY"},
 		{"limited without hosts", url.Values{"name": {"a"}, "networking_type": {"limited"}, "allowed_hosts": {"\n  \n"}},
-			"Limited networking needs at least one allowed host."},
-		{"unknown networking", url.Values{"name": {"a"}, "networking_type": {"open"}}, "Select a valid choice."},
-		{"duplicate name", url.Values{"name": {"taken"}}, "An active environment named 'taken' exists."},
+			"networking.allowed_hosts must list at least one host when type is 'limited'"},
+		{"unknown networking", url.Values{"name": {"a"}, "networking_type": {"open"}}, "networking.type must be 'unrestricted' or 'limited'"},
+		{"duplicate name", url.Values{"name": {"taken"}}, "An active environment named 'taken' already exists"},
 	}
 	for _, c := range bad {
 		t.Run("invalid: "+c.name, func(t *testing.T) {
@@ -294,10 +294,13 @@ func TestEnvironments(t *testing.T) {
 	t.Run("secrets never echo in errors", func(t *testing.T) {
 		is := is.New(t)
 		p := v.post("/ui/environments/new", url.Values{"name": {"taken"}, "env_vars_json": {`{"TOKEN": "sekrit-value"}`}})
-		is.Equal(p.Status, http.StatusOK) // re-rendered
-		// The textarea keeps what the user typed (their own browser), but
-		// no error message repeats the value.
+		is.Equal(p.Status, http.StatusOK)                                                   // re-rendered
 		is.True(!strings.Contains(between(p.Body, `class="errorlist"`, "</ul>"), "sekrit")) // errors name no value
+		// Nor does the re-rendered form: a secret is sent to the server once.
+		is.True(!strings.Contains(p.Body, "sekrit"))            // the value is nowhere on the page
+		is.True(p.Has("Enter the environment variables again")) // and the form says why the field is empty
+		p = v.post("/ui/environments/new", url.Values{"name": {""}, "env_vars_json": {`{"BAD-KEY": "sekrit-value"}`}})
+		is.True(!strings.Contains(p.Body, "sekrit")) // not when the env vars themselves are refused either
 	})
 
 	var envID string

@@ -88,10 +88,17 @@ func loginURL(r *http.Request) string {
 	return "/ui/login?next=" + url.QueryEscape(target)
 }
 
-// safeNext returns next when it is a path on this site, else "".
+// safeNext returns next when it is a path on this site, else "". It
+// becomes a Location header, so no control byte may pass (a NUL before
+// "//evil.example" would otherwise reach the header raw).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n\t") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsRune(next, '\\') {
 		return ""
+	}
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f {
+			return ""
+		}
 	}
 	return next
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -75,7 +76,7 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 	if err != nil {
 		return err
 	}
-	p := sessionPage{S: sess, Timeout: defaultTimeout, Terminal: isTerminal(sess.Status)}
+	p := sessionPage{S: sess, Timeout: validate.DefaultTimeout, Terminal: isTerminal(sess.Status)}
 	if sess.AgentID != "" {
 		if a, err := u.db.GetAgent(r.Context(), s.User.ID, sess.AgentID); err == nil {
 			p.Agent = a

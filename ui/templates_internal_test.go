@@ -57,14 +57,16 @@ func TestTemplatesFailAtStart(t *testing.T) {
 
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
-		"/ui/agents":        "/ui/agents",
-		"/ui/agents?x=1":    "/ui/agents?x=1",
-		"":                  "",
-		"//evil.example":    "",
-		"/\\evil.example":   "",
-		"https://evil.com/": "",
-		"ui/agents":         "",
-		"/ui/\nx":           "",
+		"/ui/agents":          "/ui/agents",
+		"/ui/agents?x=1":      "/ui/agents?x=1",
+		"":                    "",
+		"//evil.example":      "",
+		"/\\evil.example":     "",
+		"https://evil.com/":   "",
+		"ui/agents":           "",
+		"/ui/\nx":             "",
+		"/\x00//evil.example": "",
+		"/ui/\x7f":            "",
 	} {
 		is := is.New(t)
 		is.Equal(safeNext(in), want) // only same-site paths

@@ -326,22 +326,51 @@ func (u *UI) renderError(w http.ResponseWriter, r *http.Request, sess *session, 
 	u.render(w, r, status, "error", sess, p)
 }
 
-// fail answers a handler's error: domain not-found errors are the 404
-// page (also for other users' objects), anything else is logged and 500.
+// codeStatus is the page status of each domain error code: the UI's one
+// mapping of errors to pages (a flash is the other way, see refuse).
+var codeStatus = map[store.Code]int{
+	store.Invalid:      http.StatusUnprocessableEntity,
+	store.BadRequest:   http.StatusBadRequest,
+	store.NotFound:     http.StatusNotFound,
+	store.Conflict:     http.StatusConflict,
+	store.Unauthorized: http.StatusUnauthorized,
+	store.TooLarge:     http.StatusRequestEntityTooLarge,
+	store.RateLimited:  http.StatusTooManyRequests,
+	store.Unavailable:  http.StatusServiceUnavailable,
+}
+
+// fail answers a handler's error with a page: a domain error's code picks
+// the status and, for a client's mistake, its message is shown (never a
+// 500 page for one); a not-found says nothing of whose the object is.
+// Anything else is logged and is the 500 page.
 func (u *UI) fail(w http.ResponseWriter, r *http.Request, sess *session, err error) {
-	if store.ErrorCode(err) == store.NotFound {
-		u.renderError(w, r, sess, http.StatusNotFound)
-		return
-	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		u.renderError(w, r, sess, http.StatusRequestEntityTooLarge)
-		return
-	}
 	if errors.Is(err, errBadForm) {
 		u.renderError(w, r, sess, http.StatusBadRequest)
 		return
 	}
+	if status, ok := codeStatus[store.ErrorCode(err)]; ok {
+		p := errorCopy[status]
+		p.Code = status
+		if p.Heading == "" {
+			p.Heading = http.StatusText(status)
+		}
+		if status != http.StatusNotFound {
+			p.Message = store.ErrorMessage(err)
+		}
+		u.render(w, r, status, "error", sess, p)
+		return
+	}
 	u.log.Error("ui: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	u.renderError(w, r, sess, http.StatusInternalServerError)
+}
+
+// refuse answers a refused form action the way every action form does: the
+// API's message as an error flash on a redirect back. Internal errors are
+// returned for the 500 page instead.
+func (u *UI) refuse(w http.ResponseWriter, r *http.Request, back string, err error) error {
+	if store.ErrorCode(err) == store.Internal {
+		return err
+	}
+	u.redirect(w, r, back, failure(flashMessage(err)))
+	return nil
 }

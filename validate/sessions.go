@@ -1,0 +1,205 @@
+package validate
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/aod/aod/store"
+)
+
+// Bounds of a turn's timeout in seconds, and of a session's repositories.
+const (
+	MinTimeout     = 10
+	MaxTimeout     = 3600
+	DefaultTimeout = 600
+	maxResources   = 10
+	// MaxMountPathLen bounds mount_path: far beyond any real checkout path,
+	// well below what the kernel refuses (PATH_MAX 4096).
+	MaxMountPathLen = 1024
+)
+
+var githubURLRE = regexp.MustCompile(`^https://github\.com/[\w.-]+/[\w.-]+(\.git)?$`)
+
+// decodePromptFields reads prompt (required, non-empty) and timeout
+// (10..3600, default 600), shared by create and prompt.
+func decodePromptFields(o *Object) (string, int) {
+	prompt := o.str("prompt", 0)
+	if s, ok := o.m["prompt"].(string); ok && s == "" {
+		o.add("string_too_short", []any{"prompt"}, "String should have at least 1 character", s, map[string]any{"min_length": 1})
+	}
+	timeout, ok := o.integer("timeout", false, MinTimeout, MaxTimeout)
+	if !ok {
+		timeout = DefaultTimeout
+	}
+	return prompt, int(timeout)
+}
+
+// decodeResources validates github_repository resources: the URL form
+// (".git" stripped), absolute unique mount paths that are not the sprite's
+// root, default mount /workspace/<repo>.
+func decodeResources(o *Object) []store.Resource {
+	items, ok := o.list("resources")
+	if !ok {
+		return nil
+	}
+	var out []store.Resource
+	valid := true
+	seen := map[string]bool{}
+	for i, it := range items {
+		loc := func(field string) []any { return []any{"resources", i, field} }
+		m, ok := it.(map[string]any)
+		if !ok {
+			o.add("model_type", []any{"resources", i}, "Input should be a valid dictionary or instance of GitHubRepoResource", it, nil)
+			valid = false
+			continue
+		}
+		if t, present := m["type"]; !present {
+			o.add("missing", loc("type"), "Field required", redactToken(m), nil)
+			valid = false
+		} else if t != "github_repository" {
+			o.add("literal_error", loc("type"), "Input should be 'github_repository'", t, nil)
+			valid = false
+		}
+		r := store.Resource{Type: "github_repository"}
+		switch u := m["url"].(type) {
+		case nil:
+			o.add("missing", loc("url"), "Field required", redactToken(m), nil)
+			valid = false
+		case string:
+			if !githubURLRE.MatchString(u) {
+				o.valueError(loc("url"), u, "Must be a valid https://github.com/<owner>/<repo> URL")
+				valid = false
+			}
+			r.URL = strings.TrimSuffix(u, ".git")
+		default:
+			o.add("string_type", loc("url"), "Input should be a valid string", u, nil)
+			valid = false
+		}
+		switch mp := m["mount_path"].(type) {
+		case nil:
+			r.MountPath = "/workspace/" + path.Base(r.URL)
+		case string:
+			if problem := mountPathProblem(mp); problem != "" {
+				o.valueError(loc("mount_path"), mountPathInput(mp), "%s", problem)
+				valid = false
+			}
+			r.MountPath = path.Clean(mp)
+		default:
+			o.add("string_type", loc("mount_path"), "Input should be a valid string", mp, nil)
+			valid = false
+		}
+		switch tok := m["authorization_token"].(type) {
+		case nil:
+		case string:
+			r.Token = tok
+		default:
+			o.add("string_type", loc("authorization_token"), "Input should be a valid string", Redacted, nil)
+			valid = false
+		}
+		if valid && seen[r.MountPath] {
+			o.valueError([]any{"resources"}, r.MountPath, "Duplicate mount_path in resources")
+			valid = false
+		}
+		seen[r.MountPath] = true
+		out = append(out, r)
+	}
+	if len(items) > maxResources {
+		o.valueError([]any{"resources"}, len(items), "Maximum %d resources per session", maxResources)
+		valid = false
+	}
+	if !valid {
+		return nil
+	}
+	return out
+}
+
+// redactToken hides a resource's token in a 422's input.
+func redactToken(m map[string]any) map[string]any {
+	if _, ok := m["authorization_token"]; !ok {
+		return m
+	}
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	c["authorization_token"] = Redacted
+	return c
+}
+
+// reservedMounts are sprite paths a repository can never be checked out at:
+// the system directories the sandbox builds its root from, the kernel's
+// filesystems, and where aod mounts the agent CLIs. A checkout there could
+// only fail at provisioning (or shadow the system), so it is refused now.
+var reservedMounts = []string{"/aod", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+	"/proc", "/run", "/sbin", "/sys", "/usr", "/var"}
+
+// mountPathProblem says why mp cannot be a mount_path, "" when it can. The
+// first two messages are the original's.
+func mountPathProblem(mp string) string {
+	if !strings.HasPrefix(mp, "/") {
+		return "mount_path must be an absolute path"
+	}
+	if n := len([]rune(mp)); n > MaxMountPathLen {
+		return fmt.Sprintf("mount_path must be at most %d characters", MaxMountPathLen)
+	}
+	for _, r := range mp {
+		if r < 0x20 || r == 0x7f {
+			return "mount_path must not contain control characters"
+		}
+	}
+	clean := path.Clean(mp)
+	switch clean {
+	case "/", "/home/sprite":
+		return "mount_path must not be the Sprite root"
+	case "/tmp":
+		return "mount_path must not be the Sprite's /tmp (it holds aod's own files); use a directory under it"
+	}
+	for _, d := range reservedMounts {
+		if clean == d || strings.HasPrefix(clean, d+"/") {
+			return fmt.Sprintf("mount_path must not be under %s (a system directory of the Sprite)", d)
+		}
+	}
+	return ""
+}
+
+// mountPathInput is what a 422 echoes of a refused mount_path: the path, cut
+// short when it is huge, so an error body stays bounded by the rule.
+func mountPathInput(mp string) string {
+	if r := []rune(mp); len(r) > MaxMountPathLen {
+		return string(r[:MaxMountPathLen]) + "…"
+	}
+	return mp
+}
+
+// SessionInput validates a session create: the schema first, then the ids'
+// form (404 for one that is not a UUID). The policy is the service's.
+func SessionInput(o *Object) (store.SessionInput, error) {
+	agentRaw := o.str("agent_id", 0)
+	prompt, timeout := decodePromptFields(o)
+	envRaw := o.optStr("environment_id", 0)
+	resources := decodeResources(o)
+	secrets := decodeEnvVars(o, "secret_env_vars")
+	if err := o.Err(); err != nil {
+		return store.SessionInput{}, err
+	}
+	agentID, err := ID(agentRaw, "Agent")
+	if err != nil {
+		return store.SessionInput{}, err
+	}
+	var env string
+	if envRaw != nil && *envRaw != "" {
+		if env, err = ID(*envRaw, "Environment"); err != nil {
+			return store.SessionInput{}, err
+		}
+	}
+	return store.SessionInput{AgentID: agentID, EnvironmentID: env, Prompt: prompt, Timeout: timeout,
+		Resources: resources, SecretEnvVars: secrets}, nil
+}
+
+// Prompt validates a follow-up: prompt (required, non-empty) and timeout.
+func Prompt(o *Object) (prompt string, timeout int, err error) {
+	prompt, timeout = decodePromptFields(o)
+	return prompt, timeout, o.Err()
+}

@@ -1,0 +1,120 @@
+package validate_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
+	"github.com/matryer/is"
+)
+
+// body422 is the JSON a 422 would carry for err's field list.
+func body422(t *testing.T, err error) ([]store.FieldError, int) {
+	t.Helper()
+	e := store.AsError(err)
+	if e == nil || e.Code != store.Invalid || e.Fields == nil {
+		t.Fatalf("want a 422 field list, got %v", err)
+	}
+	b, jerr := json.Marshal(map[string]any{"detail": e.Fields})
+	if jerr != nil {
+		t.Fatal(jerr)
+	}
+	return e.Fields, len(b)
+}
+
+func parse(t *testing.T, body string) *validate.Object {
+	t.Helper()
+	o, err := validate.Parse([]byte(body))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return o
+}
+
+// Each unknown package manager used to echo the whole packages object:
+// a 59 KB request answered 355 MB. Now each item echoes its key.
+func TestUnknownPackageManagersEchoTheirKeyOnly(t *testing.T) {
+	is := is.New(t)
+	pkgs := map[string][]string{}
+	for i := range 5000 {
+		pkgs[fmt.Sprintf("m%05d", i)] = []string{"x"}
+	}
+	raw, _ := json.Marshal(map[string]any{"name": "e", "packages": pkgs})
+	_, err := validate.EnvironmentInput(parse(t, string(raw)))
+	fields, size := body422(t, err)
+	is.Equal(len(fields), validate.MaxErrors+1)                                               // the first MaxErrors problems and a count
+	is.Equal(fields[0].Input, "m00000")                                                       // an item echoes the offending key
+	is.Equal(fields[len(fields)-1].Type, "too_many_errors")                                   // the last item counts the rest
+	is.True(strings.Contains(fields[len(fields)-1].Msg, fmt.Sprint(5000-validate.MaxErrors))) // how many were left out
+	is.True(size < len(raw))                                                                  // the error is smaller than the request
+}
+
+// 500,000 bad resources (1 MB) used to answer 95 MB.
+func TestBadResourcesAreCapped(t *testing.T) {
+	is := is.New(t)
+	items := strings.Repeat(`1,`, 500000)
+	raw := `{"agent_id":"x","prompt":"p","resources":[` + strings.TrimSuffix(items, ",") + `]}`
+	_, err := validate.SessionInput(parse(t, raw))
+	fields, size := body422(t, err)
+	is.Equal(len(fields), validate.MaxErrors+1) // capped
+	is.True(size < 64<<10)                      // and small, whatever the count
+}
+
+func TestMountPaths(t *testing.T) {
+	ok := []string{"/workspace/repo", "/home/sprite/src", "/opt/app", "/srv/x", "/tmp/checkout", "/workspace"}
+	refused := map[string]string{
+		"relative":                      "mount_path must be an absolute path",
+		"/":                             "must not be the Sprite root",
+		"/home/sprite/":                 "must not be the Sprite root",
+		"/a\x00b":                       "control characters",
+		"/" + strings.Repeat("a", 5000): "at most 1024 characters",
+		"/etc/passwd":                   "under /etc",
+		"/usr/bin":                      "under /usr",
+		"/bin":                          "under /bin",
+		"/lib":                          "under /lib",
+		"/dev":                          "under /dev",
+		"/proc/self":                    "under /proc",
+		"/tmp":                          "/tmp",
+		"/aod/runtimes/x":               "under /aod",
+		"/workspace/../etc":             "under /etc",
+	}
+	session := func(mp string) *validate.Object {
+		raw, _ := json.Marshal(map[string]any{"agent_id": "0195a0c0-0000-7000-8000-000000000001", "prompt": "p",
+			"resources": []any{map[string]any{"type": "github_repository", "url": "https://github.com/o/r", "mount_path": mp}}})
+		o, err := validate.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	for _, mp := range ok {
+		t.Run("accepts "+mp, func(t *testing.T) {
+			is := is.New(t)
+			in, err := validate.SessionInput(session(mp))
+			is.NoErr(err)                                              // a path a checkout can live at
+			is.True(strings.HasPrefix(in.Resources[0].MountPath, "/")) // kept, cleaned
+		})
+	}
+	for mp, want := range refused {
+		t.Run(fmt.Sprintf("refuses %.40q", mp), func(t *testing.T) {
+			is := is.New(t)
+			_, err := validate.SessionInput(session(mp))
+			fields, size := body422(t, err)
+			is.Equal(fields[0].Loc, []any{"resources", 0, "mount_path"}) // the 422 names the field
+			is.True(strings.Contains(fields[0].Msg, want))               // and why
+			is.True(size < 4<<10)                                        // echoing at most a bounded path
+		})
+	}
+}
+
+func TestTooManyErrorsOnlyPastTheCap(t *testing.T) {
+	is := is.New(t)
+	_, err := validate.AgentInput(parse(t, `{"name": 1, "model": 2, "runtime": 3}`))
+	fields, _ := body422(t, err)
+	for _, f := range fields {
+		is.True(f.Type != "too_many_errors") // a handful of errors carries no count item
+	}
+}
