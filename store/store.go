@@ -106,9 +106,6 @@ func (db *DB) Close() error {
 // Dir is the data directory.
 func (db *DB) Dir() string { return db.dir }
 
-// SetClock replaces the clock (tests).
-func (db *DB) SetClock(now func() time.Time) { db.now = now }
-
 // migrate applies every embedded migration not yet recorded, each in its own
 // transaction, in file-name order. Files are append-only: never edit one
 // that has shipped.
