@@ -121,18 +121,27 @@ func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error)
 func (db *DB) RevokeAPIKey(ctx context.Context, userID string, keyID int64) (*APIKey, error) {
 	var k APIKey
 	err := db.write(ctx, func(tx *Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT id, user_id, key_prefix, name FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID).
-			Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name)
-		if errors.Is(err, sql.ErrNoRows) {
-			return Errorf(NotFound, "API key not found")
-		}
-		if err != nil {
+		if err := userAPIKey(ctx, tx, userID, keyID, &k); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE api_keys SET is_active = 0 WHERE id = ?`, keyID)
-		return err
+		return deactivateAPIKey(ctx, tx, keyID)
 	})
 	return &k, err
+}
+
+// userAPIKey reads one of the user's keys (id, owner, prefix, name) into k.
+func userAPIKey(ctx context.Context, tx *Tx, userID string, keyID int64, k *APIKey) error {
+	err := tx.QueryRowContext(ctx, `SELECT id, user_id, key_prefix, name FROM api_keys WHERE id = ? AND user_id = ?`, keyID, userID).
+		Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Errorf(NotFound, "API key not found")
+	}
+	return err
+}
+
+func deactivateAPIKey(ctx context.Context, tx *Tx, keyID int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE api_keys SET is_active = 0 WHERE id = ?`, keyID)
+	return err
 }
 
 // RevokeAPIKeyByPrefix deactivates the one key whose display prefix starts
@@ -144,26 +153,10 @@ func (db *DB) RevokeAPIKeyByPrefix(ctx context.Context, prefix string) (*APIKey,
 	}
 	var k *APIKey
 	err := db.write(ctx, func(tx *Tx) error {
-		// The display prefix is 12 characters; a longer argument (the whole
-		// token, say) is matched on its first 12.
-		p := prefix
-		if len(p) > keyPrefixLen {
-			p = p[:keyPrefixLen]
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, user_id, key_prefix, name FROM api_keys WHERE substr(key_prefix, 1, ?) = ?`, len(p), p)
+		found, err := apiKeysByPrefix(ctx, tx, prefix)
 		if err != nil {
 			return err
 		}
-		var found []*APIKey
-		for rows.Next() {
-			var c APIKey
-			if err := rows.Scan(&c.ID, &c.UserID, &c.Prefix, &c.Name); err != nil {
-				rows.Close()
-				return err
-			}
-			found = append(found, &c)
-		}
-		rows.Close()
 		switch len(found) {
 		case 0:
 			return Errorf(NotFound, "No API key with prefix %s", prefix)
@@ -172,8 +165,33 @@ func (db *DB) RevokeAPIKeyByPrefix(ctx context.Context, prefix string) (*APIKey,
 			return Errorf(Conflict, "Prefix %s matches %d keys; give more characters", prefix, len(found))
 		}
 		k = found[0]
-		_, err = tx.ExecContext(ctx, `UPDATE api_keys SET is_active = 0 WHERE id = ?`, k.ID)
-		return err
+		return deactivateAPIKey(ctx, tx, k.ID)
 	})
 	return k, err
+}
+
+// apiKeysByPrefix lists every user's keys whose display prefix starts with
+// prefix (id, owner, prefix, name).
+func apiKeysByPrefix(ctx context.Context, tx *Tx, prefix string) ([]*APIKey, error) {
+	// The display prefix is 12 characters; a longer argument (the whole
+	// token, say) is matched on its first 12.
+	p := prefix
+	if len(p) > keyPrefixLen {
+		p = p[:keyPrefixLen]
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, user_id, key_prefix, name FROM api_keys WHERE substr(key_prefix, 1, ?) = ?`, len(p), p)
+	if err != nil {
+		return nil, err
+	}
+	var found []*APIKey
+	for rows.Next() {
+		var c APIKey
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Prefix, &c.Name); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		found = append(found, &c)
+	}
+	rows.Close()
+	return found, nil
 }

@@ -30,22 +30,31 @@ func (db *DB) CreateUISession(ctx context.Context, userID string, ttl time.Durat
 	err := db.write(ctx, func(tx *Tx) error {
 		s.ExpiresAt = tx.Now.Add(ttl)
 		// Expired logins are swept as new ones are made.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM ui_sessions WHERE expires_at < ?`, tx.Stamp()); err != nil {
+		if err := sweepUISessions(ctx, tx); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO ui_sessions(token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?,?,?,?,?)`,
-			HashToken(s.Token), userID, s.CSRF, tx.Stamp(), FormatTime(s.ExpiresAt))
-		return err
+		return insertUISession(ctx, tx, userID, s)
 	})
 	if err != nil {
 		return nil, err
 	}
-	u, err := db.userByID(ctx, userID)
+	u, err := userByID(ctx, db.reader, userID)
 	if err != nil {
 		return nil, err
 	}
 	s.User = *u
 	return s, nil
+}
+
+func sweepUISessions(ctx context.Context, tx *Tx) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM ui_sessions WHERE expires_at < ?`, tx.Stamp())
+	return err
+}
+
+func insertUISession(ctx context.Context, tx *Tx, userID string, s *UISession) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO ui_sessions(token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?,?,?,?,?)`,
+		HashToken(s.Token), userID, s.CSRF, tx.Stamp(), FormatTime(s.ExpiresAt))
+	return err
 }
 
 // UISessionByToken resolves a cookie token; expired or unknown → Unauthorized.
@@ -80,7 +89,7 @@ func (db *DB) DeleteUISession(ctx context.Context, token string) error {
 // StashWelcomeKey keeps a raw API key with the login (encrypted) so the
 // welcome page can show it exactly once.
 func (db *DB) StashWelcomeKey(ctx context.Context, token, rawKey string) error {
-	sealed, err := db.crypt.seal([]byte(rawKey), "ui_session:"+HashToken(token)+":pending_key")
+	sealed, err := db.crypt.seal([]byte(rawKey), welcomeKeyBinding(token))
 	if err != nil {
 		return err
 	}
@@ -94,21 +103,33 @@ func (db *DB) StashWelcomeKey(ctx context.Context, token, rawKey string) error {
 func (db *DB) PopWelcomeKey(ctx context.Context, token string) (string, error) {
 	var raw string
 	err := db.write(ctx, func(tx *Tx) error {
-		var sealed []byte
-		err := tx.QueryRowContext(ctx, `SELECT pending_key FROM ui_sessions WHERE token_hash = ?`, HashToken(token)).Scan(&sealed)
+		sealed, err := stashedWelcomeKey(ctx, tx, token)
 		if errors.Is(err, sql.ErrNoRows) || len(sealed) == 0 {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		plain, err := db.crypt.open(sealed, "ui_session:"+HashToken(token)+":pending_key")
+		plain, err := db.crypt.open(sealed, welcomeKeyBinding(token))
 		if err != nil {
 			return err
 		}
 		raw = string(plain)
-		_, err = tx.ExecContext(ctx, `UPDATE ui_sessions SET pending_key = NULL WHERE token_hash = ?`, HashToken(token))
-		return err
+		return clearWelcomeKey(ctx, tx, token)
 	})
 	return raw, err
+}
+
+// welcomeKeyBinding ties a sealed welcome key to its login row.
+func welcomeKeyBinding(token string) string { return "ui_session:" + HashToken(token) + ":pending_key" }
+
+func stashedWelcomeKey(ctx context.Context, tx *Tx, token string) ([]byte, error) {
+	var sealed []byte
+	err := tx.QueryRowContext(ctx, `SELECT pending_key FROM ui_sessions WHERE token_hash = ?`, HashToken(token)).Scan(&sealed)
+	return sealed, err
+}
+
+func clearWelcomeKey(ctx context.Context, tx *Tx, token string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE ui_sessions SET pending_key = NULL WHERE token_hash = ?`, HashToken(token))
+	return err
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
 )
 
@@ -45,8 +44,8 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 	}
 	env = map[string]string{}
 	if envID.Valid {
-		var envSealed []byte
-		if err := db.reader.QueryRowContext(ctx, `SELECT env_vars FROM environments WHERE id = ?`, envID.String).Scan(&envSealed); err != nil {
+		envSealed, err := sealedEnvVars(ctx, db.reader, envID.String)
+		if err != nil {
 			return nil, nil, err
 		}
 		vars, err := db.openEnvVars(envID.String, envSealed)
@@ -58,7 +57,7 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 		}
 	}
 	if len(sealed) > 0 {
-		plain, err := db.crypt.open(sealed, "session:"+id+":secret_env_vars")
+		plain, err := db.crypt.open(sealed, secretEnvVarsBinding(id))
 		if err != nil {
 			return nil, nil, errors.New("decrypt secret_env_vars: wrong key file or corrupted data")
 		}
@@ -84,7 +83,7 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 			return nil, nil, err
 		}
 		if len(tok) > 0 {
-			plain, err := db.crypt.open(tok, fmt.Sprintf("session:%s:resource:%d", id, pos))
+			plain, err := db.crypt.open(tok, resourceTokenBinding(id, pos))
 			if err != nil {
 				return nil, nil, errors.New("decrypt repository token: wrong key file or corrupted data")
 			}

@@ -212,28 +212,12 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 		if envID == "" {
 			envID = agent.EnvironmentID
 		}
-		var envVars map[string]string
-		if envID != "" {
-			env, err := getEnvironment(ctx, tx, userID, envID)
-			if err != nil {
-				return err
-			}
-			if env.ArchivedAt != nil {
-				return Errorf(Conflict, "Cannot create session with archived environment")
-			}
-			var sealed []byte
-			if err := tx.QueryRowContext(ctx, `SELECT env_vars FROM environments WHERE id = ?`, envID).Scan(&sealed); err != nil {
-				return err
-			}
-			if envVars, err = db.openEnvVars(envID, sealed); err != nil {
-				return err
-			}
+		envVars, err := db.sessionEnvVars(ctx, tx, userID, envID)
+		if err != nil {
+			return err
 		}
-		if keyless := in.Policy.Keyless; keyless == nil || !keyless(agent.Provider) {
-			names := catalogue.CredentialNames(agent.Runtime, agent.Provider)
-			if len(names) > 0 && !hasAny(names, in.SecretEnvVars, envVars) {
-				return Errorf(BadRequest, "No API key configured for runtime: %s", agent.Runtime)
-			}
+		if err := checkCredentials(agent, in.Policy, in.SecretEnvVars, envVars); err != nil {
+			return err
 		}
 		if err := checkQuota(ctx, tx, userID, in.Policy.MaxConcurrent); err != nil {
 			return err
@@ -246,35 +230,102 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 		if s.Resources == nil {
 			s.Resources = []Resource{}
 		}
-		var secrets any
-		if len(in.SecretEnvVars) > 0 {
-			plain, _ := json.Marshal(in.SecretEnvVars)
-			if secrets, err = db.crypt.seal(plain, "session:"+s.ID+":secret_env_vars"); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, user_id, agent_id, environment_id, runtime, provider, model,
-			system, agent_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			s.ID, userID, s.AgentID, nullString(envID), s.Runtime, s.Provider, s.Model, s.System, agent.Version, s.Status, secrets,
-			tx.Stamp(), tx.Stamp()); err != nil {
+		if err := db.insertSession(ctx, tx, s, agent.Version, in.SecretEnvVars); err != nil {
 			return err
 		}
-		for i, r := range in.Resources {
-			var token any
-			if r.Token != "" {
-				if token, err = db.crypt.seal([]byte(r.Token), fmt.Sprintf("session:%s:resource:%d", s.ID, i)); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO session_resources(session_id, position, type, url, mount_path,
-				authorization_token) VALUES (?,?,?,?,?,?)`, s.ID, i, r.Type, r.URL, r.MountPath, token); err != nil {
-				return err
-			}
-			s.Resources[i].Token = ""
+		if err := db.insertResources(ctx, tx, s); err != nil {
+			return err
 		}
 		return insertTurn(ctx, tx, s.ID, 1, in.Prompt, in.Timeout)
 	})
 	return s, err
+}
+
+// sessionEnvVars checks a new session's environment (the user's, not
+// archived) and opens its env vars; none when envID is "".
+func (db *DB) sessionEnvVars(ctx context.Context, tx *Tx, userID, envID string) (map[string]string, error) {
+	if envID == "" {
+		return nil, nil
+	}
+	env, err := getEnvironment(ctx, tx, userID, envID)
+	if err != nil {
+		return nil, err
+	}
+	if env.ArchivedAt != nil {
+		return nil, Errorf(Conflict, "Cannot create session with archived environment")
+	}
+	sealed, err := sealedEnvVars(ctx, tx, envID)
+	if err != nil {
+		return nil, err
+	}
+	return db.openEnvVars(envID, sealed)
+}
+
+// sealedEnvVars reads an environment's env vars as stored (encrypted).
+func sealedEnvVars(ctx context.Context, q querier, envID string) ([]byte, error) {
+	var sealed []byte
+	err := q.QueryRowContext(ctx, `SELECT env_vars FROM environments WHERE id = ?`, envID).Scan(&sealed)
+	return sealed, err
+}
+
+// checkCredentials refuses a session whose CLI would start without its
+// provider's key in any of vars (unless the policy says it needs none).
+func checkCredentials(agent *Agent, policy SessionPolicy, vars ...map[string]string) error {
+	if keyless := policy.Keyless; keyless == nil || !keyless(agent.Provider) {
+		names := catalogue.CredentialNames(agent.Runtime, agent.Provider)
+		if len(names) > 0 && !hasAny(names, vars...) {
+			return Errorf(BadRequest, "No API key configured for runtime: %s", agent.Runtime)
+		}
+	}
+	return nil
+}
+
+// insertSession stores the session row with its secret env vars sealed.
+func (db *DB) insertSession(ctx context.Context, tx *Tx, s *Session, agentVersion int, secretEnvVars map[string]string) error {
+	var secrets any
+	if len(secretEnvVars) > 0 {
+		plain, _ := json.Marshal(secretEnvVars)
+		var err error
+		if secrets, err = db.crypt.seal(plain, secretEnvVarsBinding(s.ID)); err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, user_id, agent_id, environment_id, runtime, provider, model,
+			system, agent_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		s.ID, s.UserID, s.AgentID, nullString(s.EnvironmentID), s.Runtime, s.Provider, s.Model, s.System, agentVersion, s.Status, secrets,
+		tx.Stamp(), tx.Stamp())
+	return err
+}
+
+// insertResources stores the session's repositories in order, their tokens
+// sealed, and clears the tokens from s.
+func (db *DB) insertResources(ctx context.Context, tx *Tx, s *Session) error {
+	for i, r := range s.Resources {
+		var token any
+		if r.Token != "" {
+			var err error
+			if token, err = db.crypt.seal([]byte(r.Token), resourceTokenBinding(s.ID, i)); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO session_resources(session_id, position, type, url, mount_path,
+				authorization_token) VALUES (?,?,?,?,?,?)`, s.ID, i, r.Type, r.URL, r.MountPath, token); err != nil {
+			return err
+		}
+		s.Resources[i].Token = ""
+	}
+	return nil
+}
+
+// secretEnvVarsBinding and resourceTokenBinding tie sealed secrets to their
+// session row (and resource position), so a value copied to another row
+// does not open.
+func secretEnvVarsBinding(sessionID string) string {
+	return "session:" + sessionID + ":secret_env_vars"
+}
+
+func resourceTokenBinding(sessionID string, pos int) string {
+	return fmt.Sprintf("session:%s:resource:%d", sessionID, pos)
 }
 
 func hasAny(names []string, maps ...map[string]string) bool {
@@ -355,8 +406,7 @@ func (db *DB) PromptSession(ctx context.Context, userID, id, prompt string, time
 		if err := insertTurn(ctx, tx, id, n, prompt, timeout); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = NULL, error = '', updated_at = ? WHERE id = ?`,
-			StatusPending, tx.Stamp(), id); err != nil {
+		if err := requeueSession(ctx, tx, id); err != nil {
 			return err
 		}
 		s.Status, s.ExitCode, s.Error, s.CurrentTurn, s.TurnCount, s.UpdatedAt = StatusPending, nil, "", n, s.TurnCount+1, tx.Now
@@ -366,6 +416,13 @@ func (db *DB) PromptSession(ctx context.Context, userID, id, prompt string, time
 		db.notify.bump(id)
 	}
 	return s, err
+}
+
+// requeueSession puts a session back to pending with no exit code or error.
+func requeueSession(ctx context.Context, tx *Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = NULL, error = '', updated_at = ? WHERE id = ?`,
+		StatusPending, tx.Stamp(), id)
+	return err
 }
 
 // TerminateSession marks a session terminated; a turn in flight keeps that
@@ -380,12 +437,10 @@ func (db *DB) TerminateSession(ctx context.Context, userID, id string) (*Session
 		if s.Status == StatusTerminated {
 			return Errorf(Conflict, "Session is already terminated")
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ?`, StatusTerminated, tx.Stamp(), id); err != nil {
+		if err := markTerminated(ctx, tx, id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, error = 'terminated', ended_at = ?,
-			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND status IN ('pending', 'running')`,
-			StatusFailed, tx.Stamp(), tx.Stamp(), id); err != nil {
+		if err := failOpenTurns(ctx, tx, id); err != nil {
 			return err
 		}
 		s.Status, s.UpdatedAt = StatusTerminated, tx.Now
@@ -395,6 +450,19 @@ func (db *DB) TerminateSession(ctx context.Context, userID, id string) (*Session
 		db.notify.bump(id)
 	}
 	return s, err
+}
+
+func markTerminated(ctx context.Context, tx *Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ?`, StatusTerminated, tx.Stamp(), id)
+	return err
+}
+
+// failOpenTurns fails a terminated session's pending or running turn.
+func failOpenTurns(ctx context.Context, tx *Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, error = 'terminated', ended_at = ?,
+			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND status IN ('pending', 'running')`,
+		StatusFailed, tx.Stamp(), tx.Stamp(), id)
+	return err
 }
 
 // DeleteSession removes a finished session with its turns, events,

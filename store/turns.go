@@ -95,16 +95,11 @@ func (db *DB) NextTurn(ctx context.Context, id string) (*Session, *Turn, error) 
 func (db *DB) StartTurn(ctx context.Context, id string, turn int) (bool, error) {
 	started := false
 	err := db.write(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
-			StatusRunning, tx.Stamp(), id, StatusPending)
-		if err != nil {
+		ok, err := runPendingSession(ctx, tx, id)
+		if err != nil || !ok {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, started_at = ? WHERE session_id = ? AND turn_number = ?`,
-			StatusRunning, tx.Stamp(), id, turn); err != nil {
+		if err := runTurn(ctx, tx, id, turn); err != nil {
 			return err
 		}
 		started = true
@@ -114,6 +109,23 @@ func (db *DB) StartTurn(ctx context.Context, id string, turn int) (bool, error) 
 		db.notify.bump(id)
 	}
 	return started, err
+}
+
+// runPendingSession moves the session to running if it is still pending.
+func runPendingSession(ctx context.Context, tx *Tx, id string) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
+		StatusRunning, tx.Stamp(), id, StatusPending)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+func runTurn(ctx context.Context, tx *Tx, id string, turn int) error {
+	_, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, started_at = ? WHERE session_id = ? AND turn_number = ?`,
+		StatusRunning, tx.Stamp(), id, turn)
+	return err
 }
 
 // TurnResult is how a turn ended.
@@ -141,36 +153,52 @@ func (db *DB) FailSession(ctx context.Context, id, reason string) error {
 
 func (db *DB) finish(ctx context.Context, id string, turn *int, status string, r TurnResult) error {
 	err := db.write(ctx, func(tx *Tx) error {
-		var exit any
-		if r.ExitCode != nil {
-			exit = *r.ExitCode
-		}
-		var usage any
-		if len(r.Usage) > 0 {
-			usage = string(r.Usage)
-		}
-		q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, usage = ?, ended_at = ?,
-			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND `
-		args := []any{status, exit, r.Error, usage, tx.Stamp(), tx.Stamp(), id}
-		if turn != nil {
-			q += `turn_number = ?`
-			args = append(args, *turn)
-		} else {
-			q += `status IN ('pending', 'running')`
-		}
-		// A turn ended by terminate keeps the failed status it got then.
-		q += ` AND status IN ('pending', 'running')`
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if err := endTurns(ctx, tx, id, turn, status, r); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = ?, error = ?, updated_at = ?
-			WHERE id = ? AND status != ?`, status, exit, r.Error, tx.Stamp(), id, StatusTerminated)
-		return err
+		return endSession(ctx, tx, id, status, r)
 	})
 	if err == nil {
 		db.notify.bump(id)
 	}
 	return err
+}
+
+// endTurns records the end of the given turn, or of every pending or
+// running turn when turn is nil.
+func endTurns(ctx context.Context, tx *Tx, id string, turn *int, status string, r TurnResult) error {
+	var usage any
+	if len(r.Usage) > 0 {
+		usage = string(r.Usage)
+	}
+	q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, usage = ?, ended_at = ?,
+			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND `
+	args := []any{status, exitCodeArg(r.ExitCode), r.Error, usage, tx.Stamp(), tx.Stamp(), id}
+	if turn != nil {
+		q += `turn_number = ?`
+		args = append(args, *turn)
+	} else {
+		q += `status IN ('pending', 'running')`
+	}
+	// A turn ended by terminate keeps the failed status it got then.
+	q += ` AND status IN ('pending', 'running')`
+	_, err := tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+// endSession records the session's outcome unless it was terminated.
+func endSession(ctx context.Context, tx *Tx, id, status string, r TurnResult) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = ?, error = ?, updated_at = ?
+			WHERE id = ? AND status != ?`, status, exitCodeArg(r.ExitCode), r.Error, tx.Stamp(), id, StatusTerminated)
+	return err
+}
+
+// exitCodeArg is an optional exit code as a column value (NULL for nil).
+func exitCodeArg(code *int) any {
+	if code == nil {
+		return nil
+	}
+	return *code
 }
 
 // SetRuntimeSessionID records the CLI's own conversation id for resuming.

@@ -101,10 +101,10 @@ func userByName(ctx context.Context, q querier, username string) (*User, error) 
 	return &u, nil
 }
 
-func (db *DB) userByID(ctx context.Context, id string) (*User, error) {
+func userByID(ctx context.Context, q querier, id string) (*User, error) {
 	var u User
 	var created string
-	err := db.reader.QueryRowContext(ctx, `SELECT id, username, created_at FROM users WHERE id = ?`, id).Scan(&u.ID, &u.Username, &created)
+	err := q.QueryRowContext(ctx, `SELECT id, username, created_at FROM users WHERE id = ?`, id).Scan(&u.ID, &u.Username, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, Errorf(NotFound, "User not found")
 	}
