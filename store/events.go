@@ -114,13 +114,6 @@ func (db *DB) Events(ctx context.Context, sessionID string, after int64, limit i
 	return out, rows.Err()
 }
 
-// LastEventID is the highest event id of a session (0 when it has none).
-func (db *DB) LastEventID(ctx context.Context, sessionID string) (int64, error) {
-	var id sql.NullInt64
-	err := db.reader.QueryRowContext(ctx, `SELECT max(id) FROM events WHERE session_id = ?`, sessionID).Scan(&id)
-	return id.Int64, err
-}
-
 // ChangeSeq returns a number that grows whenever the session gets new
 // events or changes state. Take it before reading, then WaitChange with it:
 // a change that lands in between is not missed.

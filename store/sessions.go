@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/aod/aod/catalogue"
@@ -19,15 +18,6 @@ const (
 	StatusCompleted  = "completed"
 	StatusFailed     = "failed"
 	StatusTerminated = "terminated"
-)
-
-// Turn statuses are pending, running, completed and failed (a subset).
-
-// Provisioning states of a session's sprite.
-const (
-	ProvisionNone    = ""
-	ProvisionRunning = "running"
-	ProvisionDone    = "done"
 )
 
 // Session is one agent run in its own sprite.
@@ -63,21 +53,6 @@ type Resource struct {
 	URL       string
 	MountPath string
 	Token     string
-}
-
-// Turn is one prompt of a session.
-type Turn struct {
-	SessionID string
-	Number    int
-	Prompt    string
-	Timeout   int // seconds
-	Status    string
-	ExitCode  *int
-	Error     string
-	Usage     json.RawMessage
-	CreatedAt time.Time
-	StartedAt *time.Time
-	EndedAt   *time.Time
 }
 
 // SessionInput is a validated create request.
@@ -237,28 +212,12 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 		if envID == "" {
 			envID = agent.EnvironmentID
 		}
-		var envVars map[string]string
-		if envID != "" {
-			env, err := getEnvironment(ctx, tx, userID, envID)
-			if err != nil {
-				return err
-			}
-			if env.ArchivedAt != nil {
-				return Errorf(Conflict, "Cannot create session with archived environment")
-			}
-			var sealed []byte
-			if err := tx.QueryRowContext(ctx, `SELECT env_vars FROM environments WHERE id = ?`, envID).Scan(&sealed); err != nil {
-				return err
-			}
-			if envVars, err = db.openEnvVars(envID, sealed); err != nil {
-				return err
-			}
+		envVars, err := db.sessionEnvVars(ctx, tx, userID, envID)
+		if err != nil {
+			return err
 		}
-		if keyless := in.Policy.Keyless; keyless == nil || !keyless(agent.Provider) {
-			names := catalogue.CredentialNames(agent.Runtime, agent.Provider)
-			if len(names) > 0 && !hasAny(names, in.SecretEnvVars, envVars) {
-				return Errorf(BadRequest, "No API key configured for runtime: %s", agent.Runtime)
-			}
+		if err := checkCredentials(agent, in.Policy, in.SecretEnvVars, envVars); err != nil {
+			return err
 		}
 		if err := checkQuota(ctx, tx, userID, in.Policy.MaxConcurrent); err != nil {
 			return err
@@ -271,35 +230,102 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 		if s.Resources == nil {
 			s.Resources = []Resource{}
 		}
-		var secrets any
-		if len(in.SecretEnvVars) > 0 {
-			plain, _ := json.Marshal(in.SecretEnvVars)
-			if secrets, err = db.crypt.seal(plain, "session:"+s.ID+":secret_env_vars"); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, user_id, agent_id, environment_id, runtime, provider, model,
-			system, agent_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			s.ID, userID, s.AgentID, nullString(envID), s.Runtime, s.Provider, s.Model, s.System, agent.Version, s.Status, secrets,
-			tx.Stamp(), tx.Stamp()); err != nil {
+		if err := db.insertSession(ctx, tx, s, agent.Version, in.SecretEnvVars); err != nil {
 			return err
 		}
-		for i, r := range in.Resources {
-			var token any
-			if r.Token != "" {
-				if token, err = db.crypt.seal([]byte(r.Token), fmt.Sprintf("session:%s:resource:%d", s.ID, i)); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO session_resources(session_id, position, type, url, mount_path,
-				authorization_token) VALUES (?,?,?,?,?,?)`, s.ID, i, r.Type, r.URL, r.MountPath, token); err != nil {
-				return err
-			}
-			s.Resources[i].Token = ""
+		if err := db.insertResources(ctx, tx, s); err != nil {
+			return err
 		}
 		return insertTurn(ctx, tx, s.ID, 1, in.Prompt, in.Timeout)
 	})
 	return s, err
+}
+
+// sessionEnvVars checks a new session's environment (the user's, not
+// archived) and opens its env vars; none when envID is "".
+func (db *DB) sessionEnvVars(ctx context.Context, tx *Tx, userID, envID string) (map[string]string, error) {
+	if envID == "" {
+		return nil, nil
+	}
+	env, err := getEnvironment(ctx, tx, userID, envID)
+	if err != nil {
+		return nil, err
+	}
+	if env.ArchivedAt != nil {
+		return nil, Errorf(Conflict, "Cannot create session with archived environment")
+	}
+	sealed, err := sealedEnvVars(ctx, tx, envID)
+	if err != nil {
+		return nil, err
+	}
+	return db.openEnvVars(envID, sealed)
+}
+
+// sealedEnvVars reads an environment's env vars as stored (encrypted).
+func sealedEnvVars(ctx context.Context, q querier, envID string) ([]byte, error) {
+	var sealed []byte
+	err := q.QueryRowContext(ctx, `SELECT env_vars FROM environments WHERE id = ?`, envID).Scan(&sealed)
+	return sealed, err
+}
+
+// checkCredentials refuses a session whose CLI would start without its
+// provider's key in any of vars (unless the policy says it needs none).
+func checkCredentials(agent *Agent, policy SessionPolicy, vars ...map[string]string) error {
+	if keyless := policy.Keyless; keyless == nil || !keyless(agent.Provider) {
+		names := catalogue.CredentialNames(agent.Runtime, agent.Provider)
+		if len(names) > 0 && !hasAny(names, vars...) {
+			return Errorf(BadRequest, "No API key configured for runtime: %s", agent.Runtime)
+		}
+	}
+	return nil
+}
+
+// insertSession stores the session row with its secret env vars sealed.
+func (db *DB) insertSession(ctx context.Context, tx *Tx, s *Session, agentVersion int, secretEnvVars map[string]string) error {
+	var secrets any
+	if len(secretEnvVars) > 0 {
+		plain, _ := json.Marshal(secretEnvVars)
+		var err error
+		if secrets, err = db.crypt.seal(plain, secretEnvVarsBinding(s.ID)); err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, user_id, agent_id, environment_id, runtime, provider, model,
+			system, agent_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		s.ID, s.UserID, s.AgentID, nullString(s.EnvironmentID), s.Runtime, s.Provider, s.Model, s.System, agentVersion, s.Status, secrets,
+		tx.Stamp(), tx.Stamp())
+	return err
+}
+
+// insertResources stores the session's repositories in order, their tokens
+// sealed, and clears the tokens from s.
+func (db *DB) insertResources(ctx context.Context, tx *Tx, s *Session) error {
+	for i, r := range s.Resources {
+		var token any
+		if r.Token != "" {
+			var err error
+			if token, err = db.crypt.seal([]byte(r.Token), resourceTokenBinding(s.ID, i)); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO session_resources(session_id, position, type, url, mount_path,
+				authorization_token) VALUES (?,?,?,?,?,?)`, s.ID, i, r.Type, r.URL, r.MountPath, token); err != nil {
+			return err
+		}
+		s.Resources[i].Token = ""
+	}
+	return nil
+}
+
+// secretEnvVarsBinding and resourceTokenBinding tie sealed secrets to their
+// session row (and resource position), so a value copied to another row
+// does not open.
+func secretEnvVarsBinding(sessionID string) string {
+	return "session:" + sessionID + ":secret_env_vars"
+}
+
+func resourceTokenBinding(sessionID string, pos int) string {
+	return fmt.Sprintf("session:%s:resource:%d", sessionID, pos)
 }
 
 func hasAny(names []string, maps ...map[string]string) bool {
@@ -311,12 +337,6 @@ func hasAny(names []string, maps ...map[string]string) bool {
 		}
 	}
 	return false
-}
-
-func insertTurn(ctx context.Context, tx *Tx, sessionID string, n int, prompt string, timeout int) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO session_turns(session_id, turn_number, prompt, timeout_s, status, created_at)
-		VALUES (?,?,?,?,?,?)`, sessionID, n, prompt, timeout, StatusPending, tx.Stamp())
-	return err
 }
 
 // checkQuota refuses a new session when the user already has their limit
@@ -341,24 +361,6 @@ func checkQuota(ctx context.Context, tx *Tx, userID string, def int) error {
 		return QuotaError(limit, active)
 	}
 	return nil
-}
-
-// SetUserQuota sets a user's own concurrent-session limit (0 = the server default).
-func (db *DB) SetUserQuota(ctx context.Context, username string, limit int) error {
-	return db.write(ctx, func(tx *Tx) error {
-		var v any
-		if limit > 0 {
-			v = limit
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE users SET max_concurrent_sessions = ? WHERE username = ?`, v, username)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return Errorf(NotFound, "User not found: %s", username)
-		}
-		return nil
-	})
 }
 
 // CheckPromptable returns the 409 a prompt would get from the session's
@@ -404,8 +406,7 @@ func (db *DB) PromptSession(ctx context.Context, userID, id, prompt string, time
 		if err := insertTurn(ctx, tx, id, n, prompt, timeout); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = NULL, error = '', updated_at = ? WHERE id = ?`,
-			StatusPending, tx.Stamp(), id); err != nil {
+		if err := requeueSession(ctx, tx, id); err != nil {
 			return err
 		}
 		s.Status, s.ExitCode, s.Error, s.CurrentTurn, s.TurnCount, s.UpdatedAt = StatusPending, nil, "", n, s.TurnCount+1, tx.Now
@@ -415,6 +416,13 @@ func (db *DB) PromptSession(ctx context.Context, userID, id, prompt string, time
 		db.notify.bump(id)
 	}
 	return s, err
+}
+
+// requeueSession puts a session back to pending with no exit code or error.
+func requeueSession(ctx context.Context, tx *Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = NULL, error = '', updated_at = ? WHERE id = ?`,
+		StatusPending, tx.Stamp(), id)
+	return err
 }
 
 // TerminateSession marks a session terminated; a turn in flight keeps that
@@ -429,12 +437,10 @@ func (db *DB) TerminateSession(ctx context.Context, userID, id string) (*Session
 		if s.Status == StatusTerminated {
 			return Errorf(Conflict, "Session is already terminated")
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ?`, StatusTerminated, tx.Stamp(), id); err != nil {
+		if err := markTerminated(ctx, tx, id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, error = 'terminated', ended_at = ?,
-			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND status IN ('pending', 'running')`,
-			StatusFailed, tx.Stamp(), tx.Stamp(), id); err != nil {
+		if err := failOpenTurns(ctx, tx, id); err != nil {
 			return err
 		}
 		s.Status, s.UpdatedAt = StatusTerminated, tx.Now
@@ -444,6 +450,19 @@ func (db *DB) TerminateSession(ctx context.Context, userID, id string) (*Session
 		db.notify.bump(id)
 	}
 	return s, err
+}
+
+func markTerminated(ctx context.Context, tx *Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ?`, StatusTerminated, tx.Stamp(), id)
+	return err
+}
+
+// failOpenTurns fails a terminated session's pending or running turn.
+func failOpenTurns(ctx context.Context, tx *Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, error = 'terminated', ended_at = ?,
+			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND status IN ('pending', 'running')`,
+		StatusFailed, tx.Stamp(), tx.Stamp(), id)
+	return err
 }
 
 // DeleteSession removes a finished session with its turns, events,
@@ -464,305 +483,4 @@ func (db *DB) DeleteSession(ctx context.Context, userID, id string) error {
 		db.notify.forget(id)
 	}
 	return err
-}
-
-const turnColumns = `session_id, turn_number, prompt, timeout_s, status, exit_code, error, usage, created_at, started_at, ended_at`
-
-func scanTurn(s scanner) (*Turn, error) {
-	var t Turn
-	var exit sql.NullInt64
-	var usage, started, ended sql.NullString
-	var created string
-	if err := s.Scan(&t.SessionID, &t.Number, &t.Prompt, &t.Timeout, &t.Status, &exit, &t.Error, &usage, &created, &started, &ended); err != nil {
-		return nil, err
-	}
-	if exit.Valid {
-		c := int(exit.Int64)
-		t.ExitCode = &c
-	}
-	if usage.Valid {
-		t.Usage = json.RawMessage(usage.String)
-	}
-	t.CreatedAt, _ = ParseTime(created)
-	t.StartedAt, t.EndedAt = parseNullTime(started), parseNullTime(ended)
-	return &t, nil
-}
-
-// ListTurns returns a session's turns by number.
-func (db *DB) ListTurns(ctx context.Context, userID, id string) ([]*Turn, error) {
-	if _, err := getSession(ctx, db.reader, userID, id); err != nil {
-		return nil, err
-	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+turnColumns+` FROM session_turns WHERE session_id = ? ORDER BY turn_number`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []*Turn{}
-	for rows.Next() {
-		t, err := scanTurn(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
-}
-
-// --- what the runner uses ---
-
-// SessionSecrets returns the decrypted env vars a session's sprite gets:
-// the environment's, then the session's secrets (which win), and the
-// repository tokens by resource position.
-func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]string, resources []Resource, err error) {
-	var envID sql.NullString
-	var sealed []byte
-	if err := db.reader.QueryRowContext(ctx, `SELECT environment_id, secret_env_vars FROM sessions WHERE id = ?`, id).Scan(&envID, &sealed); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, nil, sessionNotFound()
-		}
-		return nil, nil, err
-	}
-	env = map[string]string{}
-	if envID.Valid {
-		var envSealed []byte
-		if err := db.reader.QueryRowContext(ctx, `SELECT env_vars FROM environments WHERE id = ?`, envID.String).Scan(&envSealed); err != nil {
-			return nil, nil, err
-		}
-		vars, err := db.openEnvVars(envID.String, envSealed)
-		if err != nil {
-			return nil, nil, err
-		}
-		for k, v := range vars {
-			env[k] = v
-		}
-	}
-	if len(sealed) > 0 {
-		plain, err := db.crypt.open(sealed, "session:"+id+":secret_env_vars")
-		if err != nil {
-			return nil, nil, errors.New("decrypt secret_env_vars: wrong key file or corrupted data")
-		}
-		var secrets map[string]string
-		if err := json.Unmarshal(plain, &secrets); err != nil {
-			return nil, nil, err
-		}
-		for k, v := range secrets {
-			env[k] = v
-		}
-	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT position, type, url, mount_path, authorization_token FROM session_resources
-		WHERE session_id = ? ORDER BY position`, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var pos int
-		var r Resource
-		var tok []byte
-		if err := rows.Scan(&pos, &r.Type, &r.URL, &r.MountPath, &tok); err != nil {
-			return nil, nil, err
-		}
-		if len(tok) > 0 {
-			plain, err := db.crypt.open(tok, fmt.Sprintf("session:%s:resource:%d", id, pos))
-			if err != nil {
-				return nil, nil, errors.New("decrypt repository token: wrong key file or corrupted data")
-			}
-			r.Token = string(plain)
-		}
-		resources = append(resources, r)
-	}
-	return env, resources, rows.Err()
-}
-
-// SessionAgent returns the agent version a session was created with (its
-// MCP servers and skills), even if the agent changed or was archived since.
-func (db *DB) SessionAgent(ctx context.Context, id string) (*AgentVersion, error) {
-	var agentID sql.NullString
-	var version int
-	err := db.reader.QueryRowContext(ctx, `SELECT agent_id, agent_version FROM sessions WHERE id = ?`, id).Scan(&agentID, &version)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, sessionNotFound()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !agentID.Valid {
-		return nil, agentNotFound()
-	}
-	v, err := agentVersion(ctx, db.reader, agentID.String, version)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, agentNotFound()
-	}
-	return v, err
-}
-
-// SortedKeys returns m's keys in order (env files are written sorted).
-func SortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// SetProvisionState records provisioning progress; it fails with NotFound
-// once the session is gone.
-func (db *DB) SetProvisionState(ctx context.Context, id, state string) error {
-	return db.write(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE sessions SET provision_state = ? WHERE id = ?`, state, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return sessionNotFound()
-		}
-		return nil
-	})
-}
-
-// SetRuntimeSessionID records the CLI's own conversation id for resuming.
-func (db *DB) SetRuntimeSessionID(ctx context.Context, id, runtimeID string) error {
-	return db.write(ctx, func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE sessions SET runtime_session_id = ? WHERE id = ?`, runtimeID, id)
-		return err
-	})
-}
-
-// NextTurn returns the session and its lowest pending turn, or a nil turn
-// when none is pending.
-func (db *DB) NextTurn(ctx context.Context, id string) (*Session, *Turn, error) {
-	s, err := db.GetSession(ctx, "", id)
-	if err != nil {
-		return nil, nil, err
-	}
-	t, err := scanTurn(db.reader.QueryRowContext(ctx, `SELECT `+turnColumns+` FROM session_turns
-		WHERE session_id = ? AND status = 'pending' ORDER BY turn_number LIMIT 1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return s, nil, nil
-	}
-	return s, t, err
-}
-
-// StartTurn moves a pending session and its turn to running. It reports
-// false (and changes nothing) when the session is no longer pending, e.g.
-// terminated before the turn could start.
-func (db *DB) StartTurn(ctx context.Context, id string, turn int) (bool, error) {
-	started := false
-	err := db.write(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
-			StatusRunning, tx.Stamp(), id, StatusPending)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, started_at = ? WHERE session_id = ? AND turn_number = ?`,
-			StatusRunning, tx.Stamp(), id, turn); err != nil {
-			return err
-		}
-		started = true
-		return nil
-	})
-	if started {
-		db.notify.bump(id)
-	}
-	return started, err
-}
-
-// TurnResult is how a turn ended.
-type TurnResult struct {
-	ExitCode *int   // nil when the CLI never exited on its own
-	Error    string // reason when it failed without an exit code, or a note
-	Usage    json.RawMessage
-}
-
-// FinishTurn records a turn's end: exit 0 completes the session, anything
-// else fails it. A session terminated meanwhile stays terminated.
-func (db *DB) FinishTurn(ctx context.Context, id string, turn int, r TurnResult) error {
-	status := StatusFailed
-	if r.ExitCode != nil && *r.ExitCode == 0 && r.Error == "" {
-		status = StatusCompleted
-	}
-	return db.finish(ctx, id, &turn, status, r)
-}
-
-// FailSession ends a session that failed outside a turn (provisioning, a
-// restart) with a reason; its pending or running turn fails with it.
-func (db *DB) FailSession(ctx context.Context, id, reason string) error {
-	return db.finish(ctx, id, nil, StatusFailed, TurnResult{Error: reason})
-}
-
-func (db *DB) finish(ctx context.Context, id string, turn *int, status string, r TurnResult) error {
-	err := db.write(ctx, func(tx *Tx) error {
-		var exit any
-		if r.ExitCode != nil {
-			exit = *r.ExitCode
-		}
-		var usage any
-		if len(r.Usage) > 0 {
-			usage = string(r.Usage)
-		}
-		q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, usage = ?, ended_at = ?,
-			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND `
-		args := []any{status, exit, r.Error, usage, tx.Stamp(), tx.Stamp(), id}
-		if turn != nil {
-			q += `turn_number = ?`
-			args = append(args, *turn)
-		} else {
-			q += `status IN ('pending', 'running')`
-		}
-		// A turn ended by terminate keeps the failed status it got then.
-		q += ` AND status IN ('pending', 'running')`
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = ?, error = ?, updated_at = ?
-			WHERE id = ? AND status != ?`, status, exit, r.Error, tx.Stamp(), id, StatusTerminated)
-		return err
-	})
-	if err == nil {
-		db.notify.bump(id)
-	}
-	return err
-}
-
-// SessionsToRecover lists sessions a previous process left pending or
-// running, oldest first (crash reconciliation at start).
-func (db *DB) SessionsToRecover(ctx context.Context) ([]*Session, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE status IN ('pending', 'running') ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Session
-	for rows.Next() {
-		s, err := scanSession(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
-}
-
-// SessionStatuses maps every session id to its status (the runner sweeps
-// sprite directories of sessions that are gone or terminated).
-func (db *DB) SessionStatuses(ctx context.Context) (map[string]string, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT id, status FROM sessions`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var id, st string
-		if err := rows.Scan(&id, &st); err != nil {
-			return nil, err
-		}
-		out[id] = st
-	}
-	return out, rows.Err()
 }

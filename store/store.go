@@ -106,9 +106,6 @@ func (db *DB) Close() error {
 // Dir is the data directory.
 func (db *DB) Dir() string { return db.dir }
 
-// SetClock replaces the clock (tests).
-func (db *DB) SetClock(now func() time.Time) { db.now = now }
-
 // migrate applies every embedded migration not yet recorded, each in its own
 // transaction, in file-name order. Files are append-only: never edit one
 // that has shipped.
@@ -229,6 +226,13 @@ func (db *DB) Backup(ctx context.Context, destDir string) error {
 	return os.WriteFile(destKey, db.crypt.encodedKey(), 0o600)
 }
 
+// querier is what the read pool and a write Tx have in common, so a lookup
+// helper serves both a plain read and a check inside a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // scanner is what *sql.Row and *sql.Rows have in common.
 type scanner interface{ Scan(dest ...any) error }
 
@@ -238,4 +242,16 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
+}
+
+// parseNullTime reads an optional timestamp column (nil for NULL).
+func parseNullTime(s sql.NullString) *time.Time {
+	if !s.Valid {
+		return nil
+	}
+	t, err := ParseTime(s.String)
+	if err != nil {
+		return nil
+	}
+	return &t
 }

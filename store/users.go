@@ -2,14 +2,12 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // User owns agents, environments, sessions and API keys.
@@ -17,29 +15,6 @@ type User struct {
 	ID        string
 	Username  string
 	CreatedAt time.Time
-}
-
-// APIKey is a stored key; the raw token is never stored.
-type APIKey struct {
-	ID        int64
-	UserID    string
-	Prefix    string
-	Name      string
-	Active    bool
-	CreatedAt time.Time
-	ExpiresAt *time.Time
-}
-
-// TokenPrefix starts every raw API token.
-const TokenPrefix = "aod_"
-
-// keyPrefixLen is how much of a raw token is kept for display.
-const keyPrefixLen = 12
-
-// HashToken is the stored form of a raw token: lowercase hex SHA-256.
-func HashToken(raw string) string {
-	sum := sha256.Sum256([]byte(raw))
-	return hex.EncodeToString(sum[:])
 }
 
 // ValidUsername reports whether name is acceptable: 1-150 characters of
@@ -58,6 +33,9 @@ func ValidUsername(name string) bool {
 	}
 	return true
 }
+
+// minPasswordLen is the shortest password the UI accepts.
+const minPasswordLen = 8
 
 // EnsureUser returns the user with that username, creating it if needed.
 func (db *DB) EnsureUser(ctx context.Context, username string) (*User, error) {
@@ -78,14 +56,35 @@ func (db *DB) EnsureUser(ctx context.Context, username string) (*User, error) {
 	return u, err
 }
 
+// RegisterUser creates a user with a password (bcrypt). A taken username
+// is a Conflict.
+func (db *DB) RegisterUser(ctx context.Context, username, password string) (*User, error) {
+	if !ValidUsername(username) {
+		return nil, Errorf(Invalid, "Enter a valid username: up to 150 letters, digits and @/./+/-/_ characters.")
+	}
+	if len(password) < minPasswordLen {
+		return nil, Errorf(Invalid, "This password is too short. It must contain at least %d characters.", minPasswordLen)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, Errorf(Invalid, "Password is too long.")
+	}
+	var u *User
+	err = db.write(ctx, func(tx *Tx) error {
+		if _, err := userByName(ctx, tx, username); err == nil {
+			return Errorf(Conflict, "A user with that username already exists.")
+		}
+		u = &User{ID: NewID(), Username: username, CreatedAt: tx.Now}
+		_, err := tx.ExecContext(ctx, `INSERT INTO users(id, username, password_hash, created_at) VALUES (?, ?, ?, ?)`,
+			u.ID, username, string(hash), tx.Stamp())
+		return err
+	})
+	return u, err
+}
+
 // UserByName looks a user up by username.
 func (db *DB) UserByName(ctx context.Context, username string) (*User, error) {
 	return userByName(ctx, db.reader, username)
-}
-
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 func userByName(ctx context.Context, q querier, username string) (*User, error) {
@@ -102,138 +101,76 @@ func userByName(ctx context.Context, q querier, username string) (*User, error) 
 	return &u, nil
 }
 
-// CreateAPIKey mints a new token for the user and returns the stored key and
-// the raw token, which is shown once and never again.
-func (db *DB) CreateAPIKey(ctx context.Context, userID, name string, expiresAt *time.Time) (*APIKey, string, error) {
-	if len([]rune(name)) > 100 {
-		return nil, "", Errorf(Invalid, "Key name must be at most 100 characters")
+func userByID(ctx context.Context, q querier, id string) (*User, error) {
+	var u User
+	var created string
+	err := q.QueryRowContext(ctx, `SELECT id, username, created_at FROM users WHERE id = ?`, id).Scan(&u.ID, &u.Username, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, Errorf(NotFound, "User not found")
 	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return nil, "", err
+	u.CreatedAt, _ = ParseTime(created)
+	return &u, err
+}
+
+// SetPassword sets (or replaces) a user's web UI password.
+func (db *DB) SetPassword(ctx context.Context, username, password string) error {
+	if len(password) < minPasswordLen {
+		return Errorf(Invalid, "This password is too short. It must contain at least %d characters.", minPasswordLen)
 	}
-	raw := TokenPrefix + base64.RawURLEncoding.EncodeToString(buf)
-	k := &APIKey{UserID: userID, Prefix: raw[:keyPrefixLen], Name: name, Active: true, ExpiresAt: expiresAt}
-	err := db.write(ctx, func(tx *Tx) error {
-		k.CreatedAt = tx.Now
-		var exp any
-		if expiresAt != nil {
-			exp = FormatTime(*expiresAt)
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO api_keys(user_id, key_hash, key_prefix, name, is_active, created_at, expires_at)
-			VALUES (?, ?, ?, ?, 1, ?, ?)`, userID, HashToken(raw), k.Prefix, name, tx.Stamp(), exp)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return Errorf(Invalid, "Password is too long.")
+	}
+	return db.write(ctx, func(tx *Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE username = ?`, string(hash), username)
 		if err != nil {
 			return err
 		}
-		k.ID, err = res.LastInsertId()
-		return err
+		if n, _ := res.RowsAffected(); n == 0 {
+			return Errorf(NotFound, "User not found: %s", username)
+		}
+		return nil
 	})
-	if err != nil {
-		return nil, "", err
-	}
-	return k, raw, nil
 }
 
-// Authenticate resolves a raw bearer token to its user. The errors carry the
-// contract's 401 strings.
-func (db *DB) Authenticate(ctx context.Context, raw string) (*User, error) {
+// dummyHash makes a login for an unknown user cost as much as a real one.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+
+// CheckPassword returns the user when the password matches; any failure is
+// the same Unauthorized error (no hint whether the user exists).
+func (db *DB) CheckPassword(ctx context.Context, username, password string) (*User, error) {
 	var u User
-	var active bool
-	var expires sql.NullString
-	err := db.reader.QueryRowContext(ctx, `SELECT u.id, u.username, k.is_active, k.expires_at
-		FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?`, HashToken(raw)).
-		Scan(&u.ID, &u.Username, &active, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, Errorf(Unauthorized, "Invalid API key")
-	}
-	if err != nil {
+	var hash, created string
+	err := db.reader.QueryRowContext(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE username = ?`, username).
+		Scan(&u.ID, &u.Username, &hash, &created)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
-	if !active {
-		return nil, Errorf(Unauthorized, "API key is inactive")
+	if err != nil || hash == "" {
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return nil, Errorf(Unauthorized, "Please enter a correct username and password.")
 	}
-	if expires.Valid {
-		t, err := ParseTime(expires.String)
-		if err != nil || !db.now().Before(t) {
-			return nil, Errorf(Unauthorized, "API key has expired")
-		}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		return nil, Errorf(Unauthorized, "Please enter a correct username and password.")
 	}
+	u.CreatedAt, _ = ParseTime(created)
 	return &u, nil
 }
 
-// ListAPIKeys lists a user's keys, newest first, active and revoked.
-func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT id, user_id, key_prefix, name, is_active, created_at, expires_at
-		FROM api_keys WHERE user_id = ? ORDER BY id DESC`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*APIKey
-	for rows.Next() {
-		var k APIKey
-		var created string
-		var expires sql.NullString
-		if err := rows.Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name, &k.Active, &created, &expires); err != nil {
-			return nil, err
+// SetUserQuota sets a user's own concurrent-session limit (0 = the server default).
+func (db *DB) SetUserQuota(ctx context.Context, username string, limit int) error {
+	return db.write(ctx, func(tx *Tx) error {
+		var v any
+		if limit > 0 {
+			v = limit
 		}
-		k.CreatedAt, _ = ParseTime(created)
-		k.ExpiresAt = parseNullTime(expires)
-		out = append(out, &k)
-	}
-	return out, rows.Err()
-}
-
-// RevokeAPIKeyByPrefix deactivates the one key whose display prefix starts
-// with prefix (across all users: this is the operator's CLI). An ambiguous
-// prefix revokes nothing.
-func (db *DB) RevokeAPIKeyByPrefix(ctx context.Context, prefix string) (*APIKey, error) {
-	if prefix == "" {
-		return nil, Errorf(Invalid, "Give a key prefix")
-	}
-	var k *APIKey
-	err := db.write(ctx, func(tx *Tx) error {
-		// The display prefix is 12 characters; a longer argument (the whole
-		// token, say) is matched on its first 12.
-		p := prefix
-		if len(p) > keyPrefixLen {
-			p = p[:keyPrefixLen]
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, user_id, key_prefix, name FROM api_keys WHERE substr(key_prefix, 1, ?) = ?`, len(p), p)
+		res, err := tx.ExecContext(ctx, `UPDATE users SET max_concurrent_sessions = ? WHERE username = ?`, v, username)
 		if err != nil {
 			return err
 		}
-		var found []*APIKey
-		for rows.Next() {
-			var c APIKey
-			if err := rows.Scan(&c.ID, &c.UserID, &c.Prefix, &c.Name); err != nil {
-				rows.Close()
-				return err
-			}
-			found = append(found, &c)
+		if n, _ := res.RowsAffected(); n == 0 {
+			return Errorf(NotFound, "User not found: %s", username)
 		}
-		rows.Close()
-		switch len(found) {
-		case 0:
-			return Errorf(NotFound, "No API key with prefix %s", prefix)
-		case 1:
-		default:
-			return Errorf(Conflict, "Prefix %s matches %d keys; give more characters", prefix, len(found))
-		}
-		k = found[0]
-		_, err = tx.ExecContext(ctx, `UPDATE api_keys SET is_active = 0 WHERE id = ?`, k.ID)
-		return err
+		return nil
 	})
-	return k, err
-}
-
-func parseNullTime(s sql.NullString) *time.Time {
-	if !s.Valid {
-		return nil
-	}
-	t, err := ParseTime(s.String)
-	if err != nil {
-		return nil
-	}
-	return &t
 }

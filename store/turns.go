@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Turn statuses are pending, running, completed and failed (a subset).
+
+// Turn is one prompt of a session.
+type Turn struct {
+	SessionID string
+	Number    int
+	Prompt    string
+	Timeout   int // seconds
+	Status    string
+	ExitCode  *int
+	Error     string
+	Usage     json.RawMessage
+	CreatedAt time.Time
+	StartedAt *time.Time
+	EndedAt   *time.Time
+}
+
+const turnColumns = `session_id, turn_number, prompt, timeout_s, status, exit_code, error, usage, created_at, started_at, ended_at`
+
+func scanTurn(s scanner) (*Turn, error) {
+	var t Turn
+	var exit sql.NullInt64
+	var usage, started, ended sql.NullString
+	var created string
+	if err := s.Scan(&t.SessionID, &t.Number, &t.Prompt, &t.Timeout, &t.Status, &exit, &t.Error, &usage, &created, &started, &ended); err != nil {
+		return nil, err
+	}
+	if exit.Valid {
+		c := int(exit.Int64)
+		t.ExitCode = &c
+	}
+	if usage.Valid {
+		t.Usage = json.RawMessage(usage.String)
+	}
+	t.CreatedAt, _ = ParseTime(created)
+	t.StartedAt, t.EndedAt = parseNullTime(started), parseNullTime(ended)
+	return &t, nil
+}
+
+func insertTurn(ctx context.Context, tx *Tx, sessionID string, n int, prompt string, timeout int) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO session_turns(session_id, turn_number, prompt, timeout_s, status, created_at)
+		VALUES (?,?,?,?,?,?)`, sessionID, n, prompt, timeout, StatusPending, tx.Stamp())
+	return err
+}
+
+// ListTurns returns a session's turns by number.
+func (db *DB) ListTurns(ctx context.Context, userID, id string) ([]*Turn, error) {
+	if _, err := getSession(ctx, db.reader, userID, id); err != nil {
+		return nil, err
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+turnColumns+` FROM session_turns WHERE session_id = ? ORDER BY turn_number`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*Turn{}
+	for rows.Next() {
+		t, err := scanTurn(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// NextTurn returns the session and its lowest pending turn, or a nil turn
+// when none is pending.
+func (db *DB) NextTurn(ctx context.Context, id string) (*Session, *Turn, error) {
+	s, err := db.GetSession(ctx, "", id)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := scanTurn(db.reader.QueryRowContext(ctx, `SELECT `+turnColumns+` FROM session_turns
+		WHERE session_id = ? AND status = 'pending' ORDER BY turn_number LIMIT 1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return s, nil, nil
+	}
+	return s, t, err
+}
+
+// StartTurn moves a pending session and its turn to running. It reports
+// false (and changes nothing) when the session is no longer pending, e.g.
+// terminated before the turn could start.
+func (db *DB) StartTurn(ctx context.Context, id string, turn int) (bool, error) {
+	started := false
+	err := db.write(ctx, func(tx *Tx) error {
+		ok, err := runPendingSession(ctx, tx, id)
+		if err != nil || !ok {
+			return err
+		}
+		if err := runTurn(ctx, tx, id, turn); err != nil {
+			return err
+		}
+		started = true
+		return nil
+	})
+	if started {
+		db.notify.bump(id)
+	}
+	return started, err
+}
+
+// runPendingSession moves the session to running if it is still pending.
+func runPendingSession(ctx context.Context, tx *Tx, id string) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
+		StatusRunning, tx.Stamp(), id, StatusPending)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+func runTurn(ctx context.Context, tx *Tx, id string, turn int) error {
+	_, err := tx.ExecContext(ctx, `UPDATE session_turns SET status = ?, started_at = ? WHERE session_id = ? AND turn_number = ?`,
+		StatusRunning, tx.Stamp(), id, turn)
+	return err
+}
+
+// TurnResult is how a turn ended.
+type TurnResult struct {
+	ExitCode *int   // nil when the CLI never exited on its own
+	Error    string // reason when it failed without an exit code, or a note
+	Usage    json.RawMessage
+}
+
+// FinishTurn records a turn's end: exit 0 completes the session, anything
+// else fails it. A session terminated meanwhile stays terminated.
+func (db *DB) FinishTurn(ctx context.Context, id string, turn int, r TurnResult) error {
+	status := StatusFailed
+	if r.ExitCode != nil && *r.ExitCode == 0 && r.Error == "" {
+		status = StatusCompleted
+	}
+	return db.finish(ctx, id, &turn, status, r)
+}
+
+// FailSession ends a session that failed outside a turn (provisioning, a
+// restart) with a reason; its pending or running turn fails with it.
+func (db *DB) FailSession(ctx context.Context, id, reason string) error {
+	return db.finish(ctx, id, nil, StatusFailed, TurnResult{Error: reason})
+}
+
+func (db *DB) finish(ctx context.Context, id string, turn *int, status string, r TurnResult) error {
+	err := db.write(ctx, func(tx *Tx) error {
+		if err := endTurns(ctx, tx, id, turn, status, r); err != nil {
+			return err
+		}
+		return endSession(ctx, tx, id, status, r)
+	})
+	if err == nil {
+		db.notify.bump(id)
+	}
+	return err
+}
+
+// endTurns records the end of the given turn, or of every pending or
+// running turn when turn is nil.
+func endTurns(ctx context.Context, tx *Tx, id string, turn *int, status string, r TurnResult) error {
+	var usage any
+	if len(r.Usage) > 0 {
+		usage = string(r.Usage)
+	}
+	q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, usage = ?, ended_at = ?,
+			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND `
+	args := []any{status, exitCodeArg(r.ExitCode), r.Error, usage, tx.Stamp(), tx.Stamp(), id}
+	if turn != nil {
+		q += `turn_number = ?`
+		args = append(args, *turn)
+	} else {
+		q += `status IN ('pending', 'running')`
+	}
+	// A turn ended by terminate keeps the failed status it got then.
+	q += ` AND status IN ('pending', 'running')`
+	_, err := tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+// endSession records the session's outcome unless it was terminated.
+func endSession(ctx context.Context, tx *Tx, id, status string, r TurnResult) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = ?, error = ?, updated_at = ?
+			WHERE id = ? AND status != ?`, status, exitCodeArg(r.ExitCode), r.Error, tx.Stamp(), id, StatusTerminated)
+	return err
+}
+
+// exitCodeArg is an optional exit code as a column value (NULL for nil).
+func exitCodeArg(code *int) any {
+	if code == nil {
+		return nil
+	}
+	return *code
+}
+
+// SetRuntimeSessionID records the CLI's own conversation id for resuming.
+func (db *DB) SetRuntimeSessionID(ctx context.Context, id, runtimeID string) error {
+	return db.write(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE sessions SET runtime_session_id = ? WHERE id = ?`, runtimeID, id)
+		return err
+	})
+}
