@@ -121,7 +121,7 @@ func Stream(ctx context.Context, w http.ResponseWriter, log Log, sessionID strin
 		// log moved (perhaps into a new turn), so read again before ending
 		// or waiting.
 		if read == 0 {
-			if terminal(s.sess.Status) {
+			if store.TerminalStatus(s.sess.Status) {
 				s.finish()
 				return s.err
 			}
@@ -268,10 +268,6 @@ func (s *stream) fail(ctx context.Context, err error) bool {
 		s.err = err
 	}
 	return false
-}
-
-func terminal(status string) bool {
-	return status == store.StatusCompleted || status == store.StatusFailed || status == store.StatusTerminated
 }
 
 // seconds renders d for the stale message: whole seconds as the contract

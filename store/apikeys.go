@@ -22,6 +22,9 @@ type APIKey struct {
 	ExpiresAt *time.Time
 }
 
+// MaxKeyNameLen bounds an API key's label.
+const MaxKeyNameLen = 100
+
 // TokenPrefix starts every raw API token.
 const TokenPrefix = "aod_"
 
@@ -37,8 +40,8 @@ func HashToken(raw string) string {
 // CreateAPIKey mints a new token for the user and returns the stored key and
 // the raw token, which is shown once and never again.
 func (db *DB) CreateAPIKey(ctx context.Context, userID, name string, expiresAt *time.Time) (*APIKey, string, error) {
-	if len([]rune(name)) > 100 {
-		return nil, "", Errorf(Invalid, "Key name must be at most 100 characters")
+	if len([]rune(name)) > MaxKeyNameLen {
+		return nil, "", Errorf(Invalid, "Key name must be at most %d characters", MaxKeyNameLen)
 	}
 	buf := make([]byte, 32)
 	if _, err := rand.Read(buf); err != nil {

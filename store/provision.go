@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"sort"
 )
 
 // Provisioning states of a session's sprite.
@@ -114,14 +113,4 @@ func (db *DB) SessionAgent(ctx context.Context, id string) (*AgentVersion, error
 		return nil, agentNotFound()
 	}
 	return v, err
-}
-
-// SortedKeys returns m's keys in order (env files are written sorted).
-func SortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

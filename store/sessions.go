@@ -42,6 +42,12 @@ type Session struct {
 	UpdatedAt        time.Time
 }
 
+// TerminalStatus reports whether a session in status has ended: no turn is
+// pending or running, so its stream ends.
+func TerminalStatus(status string) bool {
+	return status == StatusCompleted || status == StatusFailed || status == StatusTerminated
+}
+
 // Active reports whether the session counts toward the quota and blocks
 // delete: pending or running.
 func (s *Session) Active() bool { return s.Status == StatusPending || s.Status == StatusRunning }

@@ -255,3 +255,14 @@ func parseNullTime(s sql.NullString) *time.Time {
 	}
 	return &t
 }
+
+// SortedKeys returns m's keys in order (env files, error lists and config
+// files are written in a stable order).
+func SortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,8 +33,8 @@ func (u *UI) handleAPIKeys(w http.ResponseWriter, r *http.Request, _ httprouter.
 		f := p.Form
 		name := strings.TrimSpace(r.PostForm.Get("name"))
 		f.Values["name"] = name
-		if utf8.RuneCountInString(name) > 100 {
-			f.add("name", "Ensure this value has at most 100 characters (it has "+strconv.Itoa(utf8.RuneCountInString(name))+").")
+		if n := utf8.RuneCountInString(name); n > store.MaxKeyNameLen {
+			f.add("name", fmt.Sprintf("Ensure this value has at most %d characters (it has %d).", store.MaxKeyNameLen, n))
 		}
 		var expires *time.Time
 		if raw := strings.TrimSpace(r.PostForm.Get("expires_at")); raw != "" {

@@ -76,7 +76,7 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 	if err != nil {
 		return err
 	}
-	p := sessionPage{S: sess, Timeout: validate.DefaultTimeout, Terminal: isTerminal(sess.Status)}
+	p := sessionPage{S: sess, Timeout: validate.DefaultTimeout, Terminal: store.TerminalStatus(sess.Status)}
 	if sess.AgentID != "" {
 		if a, err := u.db.GetAgent(r.Context(), s.User.ID, sess.AgentID); err == nil {
 			p.Agent = a
@@ -114,10 +114,6 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 	p.Log, p.LastID, p.LastTurn = lb.pieces, lb.lastID, lb.lastTurn
 	u.render(w, r, http.StatusOK, "session_detail", s, p)
 	return nil
-}
-
-func isTerminal(status string) bool {
-	return status == store.StatusCompleted || status == store.StatusFailed || status == store.StatusTerminated
 }
 
 // backendLabel says where the session's sprite stands.

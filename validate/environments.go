@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"regexp"
 	"slices"
-	"sort"
 
 	"github.com/aod/aod/store"
 )
@@ -42,11 +41,7 @@ func decodePackages(o *Object) map[string][]string {
 		return nil
 	}
 	out := map[string][]string{}
-	managers := make([]string, 0, len(d))
-	for m := range d {
-		managers = append(managers, m)
-	}
-	sort.Strings(managers)
+	managers := store.SortedKeys(d)
 	valid := true
 	for _, m := range managers {
 		if !slices.Contains(store.PackageManagers, m) {
@@ -86,11 +81,7 @@ func decodeEnvVars(o *Object, key string) map[string]string {
 	if vars == nil {
 		return nil
 	}
-	names := make([]string, 0, len(vars))
-	for k := range vars {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := store.SortedKeys(vars)
 	for _, k := range names {
 		if !EnvVarName.MatchString(k) {
 			// The input is the name only: values are secrets and are never echoed.

@@ -265,7 +265,7 @@ func (o *Object) stringMap(key string) map[string]string {
 	}
 	out := make(map[string]string, len(d))
 	valid := true
-	for _, k := range sortedKeys(d) {
+	for _, k := range store.SortedKeys(d) {
 		s, ok := d[k].(string)
 		if !ok {
 			var input any = d[k]
@@ -282,15 +282,6 @@ func (o *Object) stringMap(key string) map[string]string {
 		return nil
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // canonicalJSON encodes v compactly with sorted object keys and without
