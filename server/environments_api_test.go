@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 	"github.com/matryer/is"
 	_ "modernc.org/sqlite" // the driver for poking rows the API cannot create yet
 )
@@ -726,4 +729,23 @@ func TestEnvironmentSecretsNeverExposed(t *testing.T) {
 		is.NoErr(err)                               // read the database file
 		is.True(!bytes.Contains(b, []byte(secret))) // no plaintext secret in the database files
 	}
+}
+
+// A 422 is linear in the request and bounded: each unknown package manager
+// echoes its own key (it used to echo the whole object, so a 59 KB request
+// answered 355 MB), and the list stops at validate.MaxErrors with a count.
+func TestEnvironmentHostile422IsBounded(t *testing.T) {
+	is := is.New(t)
+	a := newAPI(t)
+	tok := a.token("alice")
+	pkgs := map[string]any{}
+	for i := range 4000 {
+		pkgs[fmt.Sprintf("manager%04d", i)] = []any{"x"}
+	}
+	req, _ := json.Marshal(map[string]any{"name": "e", "packages": pkgs})
+	r := a.do("POST", "/environments", tok, req)
+	is.Equal(r.Status, http.StatusUnprocessableEntity) // refused
+	items, _ := r.obj()["detail"].([]any)
+	is.Equal(len(items), validate.MaxErrors+1) // the first problems and a count of the rest
+	is.True(len(r.Raw) < len(req))             // smaller than the request
 }

@@ -1495,3 +1495,26 @@ func TestSessionOwnership(t *testing.T) {
 			}},
 	})
 }
+
+// mount_path values that could only fail at provisioning are refused at
+// create, naming the field; no session is stored.
+func TestSessionMountPathRefusedAtCreate(t *testing.T) {
+	a := newAPI(t)
+	tok := a.token("alice")
+	agent := sessShellAgent(a, tok)
+	for _, mp := range []string{"/etc/passwd", "/usr/bin", "/bin", "/lib", "/dev", "/proc/self", "/tmp", "/a\x00b",
+		"/" + strings.Repeat("d", 5000)} {
+		t.Run(fmt.Sprintf("%.20q", mp), func(t *testing.T) {
+			is := is.New(t)
+			r := a.do("POST", "/sessions", tok, sessBody(agent, "true", "resources", []any{
+				map[string]any{"type": "github_repository", "url": "https://github.com/acme/r", "mount_path": mp}}))
+			is.Equal(r.Status, http.StatusUnprocessableEntity) // refused now, not at provisioning
+			items, _ := r.obj()["detail"].([]any)
+			is.True(len(items) > 0) // a list detail
+			first, _ := items[0].(map[string]any)
+			is.Equal(first["loc"], []any{"resources", float64(0), "mount_path"}) // naming the field
+			is.True(len(r.Raw) < 4<<10)                                          // and bounded
+		})
+	}
+	is.New(t).Equal(len(a.do("GET", "/sessions", tok, nil).data()), 0) // nothing was stored
+}
