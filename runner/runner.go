@@ -85,6 +85,33 @@ type Limits struct {
 	CPUSeconds    uint64 // RLIMIT_CPU, default 7200
 }
 
+// Store is the part of the database the runner uses, declared here so the
+// runner depends on exactly these calls rather than on the whole of
+// *store.DB (and tests can count or fail them).
+type Store interface {
+	// Sessions and their turns.
+	NextTurn(ctx context.Context, id string) (*store.Session, *store.Turn, error)
+	SessionsToRecover(ctx context.Context) ([]*store.Session, error)
+	SessionStatuses(ctx context.Context) (map[string]string, error)
+	SetProvisionState(ctx context.Context, id, state string) error
+	SetRuntimeSessionID(ctx context.Context, id, runtimeID string) error
+	StartTurn(ctx context.Context, id string, turn int) (bool, error)
+	FinishTurn(ctx context.Context, id string, turn int, r store.TurnResult) error
+	FailSession(ctx context.Context, id, reason string) error
+	ListTurns(ctx context.Context, userID, id string) ([]*store.Turn, error)
+	// What provisioning reads: the environment, the agent's configuration
+	// and the decrypted secrets (env vars and repository tokens).
+	GetEnvironment(ctx context.Context, userID, id string) (*store.Environment, error)
+	SessionAgent(ctx context.Context, id string) (*store.AgentVersion, error)
+	SessionSecrets(ctx context.Context, id string) (env map[string]string, resources []store.Resource, err error)
+	// The event log.
+	AppendEvents(ctx context.Context, sessionID string, events []store.Event) error
+	OutputBytes(ctx context.Context, sessionID string) (int64, error)
+}
+
+// main, the server's and the UI's tests pass their *store.DB.
+var _ Store = (*store.DB)(nil)
+
 // Why a job's context was cancelled.
 var (
 	errTerminated = errors.New("session terminated")
@@ -104,7 +131,7 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // Runner runs sessions in sprites. It is told about work by Enqueue and
 // about sessions that must stop or disappear by Terminate and Delete.
 type Runner struct {
-	db      *store.DB
+	db      Store
 	cfg     Config
 	log     *slog.Logger
 	backend Backend
@@ -136,7 +163,7 @@ type job struct {
 }
 
 // New checks the sandbox and returns a runner that does nothing until Start.
-func New(db *store.DB, cfg Config) (*Runner, error) {
+func New(db Store, cfg Config) (*Runner, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("runner: DataDir is required")
 	}
