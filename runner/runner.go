@@ -19,25 +19,39 @@ import (
 	"github.com/aod/aod/store"
 )
 
-// Config tunes a Runner. Zero values take the defaults noted.
+// The defaults New applies to zero Config fields, exported so command-line
+// flags can offer them.
+const (
+	DefaultMaxRunning       = 4
+	DefaultOutputLimit      = 512 << 20 // bytes per session, across turns
+	DefaultKillGrace        = 3 * time.Second
+	DefaultProvisionTimeout = 15 * time.Minute
+	DefaultSweepInterval    = 10 * time.Minute
+
+	// Limits.
+	DefaultProcesses     = 4096
+	DefaultFileSizeBytes = 8 << 30
+	DefaultCPUSeconds    = 7200
+)
+
+// Config tunes a Runner. Zero values take the defaults above.
 type Config struct {
 	DataDir string
-	// Sandbox is auto (bwrap when a probe run works, else none), bwrap
-	// (fail closed) or none. Default auto.
+	// Sandbox is auto (bwrap when a probe run works, else none; the
+	// default), bwrap (fail closed) or none.
 	Sandbox string
-	// MaxRunning caps sessions provisioning or running at once (default 4).
+	// MaxRunning caps sessions provisioning or running at once.
 	MaxRunning int
-	// OutputLimit caps the output bytes stored per session, across turns
-	// (default 512 MiB).
+	// OutputLimit caps the output bytes stored per session, across turns.
 	OutputLimit int64
 	// KillGrace is the time between SIGTERM and SIGKILL when a turn times
-	// out (default 3s).
+	// out.
 	KillGrace time.Duration
-	// ProvisionTimeout bounds all provisioning stages (default 15m).
+	// ProvisionTimeout bounds all provisioning stages.
 	ProvisionTimeout time.Duration
 	// SweepInterval is how often sprites of deleted or terminated sessions
 	// are looked for and removed while running (besides at start), should
-	// a removal have failed (default 10m).
+	// a removal have failed.
 	SweepInterval time.Duration
 	// RuntimeDir is the shared cache of installed agent CLIs, one
 	// directory per package@version (default <DataDir>/runtimes).
@@ -80,9 +94,9 @@ func (e ModelEndpoints) Keyless(provider string) bool {
 // Limits are per-process resource limits inside a sprite (setrlimit via
 // prlimit). Zero fields take the defaults.
 type Limits struct {
-	Processes     uint64 // RLIMIT_NPROC, default 4096
-	FileSizeBytes uint64 // RLIMIT_FSIZE, default 8 GiB
-	CPUSeconds    uint64 // RLIMIT_CPU, default 7200
+	Processes     uint64 // RLIMIT_NPROC
+	FileSizeBytes uint64 // RLIMIT_FSIZE
+	CPUSeconds    uint64 // RLIMIT_CPU
 }
 
 // Store is the part of the database the runner uses, declared here so the
@@ -171,28 +185,28 @@ func New(db Store, cfg Config) (*Runner, error) {
 		cfg.Sandbox = SandboxAuto
 	}
 	if cfg.MaxRunning <= 0 {
-		cfg.MaxRunning = 4
+		cfg.MaxRunning = DefaultMaxRunning
 	}
 	if cfg.OutputLimit <= 0 {
-		cfg.OutputLimit = 512 << 20
+		cfg.OutputLimit = DefaultOutputLimit
 	}
 	if cfg.KillGrace <= 0 {
-		cfg.KillGrace = 3 * time.Second
+		cfg.KillGrace = DefaultKillGrace
 	}
 	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = 10 * time.Minute
+		cfg.SweepInterval = DefaultSweepInterval
 	}
 	if cfg.ProvisionTimeout <= 0 {
-		cfg.ProvisionTimeout = 15 * time.Minute
+		cfg.ProvisionTimeout = DefaultProvisionTimeout
 	}
 	if cfg.Limits.Processes == 0 {
-		cfg.Limits.Processes = 4096
+		cfg.Limits.Processes = DefaultProcesses
 	}
 	if cfg.Limits.FileSizeBytes == 0 {
-		cfg.Limits.FileSizeBytes = 8 << 30
+		cfg.Limits.FileSizeBytes = DefaultFileSizeBytes
 	}
 	if cfg.Limits.CPUSeconds == 0 {
-		cfg.Limits.CPUSeconds = 7200
+		cfg.Limits.CPUSeconds = DefaultCPUSeconds
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
