@@ -19,25 +19,39 @@ import (
 	"github.com/aod/aod/store"
 )
 
-// Config tunes a Runner. Zero values take the defaults noted.
+// The defaults New applies to zero Config fields, exported so command-line
+// flags can offer them.
+const (
+	DefaultMaxRunning       = 4
+	DefaultOutputLimit      = 512 << 20 // bytes per session, across turns
+	DefaultKillGrace        = 3 * time.Second
+	DefaultProvisionTimeout = 15 * time.Minute
+	DefaultSweepInterval    = 10 * time.Minute
+
+	// Limits.
+	DefaultProcesses     = 4096
+	DefaultFileSizeBytes = 8 << 30
+	DefaultCPUSeconds    = 7200
+)
+
+// Config tunes a Runner. Zero values take the defaults above.
 type Config struct {
 	DataDir string
-	// Sandbox is auto (bwrap when a probe run works, else none), bwrap
-	// (fail closed) or none. Default auto.
+	// Sandbox is auto (bwrap when a probe run works, else none; the
+	// default), bwrap (fail closed) or none.
 	Sandbox string
-	// MaxRunning caps sessions provisioning or running at once (default 4).
+	// MaxRunning caps sessions provisioning or running at once.
 	MaxRunning int
-	// OutputLimit caps the output bytes stored per session, across turns
-	// (default 512 MiB).
+	// OutputLimit caps the output bytes stored per session, across turns.
 	OutputLimit int64
 	// KillGrace is the time between SIGTERM and SIGKILL when a turn times
-	// out (default 3s).
+	// out.
 	KillGrace time.Duration
-	// ProvisionTimeout bounds all provisioning stages (default 15m).
+	// ProvisionTimeout bounds all provisioning stages.
 	ProvisionTimeout time.Duration
 	// SweepInterval is how often sprites of deleted or terminated sessions
 	// are looked for and removed while running (besides at start), should
-	// a removal have failed (default 10m).
+	// a removal have failed.
 	SweepInterval time.Duration
 	// RuntimeDir is the shared cache of installed agent CLIs, one
 	// directory per package@version (default <DataDir>/runtimes).
@@ -80,10 +94,37 @@ func (e ModelEndpoints) Keyless(provider string) bool {
 // Limits are per-process resource limits inside a sprite (setrlimit via
 // prlimit). Zero fields take the defaults.
 type Limits struct {
-	Processes     uint64 // RLIMIT_NPROC, default 4096
-	FileSizeBytes uint64 // RLIMIT_FSIZE, default 8 GiB
-	CPUSeconds    uint64 // RLIMIT_CPU, default 7200
+	Processes     uint64 // RLIMIT_NPROC
+	FileSizeBytes uint64 // RLIMIT_FSIZE
+	CPUSeconds    uint64 // RLIMIT_CPU
 }
+
+// Store is the part of the database the runner uses, declared here so the
+// runner depends on exactly these calls rather than on the whole of
+// *store.DB (and tests can count or fail them).
+type Store interface {
+	// Sessions and their turns.
+	NextTurn(ctx context.Context, id string) (*store.Session, *store.Turn, error)
+	SessionsToRecover(ctx context.Context) ([]*store.Session, error)
+	SessionStatuses(ctx context.Context) (map[string]string, error)
+	SetProvisionState(ctx context.Context, id, state string) error
+	SetRuntimeSessionID(ctx context.Context, id, runtimeID string) error
+	StartTurn(ctx context.Context, id string, turn int) (bool, error)
+	FinishTurn(ctx context.Context, id string, turn int, r store.TurnResult) error
+	FailSession(ctx context.Context, id, reason string) error
+	ListTurns(ctx context.Context, userID, id string) ([]*store.Turn, error)
+	// What provisioning reads: the environment, the agent's configuration
+	// and the decrypted secrets (env vars and repository tokens).
+	GetEnvironment(ctx context.Context, userID, id string) (*store.Environment, error)
+	SessionAgent(ctx context.Context, id string) (*store.AgentVersion, error)
+	SessionSecrets(ctx context.Context, id string) (env map[string]string, resources []store.Resource, err error)
+	// The event log.
+	AppendEvents(ctx context.Context, sessionID string, events []store.Event) error
+	OutputBytes(ctx context.Context, sessionID string) (int64, error)
+}
+
+// main, the server's and the UI's tests pass their *store.DB.
+var _ Store = (*store.DB)(nil)
 
 // Why a job's context was cancelled.
 var (
@@ -104,7 +145,7 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // Runner runs sessions in sprites. It is told about work by Enqueue and
 // about sessions that must stop or disappear by Terminate and Delete.
 type Runner struct {
-	db      *store.DB
+	db      Store
 	cfg     Config
 	log     *slog.Logger
 	backend Backend
@@ -136,7 +177,7 @@ type job struct {
 }
 
 // New checks the sandbox and returns a runner that does nothing until Start.
-func New(db *store.DB, cfg Config) (*Runner, error) {
+func New(db Store, cfg Config) (*Runner, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("runner: DataDir is required")
 	}
@@ -144,28 +185,28 @@ func New(db *store.DB, cfg Config) (*Runner, error) {
 		cfg.Sandbox = SandboxAuto
 	}
 	if cfg.MaxRunning <= 0 {
-		cfg.MaxRunning = 4
+		cfg.MaxRunning = DefaultMaxRunning
 	}
 	if cfg.OutputLimit <= 0 {
-		cfg.OutputLimit = 512 << 20
+		cfg.OutputLimit = DefaultOutputLimit
 	}
 	if cfg.KillGrace <= 0 {
-		cfg.KillGrace = 3 * time.Second
+		cfg.KillGrace = DefaultKillGrace
 	}
 	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = 10 * time.Minute
+		cfg.SweepInterval = DefaultSweepInterval
 	}
 	if cfg.ProvisionTimeout <= 0 {
-		cfg.ProvisionTimeout = 15 * time.Minute
+		cfg.ProvisionTimeout = DefaultProvisionTimeout
 	}
 	if cfg.Limits.Processes == 0 {
-		cfg.Limits.Processes = 4096
+		cfg.Limits.Processes = DefaultProcesses
 	}
 	if cfg.Limits.FileSizeBytes == 0 {
-		cfg.Limits.FileSizeBytes = 8 << 30
+		cfg.Limits.FileSizeBytes = DefaultFileSizeBytes
 	}
 	if cfg.Limits.CPUSeconds == 0 {
-		cfg.Limits.CPUSeconds = 7200
+		cfg.Limits.CPUSeconds = DefaultCPUSeconds
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
