@@ -43,8 +43,9 @@ func main() {
 
 // Defaults that work with zero configuration.
 const (
-	defaultDataDir = "./aod-data"
-	defaultListen  = "127.0.0.1:8777"
+	defaultDataDir       = "./aod-data"
+	defaultListen        = "127.0.0.1:8777"
+	defaultShutdownGrace = 30 * time.Second
 )
 
 // run is the whole program, callable from tests end to end.
@@ -160,13 +161,13 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	env := envReader{getenv: getenv, err: &envErr}
 	f.StringVar(&o.listen, "listen", env.str("AOD_LISTEN", defaultListen), "address to listen on (env AOD_LISTEN)")
 	f.StringVar(&o.sandbox, "sandbox", env.str("AOD_SANDBOX", runner.SandboxAuto), "sprite sandbox: auto (bubblewrap when it works), bwrap (required) or none (env AOD_SANDBOX)")
-	f.IntVar(&o.maxConcurrent, "max-concurrent-sessions", env.int("AOD_MAX_CONCURRENT_SESSIONS", 100), "default per-user limit of pending+running sessions (env AOD_MAX_CONCURRENT_SESSIONS)")
+	f.IntVar(&o.maxConcurrent, "max-concurrent-sessions", env.int("AOD_MAX_CONCURRENT_SESSIONS", sessions.DefaultMaxConcurrent), "default per-user limit of pending+running sessions (env AOD_MAX_CONCURRENT_SESSIONS)")
 	f.IntVar(&o.maxRunning, "max-running", env.int("AOD_MAX_RUNNING", runner.DefaultMaxRunning), "sessions provisioning or running at once on this server (env AOD_MAX_RUNNING)")
 	f.Int64Var(&o.outputLimit, "output-limit", int64(env.int("AOD_OUTPUT_LIMIT", runner.DefaultOutputLimit)), "bytes of output a session may produce (env AOD_OUTPUT_LIMIT)")
-	f.DurationVar(&o.heartbeat, "heartbeat", env.dur("AOD_HEARTBEAT", 15*time.Second), "SSE heartbeat interval (env AOD_HEARTBEAT)")
-	f.DurationVar(&o.staleAfter, "stale-after", env.dur("AOD_STALE_AFTER", 600*time.Second), "end a stream with `stale` after this long without output (env AOD_STALE_AFTER)")
+	f.DurationVar(&o.heartbeat, "heartbeat", env.dur("AOD_HEARTBEAT", sse.DefaultHeartbeat), "SSE heartbeat interval (env AOD_HEARTBEAT)")
+	f.DurationVar(&o.staleAfter, "stale-after", env.dur("AOD_STALE_AFTER", sse.DefaultStale), "end a stream with `stale` after this long without output (env AOD_STALE_AFTER)")
 	f.DurationVar(&o.killGrace, "kill-grace", env.dur("AOD_KILL_GRACE", runner.DefaultKillGrace), "time between TERM and KILL when a turn times out (env AOD_KILL_GRACE)")
-	f.DurationVar(&o.shutdownGrace, "shutdown-grace", env.dur("AOD_SHUTDOWN_GRACE", 30*time.Second), "on SIGTERM, how long running turns may finish (env AOD_SHUTDOWN_GRACE)")
+	f.DurationVar(&o.shutdownGrace, "shutdown-grace", env.dur("AOD_SHUTDOWN_GRACE", defaultShutdownGrace), "on SIGTERM, how long running turns may finish (env AOD_SHUTDOWN_GRACE)")
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", runner.DefaultProvisionTimeout), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
 	f.DurationVar(&o.sweepInterval, "sweep-interval", env.dur("AOD_SWEEP_INTERVAL", runner.DefaultSweepInterval), "how often leftover sprites of deleted or terminated sessions are removed (env AOD_SWEEP_INTERVAL)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")

@@ -19,6 +19,10 @@ type Runner interface {
 	Delete(sessionID string)
 }
 
+// DefaultMaxConcurrent is the per-user limit of pending and running
+// sessions a server starts with.
+const DefaultMaxConcurrent = 100
+
 // The original's 503s when no session backend is configured; the prompt
 // route has its own wording.
 const (
