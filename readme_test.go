@@ -84,4 +84,3 @@ func sameDefault(f *pflag.Flag, cell string) bool {
 	}
 	return first == f.DefValue
 }
-
