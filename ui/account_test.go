@@ -21,7 +21,7 @@ func TestLanding(t *testing.T) {
 		is.True(p.Has("Ship agent workflows without building the runtime."))  // the hero
 		is.True(p.Has(`href="/ui/register"`))                                 // the CTA to sign up
 		is.True(p.Has("Create account"))                                      // its label
-		is.True(p.Has("https://ravi-hq.github.io/agent-on-demand"))           // the docs
+		is.True(p.Has(`href="/ui/docs"`))                                     // the docs, served by aod
 		for _, call := range []string{"POST /agents", "POST /sessions", "GET /sessions/<id>/stream"} {
 			is.True(p.Has(call)) // the three calls
 		}

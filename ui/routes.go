@@ -38,6 +38,7 @@ func (u *UI) routes() *httprouter.Router {
 	r.GET("/ui/register", u.public(u.handleRegister))
 	r.POST("/ui/register", u.public(u.handleRegister))
 	r.GET("/ui/welcome", u.authed(u.handleWelcome))
+	r.GET("/ui/docs", u.public(u.handleDocs))
 
 	r.GET("/ui/", u.authed(u.handleDashboard))
 	r.GET("/ui/api-keys", u.authed(u.handleAPIKeys))

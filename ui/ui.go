@@ -54,7 +54,7 @@ const (
 var pages = []string{
 	"landing", "login", "register", "welcome", "dashboard", "api_keys",
 	"agents", "agent_new", "agent_detail", "environments", "environment_new", "environment_detail",
-	"sessions", "session_detail", "error",
+	"sessions", "session_detail", "error", "docs",
 }
 
 // UI serves the pages.
