@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,10 +21,6 @@ import (
 	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
 )
-
-// MaxBodyBytes is the largest request body accepted: an agent may carry 20
-// skills of 64 KiB each.
-const MaxBodyBytes = 4 << 20
 
 // Config holds what the server needs besides the store and the runner.
 type Config struct {
@@ -177,17 +172,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // readObject reads a request body that must be one JSON object of at most
-// MaxBodyBytes.
+// validate.MaxBodyBytes.
 func readObject(w http.ResponseWriter, r *http.Request) (*validate.Object, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, store.Errorf(store.TooLarge, "Request body too large: the limit is 4 MiB")
-		}
-		return nil, store.Errorf(store.BadRequest, "Invalid JSON")
-	}
-	return validate.Parse(body)
+	return validate.Read(http.MaxBytesReader(w, r.Body, validate.MaxBodyBytes))
 }
 
 // handler is an authenticated route's handler.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -25,7 +26,6 @@ const (
 	flashCookie   = "aod_flash" // messages for the page after a redirect, signed
 	csrfField     = "csrf_token"
 	loginTTL      = 14 * 24 * time.Hour
-	maxFormBytes  = 4 << 20
 )
 
 // Login throttling: this many failures within the window, per client
@@ -125,11 +125,11 @@ func (u *UI) public(h authedHandle) httprouter.Handle {
 }
 
 func parseForm(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, validate.MaxBodyBytes)
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return store.Errorf(store.TooLarge, "The form is too large: the limit is 4 MiB.")
+			return validate.ErrTooLarge
 		}
 		return errBadForm
 	}

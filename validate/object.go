@@ -9,9 +9,11 @@ package validate
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,8 +27,29 @@ import (
 // body stays bounded whatever the input.
 const MaxErrors = 100
 
+// MaxBodyBytes is the largest request body or form accepted: an agent may
+// carry 20 skills of 64 KiB each.
+const MaxBodyBytes = 4 << 20
+
 // errInvalidJSON is the 400 for a body that is not a JSON object.
 var errInvalidJSON = store.Errorf(store.BadRequest, "Invalid JSON")
+
+// ErrTooLarge is the 413 for a body over MaxBodyBytes.
+var ErrTooLarge = store.Errorf(store.TooLarge, "Request body too large: the limit is 4 MiB")
+
+// Read reads a request body (already limited to MaxBodyBytes by the caller's
+// http.MaxBytesReader) that must be one JSON object.
+func Read(body io.Reader) (*Object, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, ErrTooLarge
+		}
+		return nil, errInvalidJSON
+	}
+	return Parse(b)
+}
 
 // Object is a decoded JSON object with typed accessors that collect field
 // errors instead of failing at the first one.
