@@ -134,25 +134,14 @@ func writeDetail(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, detail{msg})
 }
 
-var codeStatus = map[store.Code]int{
-	store.Invalid:      http.StatusUnprocessableEntity,
-	store.BadRequest:   http.StatusBadRequest,
-	store.NotFound:     http.StatusNotFound,
-	store.Conflict:     http.StatusConflict,
-	store.Unauthorized: http.StatusUnauthorized,
-	store.TooLarge:     http.StatusRequestEntityTooLarge,
-	store.RateLimited:  http.StatusTooManyRequests,
-	store.Unavailable:  http.StatusServiceUnavailable,
-}
-
 // writeError is the one place errors become responses: a domain error's
 // code picks the status and its message (or field list) the detail; extra
 // members (a quota's limit and active count) ride along. Internal causes
 // are logged with the request id and never shown.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := store.AsError(err)
-	status, ok := codeStatus[store.ErrorCode(err)]
-	if e == nil || !ok {
+	status := store.HTTPStatus(err)
+	if e == nil || status == http.StatusInternalServerError {
 		id, _ := r.Context().Value(requestIDKey).(string)
 		s.log.Error("internal error", "id", id, "method", r.Method, "path", r.URL.Path, "err", err)
 		writeDetail(w, http.StatusInternalServerError, "Internal server error (request "+id+")")

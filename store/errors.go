@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Code classifies a domain error; the server maps each code to one HTTP
@@ -20,6 +21,24 @@ const (
 	Unavailable  Code = "unavailable"  // 503
 	Internal     Code = "internal"     // 500: details are logged, never shown
 )
+
+// httpStatus is each code's HTTP status, for the API's responses and the
+// UI's pages alike.
+var httpStatus = map[Code]int{
+	Invalid:      http.StatusUnprocessableEntity,
+	BadRequest:   http.StatusBadRequest,
+	NotFound:     http.StatusNotFound,
+	Conflict:     http.StatusConflict,
+	Unauthorized: http.StatusUnauthorized,
+	TooLarge:     http.StatusRequestEntityTooLarge,
+	RateLimited:  http.StatusTooManyRequests,
+	Unavailable:  http.StatusServiceUnavailable,
+	Internal:     http.StatusInternalServerError,
+}
+
+// HTTPStatus is the status of err's code; 500 for an error that is not a
+// domain error (its cause is logged, never shown).
+func HTTPStatus(err error) int { return httpStatus[ErrorCode(err)] }
 
 // Error is a domain error whose Message is safe to show to the client.
 type Error struct {

@@ -326,19 +326,6 @@ func (u *UI) renderError(w http.ResponseWriter, r *http.Request, sess *session, 
 	u.render(w, r, status, "error", sess, p)
 }
 
-// codeStatus is the page status of each domain error code: the UI's one
-// mapping of errors to pages (a flash is the other way, see refuse).
-var codeStatus = map[store.Code]int{
-	store.Invalid:      http.StatusUnprocessableEntity,
-	store.BadRequest:   http.StatusBadRequest,
-	store.NotFound:     http.StatusNotFound,
-	store.Conflict:     http.StatusConflict,
-	store.Unauthorized: http.StatusUnauthorized,
-	store.TooLarge:     http.StatusRequestEntityTooLarge,
-	store.RateLimited:  http.StatusTooManyRequests,
-	store.Unavailable:  http.StatusServiceUnavailable,
-}
-
 // fail answers a handler's error with a page: a domain error's code picks
 // the status and, for a client's mistake, its message is shown (never a
 // 500 page for one); a not-found says nothing of whose the object is.
@@ -348,7 +335,7 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, sess *session, err err
 		u.renderError(w, r, sess, http.StatusBadRequest)
 		return
 	}
-	if status, ok := codeStatus[store.ErrorCode(err)]; ok {
+	if status := store.HTTPStatus(err); status != http.StatusInternalServerError {
 		p := errorCopy[status]
 		p.Code = status
 		if p.Heading == "" {
