@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/store"
 )
 
@@ -292,7 +293,6 @@ func sandboxModes(t *testing.T) []string {
 	return []string{SandboxNone, SandboxBwrap}
 }
 
-// requireBwrap skips, loudly, when bubblewrap cannot run here.
 // requireBwrap skips loudly where bubblewrap cannot run; with
 // AOD_REQUIRE_BWRAP=1 (set by .ci/run) it fails instead, so CI never
 // passes without running the sandbox tests.
@@ -302,14 +302,12 @@ func requireBwrap(t *testing.T) {
 	if os.Getenv("AOD_REQUIRE_BWRAP") == "1" {
 		skip = t.Fatalf
 	}
-	if _, err := exec.LookPath("bwrap"); err != nil && findBinary("bwrap") == "" {
+	if _, err := exec.LookPath("bwrap"); err != nil && local.FindBinary("bwrap") == "" {
 		skip("!!! SKIPPING SANDBOX TEST: bubblewrap (bwrap) is not installed; install the bubblewrap package to run it !!!")
 	}
-	lb, err := newLocalBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	_, err := local.New(local.Config{DataDir: t.TempDir(), Sandbox: local.SandboxBwrap,
+		Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, Drain: time.Second})
 	if err != nil {
-		t.Fatalf("backend: %v", err)
-	}
-	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
 		skip("!!! SKIPPING SANDBOX TEST: bubblewrap does not work on this machine: %v !!!", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
 	"github.com/matryer/is"
 	"golang.org/x/sys/unix"
 )
@@ -27,7 +28,7 @@ var tinyPackage = npmPackage{Name: "mkdirp", Version: "1.0.4", Bin: "mkdirp"}
 // realNPM is the npm the tests wrap; the test skips loudly without one.
 func realNPM(t *testing.T) string {
 	t.Helper()
-	npm := findBinary("npm")
+	npm := local.FindBinary("npm")
 	if npm == "" {
 		t.Skip("!!! SKIPPING INSTALL TEST: npm is not installed !!!")
 	}

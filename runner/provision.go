@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/store"
 )
 
@@ -87,7 +89,7 @@ func (r *Runner) provision(ctx context.Context, sess *store.Session) bool {
 // session fails with.
 func (p *provisioning) run() error {
 	var (
-		sp          Sprite
+		sp          sprite.Sprite
 		environment *store.Environment
 		env         map[string]string
 		resources   []store.Resource
@@ -268,8 +270,8 @@ func (r *Runner) appendStage(id, stage, state string, ms *int64, msg string) {
 
 // runScript runs the provisioning script in the sprite; a non-zero exit
 // fails with the tail of its stderr.
-func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[string]string) error {
-	const scriptPath = TmpDir + "/aod-provision.sh"
+func (p *provisioning) runScript(sp sprite.Sprite, script string, env, tokenEnv map[string]string) error {
+	const scriptPath = sprite.TmpDir + "/aod-provision.sh"
 	// The script holds no secrets (tokens come from the environment), so it
 	// may sit in the sprite like the original's.
 	if err := sp.WriteFile(p.ctx, scriptPath, []byte(script), 0o700); err != nil {
@@ -284,9 +286,9 @@ func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[str
 	}
 	full["GIT_TERMINAL_PROMPT"] = "0" // a missing credential fails instead of waiting for a terminal
 	stderr := &tailBuffer{max: 8 << 10}
-	proc, err := sp.Start(p.ctx, ExecRequest{
+	proc, err := sp.Start(p.ctx, sprite.ExecRequest{
 		Argv:   []string{"bash", "--noprofile", "--norc", sp.Path(scriptPath)},
-		Dir:    HomeDir,
+		Dir:    sprite.HomeDir,
 		Env:    envList(full),
 		Stderr: stderr,
 	})
@@ -312,15 +314,15 @@ func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[str
 // (store.SessionSecrets merged those, secrets winning); then the runtime
 // adds its variables (see Runtime.Env) and its CLI's directory in front
 // of PATH. It also returns the resources with their tokens.
-func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite, rt Runtime) (map[string]string, []store.Resource, error) {
+func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.Sprite, rt Runtime) (map[string]string, []store.Resource, error) {
 	vars, resources, err := r.db.SessionSecrets(ctx, sess.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	home := sp.Path(HomeDir)
+	home := sp.Path(sprite.HomeDir)
 	env := map[string]string{
 		"HOME":   home,
-		"TMPDIR": sp.Path(TmpDir),
+		"TMPDIR": sp.Path(sprite.TmpDir),
 		"LANG":   "C.UTF-8",
 		"USER":   "sprite",
 	}
@@ -371,7 +373,7 @@ func userToolEnv(home string) map[string]string {
 	local := home + "/.local"
 	gemHome := local + "/share/gem"
 	return map[string]string{
-		"PATH":                      local + "/bin:" + gemHome + "/bin:" + defaultPath,
+		"PATH":                      local + "/bin:" + gemHome + "/bin:" + sprite.DefaultPath,
 		"NPM_CONFIG_PREFIX":         local,   // npm install --global
 		"PYTHONUSERBASE":            local,   // pip install --user
 		"PIP_USER":                  "1",     // (pip installs to the user base)
@@ -409,11 +411,11 @@ func mountPath(res store.Resource) string {
 		return path.Clean(res.MountPath)
 	}
 	name := strings.TrimSuffix(path.Base(strings.TrimSuffix(res.URL, "/")), ".git")
-	return path.Join(WorkspaceDir, name)
+	return path.Join(sprite.WorkspaceDir, name)
 }
 
-func spriteOptions(resources []store.Resource) SpriteOptions {
-	var opts SpriteOptions
+func spriteOptions(resources []store.Resource) sprite.Options {
+	var opts sprite.Options
 	for _, res := range resources {
 		opts.Mounts = append(opts.Mounts, mountPath(res))
 	}
@@ -422,10 +424,10 @@ func spriteOptions(resources []store.Resource) SpriteOptions {
 
 // spriteOpts are a session's sprite options: its repositories and its
 // runtime's installed CLI, read-only.
-func (r *Runner) spriteOpts(sess *store.Session, rt Runtime) SpriteOptions {
+func (r *Runner) spriteOpts(sess *store.Session, rt Runtime) sprite.Options {
 	opts := spriteOptions(sess.Resources)
 	if pkg := r.pin(rt); pkg != nil {
-		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, Bind{Host: r.inst.path(*pkg), At: pkg.mountPath()})
+		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, sprite.Bind{Host: r.inst.path(*pkg), At: pkg.mountPath()})
 	}
 	return opts
 }
@@ -436,7 +438,7 @@ var packageManagers = []string{"apt", "cargo", "gem", "go", "npm", "pip"}
 
 // provisionScript is the one script provisioning runs: packages, clones,
 // then the environment's setup script. "" when there is nothing to do.
-func provisionScript(environment *store.Environment, resources []store.Resource, sp Sprite) (string, error) {
+func provisionScript(environment *store.Environment, resources []store.Resource, sp sprite.Sprite) (string, error) {
 	var b strings.Builder
 	if environment != nil {
 		for m := range environment.Packages {

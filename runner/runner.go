@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/aod/aod/catalogue"
+	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -93,11 +95,14 @@ func (e ModelEndpoints) Keyless(provider string) bool {
 
 // Limits are per-process resource limits inside a sprite (setrlimit via
 // prlimit). Zero fields take the defaults.
-type Limits struct {
-	Processes     uint64 // RLIMIT_NPROC
-	FileSizeBytes uint64 // RLIMIT_FSIZE
-	CPUSeconds    uint64 // RLIMIT_CPU
-}
+type Limits = local.Limits
+
+// Sandbox modes of the local backend (see Config.Sandbox).
+const (
+	SandboxAuto  = local.SandboxAuto
+	SandboxBwrap = local.SandboxBwrap
+	SandboxNone  = local.SandboxNone
+)
 
 // Store is the part of the database the runner uses, declared here so the
 // runner depends on exactly these calls rather than on the whole of
@@ -139,16 +144,13 @@ const (
 	reasonShutdown  = "server shut down during the turn"
 )
 
-// defaultPath is the PATH of every process in a sprite.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // Runner runs sessions in sprites. It is told about work by Enqueue and
 // about sessions that must stop or disappear by Terminate and Delete.
 type Runner struct {
 	db      Store
 	cfg     Config
 	log     *slog.Logger
-	backend Backend
+	backend sprite.Backend
 	mode    string
 	inst    *installer
 
@@ -229,35 +231,20 @@ func New(db Store, cfg Config) (*Runner, error) {
 	}
 	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, stopSweep: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
-	r.inst = &installer{dir: cfg.RuntimeDir, npm: findBinary("npm"), log: cfg.Logger}
+	r.inst = &installer{dir: cfg.RuntimeDir, npm: local.FindBinary("npm"), log: cfg.Logger}
 
-	lb, err := newLocalBackend(cfg.DataDir, cfg.Limits, cfg.KillGrace)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	switch cfg.Sandbox {
-	case SandboxBwrap:
-		if err := lb.useBwrap(ctx, cfg.DataDir); err != nil {
-			return nil, fmt.Errorf("sandbox bwrap: %w (use --sandbox none to run sessions unsandboxed)", err)
-		}
-	case SandboxAuto:
-		if err := lb.useBwrap(ctx, cfg.DataDir); err != nil {
-			r.log.Warn("!!! SANDBOX OFF: bubblewrap does not work here, so sessions run unsandboxed as the server's user "+
-				"and can read and change everything it can, including the data dir. Install bubblewrap or use --sandbox bwrap to refuse.",
-				"probe_error", err.Error())
-		}
-	case SandboxNone:
-		r.log.Warn("!!! SANDBOX OFF (--sandbox none): sessions run unsandboxed as the server's user " +
-			"and can read and change everything it can, including the data dir")
+	case SandboxAuto, SandboxBwrap, SandboxNone:
 	default:
 		return nil, fmt.Errorf("runner: unknown sandbox %q (want auto, bwrap or none)", cfg.Sandbox)
 	}
-	if lb.prlimit == "" {
-		r.log.Warn("prlimit (util-linux) not found: sprites run without process, file size and CPU limits")
+	lb, err := local.New(local.Config{
+		DataDir: cfg.DataDir, Sandbox: cfg.Sandbox, Limits: cfg.Limits, Drain: cfg.KillGrace, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
 	}
-	r.backend, r.mode = lb, lb.sandbox
+	r.backend, r.mode = lb, lb.Sandbox()
 	return r, nil
 }
 

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
@@ -35,8 +38,8 @@ func TestShellSessionCompletes(t *testing.T) {
 			is.True(done.ExitCode != nil)                // the exit code is recorded
 			is.Equal(*done.ExitCode, 0)                  // and it is 0
 			stdout, stderr := f.output(s.ID, 1)
-			is.Equal(stdout, "hello\nhéllo ✓\nsprite|C.UTF-8|"+s.ID+"|local/shell|HOME/.local/bin:HOME/.local/share/gem/bin:"+defaultPath+"\nhome-is-cwd\n") // exactly the bytes written to stdout
-			is.Equal(stderr, "oops\n")                                                                                                                       // exactly the bytes written to stderr
+			is.Equal(stdout, "hello\nhéllo ✓\nsprite|C.UTF-8|"+s.ID+"|local/shell|HOME/.local/bin:HOME/.local/share/gem/bin:"+sprite.DefaultPath+"\nhome-is-cwd\n") // exactly the bytes written to stdout
+			is.Equal(stderr, "oops\n")                                                                                                                              // exactly the bytes written to stderr
 			is.Equal(f.stages(s.ID), []string{
 				"create_sprite:started", "create_sprite:done",
 				"install_runtime:started", "install_runtime:done",
@@ -320,8 +323,10 @@ func TestSetupScriptFailure(t *testing.T) {
 
 func TestProvisionScript(t *testing.T) {
 	is := is.New(t)
-	lb := &localBackend{root: "/data/sprites", sandbox: SandboxNone}
-	sp, err := lb.sprite("s1", spriteOptions([]store.Resource{
+	data := t.TempDir()
+	lb, err := local.New(local.Config{DataDir: data, Sandbox: SandboxNone, Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}})
+	is.NoErr(err) // an unsandboxed backend: sprite paths are host paths
+	sp, err := lb.Create(context.Background(), "s1", spriteOptions([]store.Resource{
 		{URL: "https://github.com/o/r.git", MountPath: "/srv/code"},
 		{URL: "https://github.com/o/other", Token: "ghp_secret"},
 	}))
@@ -340,8 +345,8 @@ func TestProvisionScript(t *testing.T) {
 		"apt-get update -qq && apt-get install -y curl\n"+
 		"go install x/y@latest\ngo install z@v1\n"+
 		"pip install requests 'a b'\n"+
-		"git clone --depth=1 --quiet https://github.com/o/r.git /data/sprites/s1/mounts/0\n"+
-		`git -c credential.helper= -c 'credential.helper=!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$AOD_GIT_TOKEN_1"; }; f' clone --depth=1 --quiet https://github.com/o/other /data/sprites/s1/workspace/other`+"\n"+
+		"git clone --depth=1 --quiet https://github.com/o/r.git "+data+"/sprites/s1/mounts/0\n"+
+		`git -c credential.helper= -c 'credential.helper=!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$AOD_GIT_TOKEN_1"; }; f' clone --depth=1 --quiet https://github.com/o/other `+data+"/sprites/s1/workspace/other\n"+
 		"echo done\n") // packages in manager order, clones, then the setup script
 	is.True(!strings.Contains(script, "ghp_secret")) // the token is never in the script
 	_, err = provisionScript(&store.Environment{Packages: map[string][]string{"brew": {"x"}}}, nil, sp)

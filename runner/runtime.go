@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
 )
@@ -13,7 +15,7 @@ import (
 // Runtime adapts one agent CLI: how a turn invokes it, what it needs in
 // its environment and config files, where its skills go and what its
 // output says about the conversation. Every turn runs Argv with cwd
-// HomeDir, HOME=HomeDir and the prompt on stdin, so a CLI that keys its
+// sprite.HomeDir, HOME=sprite.HomeDir and the prompt on stdin, so a CLI that keys its
 // saved conversations by directory finds them again on later turns. The
 // CLI itself is the catalogue's package (installed by install_runtime).
 type Runtime interface {
@@ -26,11 +28,11 @@ type Runtime interface {
 	// secrets: static settings only where the user set nothing, model
 	// endpoints always, a placeholder key only when an endpoint is set and
 	// the session brought none.
-	Env(s *store.Session, sp Sprite, env map[string]string)
+	Env(s *store.Session, sp sprite.Sprite, env map[string]string)
 	// Configure writes the CLI's config files (runtime_config): the model
 	// endpoint where the CLI reads it from a file, and the MCP servers,
 	// merged into what the file already holds.
-	Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error
+	Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error
 	// Skills is where inline skills go (<root>/<name>/SKILL.md) and the
 	// skills.sh agent id GitHub skills are installed for; "" when the
 	// runtime has no skills.
@@ -70,12 +72,14 @@ func (r *Runner) runtime(name string) Runtime {
 // session feature can be exercised offline.
 type shellRuntime struct{}
 
-func (shellRuntime) Name() string                                                         { return "shell" }
-func (shellRuntime) Env(*store.Session, Sprite, map[string]string)                        {}
-func (shellRuntime) Configure(context.Context, Sprite, *store.Session, []mcpServer) error { return nil }
-func (shellRuntime) Skills() (string, string)                                             { return "", "" }
-func (shellRuntime) NewSessionID() string                                                 { return "" }
-func (shellRuntime) Parser() outputParser                                                 { return nil }
+func (shellRuntime) Name() string                                         { return "shell" }
+func (shellRuntime) Env(*store.Session, sprite.Sprite, map[string]string) {}
+func (shellRuntime) Configure(context.Context, sprite.Sprite, *store.Session, []mcpServer) error {
+	return nil
+}
+func (shellRuntime) Skills() (string, string) { return "", "" }
+func (shellRuntime) NewSessionID() string     { return "" }
+func (shellRuntime) Parser() outputParser     { return nil }
 
 // Argv reads the script from stdin; --noprofile --norc keep login-shell
 // noise out of the output, which must be exactly what the script wrote.
@@ -87,10 +91,10 @@ func (shellRuntime) Argv(*store.Session, int) []string {
 // store only accepts catalogue names): it fails install_runtime.
 type unavailableRuntime struct{ name string }
 
-func (u unavailableRuntime) Name() string                                { return u.name }
-func (unavailableRuntime) Argv(*store.Session, int) []string             { return nil }
-func (unavailableRuntime) Env(*store.Session, Sprite, map[string]string) {}
-func (unavailableRuntime) Configure(context.Context, Sprite, *store.Session, []mcpServer) error {
+func (u unavailableRuntime) Name() string                                       { return u.name }
+func (unavailableRuntime) Argv(*store.Session, int) []string                    { return nil }
+func (unavailableRuntime) Env(*store.Session, sprite.Sprite, map[string]string) {}
+func (unavailableRuntime) Configure(context.Context, sprite.Sprite, *store.Session, []mcpServer) error {
 	return nil
 }
 func (unavailableRuntime) Skills() (string, string) { return "", "" }

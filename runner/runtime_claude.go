@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/store"
 )
@@ -44,7 +46,7 @@ func (claudeRuntime) Argv(s *store.Session, turn int) []string {
 	}
 }
 
-func (c claudeRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+func (c claudeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	setDefault(env, "IS_SANDBOX", "1") // the sprite is the sandbox; the CLI runs as root under bwrap
 	setDefault(env, "DISABLE_AUTOUPDATER", "1")
 	setDefault(env, "DISABLE_TELEMETRY", "1")
@@ -59,9 +61,9 @@ func (c claudeRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
 
 // claudeConfig is Claude Code's user config file, which it also uses for
 // its own state (userID, migrations, projects…): only mcpServers is ours.
-const claudeConfig = HomeDir + "/.claude.json"
+const claudeConfig = sprite.HomeDir + "/.claude.json"
 
-func (claudeRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
+func (claudeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error {
 	if len(mcp) == 0 {
 		return nil
 	}
@@ -91,9 +93,11 @@ func (claudeRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session,
 	})
 }
 
-func (claudeRuntime) Skills() (string, string) { return HomeDir + "/.claude/skills", "claude-code" }
-func (claudeRuntime) NewSessionID() string     { return newUUID() }
-func (claudeRuntime) Parser() outputParser     { return &claudeParser{} }
+func (claudeRuntime) Skills() (string, string) {
+	return sprite.HomeDir + "/.claude/skills", "claude-code"
+}
+func (claudeRuntime) NewSessionID() string { return newUUID() }
+func (claudeRuntime) Parser() outputParser { return &claudeParser{} }
 
 // claudeParser reads stream-json: the session id of system/init and the
 // result line's usage and cost (per run, so per turn).

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/store"
 )
 
@@ -34,7 +36,7 @@ import (
 type codexRuntime struct{ ep ModelEndpoints }
 
 // codexHome is CODEX_HOME: config.toml and the saved threads live there.
-const codexHome = HomeDir + "/.codex"
+const codexHome = sprite.HomeDir + "/.codex"
 
 func (codexRuntime) Name() string { return "codex" }
 
@@ -52,7 +54,7 @@ func (codexRuntime) Argv(s *store.Session, turn int) []string {
 	}
 }
 
-func (c codexRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+func (c codexRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	env["CODEX_HOME"] = sp.Path(codexHome)
 	if c.ep.OpenAI != "" && !hasAny(env, "OPENAI_API_KEY") {
 		env["OPENAI_API_KEY"] = placeholderKey
@@ -71,7 +73,7 @@ func (c codexRuntime) baseURL() string {
 // Configure writes $CODEX_HOME/config.toml, which aod owns (it is written
 // before the CLI first runs): an env_key provider, so the key stays in
 // the environment and no auth.json is written, then the MCP servers.
-func (c codexRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
+func (c codexRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error {
 	doc, err := c.config(mcp)
 	if err != nil {
 		return err

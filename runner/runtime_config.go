@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/aod/aod/runner/sprite"
 )
 
 // mcpServer is one entry of an agent's mcp_servers, as the API validated
@@ -67,7 +69,7 @@ func parseSkills(raw json.RawMessage) ([]skillSpec, error) {
 // other keys). set receives the top-level object; values it leaves alone
 // are written back as they were read. A missing file starts empty; a file
 // that is not a JSON object is an error, never overwritten.
-func mergeJSONFile(ctx context.Context, sp Sprite, p string, mode fs.FileMode, set func(top map[string]json.RawMessage) error) error {
+func mergeJSONFile(ctx context.Context, sp sprite.Sprite, p string, mode fs.FileMode, set func(top map[string]json.RawMessage) error) error {
 	top := map[string]json.RawMessage{}
 	data, err := sp.ReadFile(ctx, p)
 	switch {
@@ -265,7 +267,7 @@ func tomlString(s string) string {
 // <root>/<name>/SKILL.md with the content exactly as given, GitHub ones
 // with the skills.sh CLI run in the sprite (it needs the network: npm
 // and GitHub). env is the sprite processes' environment.
-func (r *Runner) writeSkills(ctx context.Context, sp Sprite, rt Runtime, skills []skillSpec, env map[string]string) error {
+func (r *Runner) writeSkills(ctx context.Context, sp sprite.Sprite, rt Runtime, skills []skillSpec, env map[string]string) error {
 	root, agent := rt.Skills()
 	if root == "" {
 		return fmt.Errorf("runtime %s does not support skills", rt.Name())
@@ -304,14 +306,14 @@ func skillArgv(s skillSpec, agent string) []string {
 	return argv
 }
 
-func (r *Runner) addGitHubSkill(ctx context.Context, sp Sprite, s skillSpec, agent string, env map[string]string) error {
+func (r *Runner) addGitHubSkill(ctx context.Context, sp sprite.Sprite, s skillSpec, agent string, env map[string]string) error {
 	label := s.Source
 	if s.Name != "" {
 		label += " (" + s.Name + ")"
 	}
 	out := &tailBuffer{max: 8 << 10}
-	proc, err := sp.Start(ctx, ExecRequest{
-		Argv: skillArgv(s, agent), Dir: HomeDir, Env: envList(env), Stdout: out, Stderr: out,
+	proc, err := sp.Start(ctx, sprite.ExecRequest{
+		Argv: skillArgv(s, agent), Dir: sprite.HomeDir, Env: envList(env), Stdout: out, Stderr: out,
 	})
 	if err != nil {
 		return fmt.Errorf("skill %s from GitHub: %w", label, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/store"
 )
 
@@ -31,7 +33,7 @@ import (
 //     in ~/.gemini/skills/<name>/SKILL.md reach the model's prompt.
 type geminiRuntime struct{ ep ModelEndpoints }
 
-const geminiSettings = HomeDir + "/.gemini/settings.json"
+const geminiSettings = sprite.HomeDir + "/.gemini/settings.json"
 
 func (geminiRuntime) Name() string { return "gemini" }
 
@@ -47,7 +49,7 @@ func (geminiRuntime) Argv(s *store.Session, turn int) []string {
 	}
 }
 
-func (g geminiRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+func (g geminiRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	if g.ep.Gemini != "" {
 		env["GOOGLE_GEMINI_BASE_URL"] = endpointRoot(g.ep.Gemini)
 		if !hasAny(env, "GEMINI_API_KEY") {
@@ -58,7 +60,7 @@ func (g geminiRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
 
 // Configure merges the auth type, usage statistics off and the MCP
 // servers into settings.json, leaving values the file already has.
-func (geminiRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
+func (geminiRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error {
 	servers := map[string]any{}
 	for _, m := range mcp {
 		switch m.Type {
@@ -94,9 +96,11 @@ func (geminiRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session,
 	})
 }
 
-func (geminiRuntime) Skills() (string, string) { return HomeDir + "/.gemini/skills", "gemini-cli" }
-func (geminiRuntime) NewSessionID() string     { return newUUID() }
-func (geminiRuntime) Parser() outputParser     { return &geminiParser{} }
+func (geminiRuntime) Skills() (string, string) {
+	return sprite.HomeDir + "/.gemini/skills", "gemini-cli"
+}
+func (geminiRuntime) NewSessionID() string { return newUUID() }
+func (geminiRuntime) Parser() outputParser { return &geminiParser{} }
 
 // geminiParser reads stream-json: init's session_id and result's stats.
 type geminiParser struct{ rep turnReport }

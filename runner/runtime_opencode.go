@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/store"
 )
 
@@ -31,7 +33,7 @@ import (
 //     ~/.config/opencode/skills/<name>/SKILL.md reach the model's prompt.
 type opencodeRuntime struct{ ep ModelEndpoints }
 
-const opencodeConfig = HomeDir + "/.config/opencode/opencode.json"
+const opencodeConfig = sprite.HomeDir + "/.config/opencode/opencode.json"
 
 func (opencodeRuntime) Name() string { return "opencode" }
 
@@ -72,7 +74,7 @@ func (o opencodeRuntime) endpoint(provider string) string {
 	return ""
 }
 
-func (o opencodeRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+func (o opencodeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	setDefault(env, "OPENCODE_DISABLE_AUTOUPDATE", "1") // the install is pinned and read-only
 	p, ok := opencodeProviders[s.Provider]
 	if !ok {
@@ -91,7 +93,7 @@ func (o opencodeRuntime) Env(s *store.Session, sp Sprite, env map[string]string)
 }
 
 // Configure merges the endpoints and MCP servers into opencode.json.
-func (o opencodeRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
+func (o opencodeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error {
 	baseURLs := map[string]string{}
 	for _, id := range []string{"anthropic", "openai", "google"} {
 		if ep := o.endpoint(id); ep != "" {
@@ -142,7 +144,7 @@ func opencodeEnvRefs(m map[string]string) map[string]string {
 }
 
 func (opencodeRuntime) Skills() (string, string) {
-	return HomeDir + "/.config/opencode/skills", "opencode"
+	return sprite.HomeDir + "/.config/opencode/skills", "opencode"
 }
 func (opencodeRuntime) NewSessionID() string { return "" }
 func (opencodeRuntime) Parser() outputParser { return &opencodeParser{} }

@@ -17,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/runner/sprite"
+	"github.com/aod/aod/runner/sprite/spritetest"
+
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
@@ -56,20 +60,28 @@ var agentRuntimes = []string{"claude", "codex", "opencode", "gemini"}
 
 var testEndpoints = ModelEndpoints{Anthropic: "http://127.0.0.1:8778", OpenAI: "http://127.0.0.1:8778/v1/", Gemini: "http://127.0.0.1:8778"}
 
-// testSprite is a sprite of a backend in the given mode that is never
-// probed: enough for files and paths.
-func testSprite(t *testing.T, mode string, opts SpriteOptions) *localSprite {
+// testSprite is a sprite that runs nothing, with paths as a sandboxed
+// (bwrap) or unsandboxed (none) backend's processes see them: enough for
+// files and paths.
+func testSprite(t *testing.T, mode string, opts sprite.Options) *spritetest.Sprite {
 	t.Helper()
-	lb, err := newLocalBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	return spritetest.New(t, mode == SandboxBwrap, opts)
+}
+
+// runnableSprite is a sprite of an unsandboxed local backend, for tests
+// that run commands in it.
+func runnableSprite(t *testing.T) sprite.Sprite {
+	t.Helper()
+	lb, err := local.New(local.Config{DataDir: t.TempDir(), Sandbox: SandboxNone, Drain: time.Second,
+		Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb.sandbox = mode
-	sp, err := lb.Create(context.Background(), "s1", opts)
+	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sp.(*localSprite)
+	return sp
 }
 
 // testRunner is a runner that is never started, for the parts that need
@@ -122,12 +134,12 @@ func TestRuntimeCommandsGolden(t *testing.T) {
 				{"the real APIs", ModelEndpoints{}, userKeys},
 			} {
 				rt := testRunner(t, Config{ModelEndpoints: c.ep}).runtime(name)
-				env := map[string]string{"HOME": HomeDir, "PATH": defaultPath}
+				env := map[string]string{"HOME": sprite.HomeDir, "PATH": sprite.DefaultPath}
 				for k, v := range c.user {
 					env[k] = v
 				}
 				before := maps.Clone(env)
-				rt.Env(&s, testSprite(t, SandboxBwrap, SpriteOptions{}), env)
+				rt.Env(&s, testSprite(t, SandboxBwrap, sprite.Options{}), env)
 				fmt.Fprintf(&b, "env (%s; + marks what the runtime added or changed):\n", c.label)
 				for _, k := range store.SortedKeys(env) {
 					mark := " "
@@ -151,10 +163,10 @@ func TestShellRuntimeUnchanged(t *testing.T) {
 	r := testRunner(t, Config{ModelEndpoints: testEndpoints})
 	rt := r.runtime("shell")
 	is.Equal(rt.Argv(&store.Session{}, 2), []string{"bash", "--noprofile", "--norc", "-s"}) // the script on stdin, every turn
-	env := map[string]string{"PATH": defaultPath}
+	env := map[string]string{"PATH": sprite.DefaultPath}
 	rt.Env(&store.Session{}, nil, env)
-	is.Equal(env, map[string]string{"PATH": defaultPath}) // no variables of its own, endpoints or not
-	is.True(r.pin(rt) == nil)                             // and nothing to install
+	is.Equal(env, map[string]string{"PATH": sprite.DefaultPath}) // no variables of its own, endpoints or not
+	is.True(r.pin(rt) == nil)                                    // and nothing to install
 	root, _ := rt.Skills()
 	is.Equal(root, "")          // no skills
 	is.True(rt.Parser() == nil) // and no output parsing
@@ -181,10 +193,10 @@ func TestRuntimeConfigGolden(t *testing.T) {
 	for _, name := range agentRuntimes {
 		t.Run(name, func(t *testing.T) {
 			is := is.New(t)
-			sp := testSprite(t, SandboxNone, SpriteOptions{})
+			sp := testSprite(t, SandboxNone, sprite.Options{})
 			rt := testRunner(t, Config{ModelEndpoints: testEndpoints}).runtime(name)
 			is.NoErr(rt.Configure(context.Background(), sp, agentSessions[name], testMCP)) // configure with both MCP servers
-			p := sp.hostPath(configFiles[name])
+			p := sp.HostPath(configFiles[name])
 			data, err := os.ReadFile(p)
 			is.NoErr(err) // the config file is written
 			golden(t, name+"/"+strings.TrimPrefix(filepath.Base(p), "."), data)
@@ -201,18 +213,18 @@ func TestRuntimeConfigWithoutMCP(t *testing.T) {
 	ctx := context.Background()
 	r := testRunner(t, Config{})
 	for _, name := range []string{"claude", "opencode"} {
-		sp := testSprite(t, SandboxNone, SpriteOptions{})
+		sp := testSprite(t, SandboxNone, sprite.Options{})
 		is.NoErr(r.runtime(name).Configure(ctx, sp, agentSessions[name], nil)) // nothing to configure
-		is.True(!exists(sp.hostPath(configFiles[name])))                       // writes no file the CLI would otherwise create
+		is.True(!exists(sp.HostPath(configFiles[name])))                       // writes no file the CLI would otherwise create
 	}
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
+	sp := testSprite(t, SandboxNone, sprite.Options{})
 	is.NoErr(r.runtime("codex").Configure(ctx, sp, agentSessions["codex"], nil)) // codex always gets its provider
-	data, err := os.ReadFile(sp.hostPath(configFiles["codex"]))
+	data, err := os.ReadFile(sp.HostPath(configFiles["codex"]))
 	is.NoErr(err) // config.toml is written
 	golden(t, "codex/config-real-api.toml", data)
-	sp = testSprite(t, SandboxNone, SpriteOptions{})
+	sp = testSprite(t, SandboxNone, sprite.Options{})
 	is.NoErr(r.runtime("gemini").Configure(ctx, sp, agentSessions["gemini"], nil)) // gemini always gets its auth type
-	data, err = os.ReadFile(sp.hostPath(configFiles["gemini"]))
+	data, err = os.ReadFile(sp.HostPath(configFiles["gemini"]))
 	is.NoErr(err)                                                                                                                                                                               // settings.json is written
 	is.Equal(string(data), "{\n  \"privacy\": {\n    \"usageStatisticsEnabled\": false\n  },\n  \"security\": {\n    \"auth\": {\n      \"selectedType\": \"gemini-api-key\"\n    }\n  }\n}\n") // the key-based auth type, usage statistics off
 }
@@ -220,7 +232,7 @@ func TestRuntimeConfigWithoutMCP(t *testing.T) {
 func TestClaudeConfigMergeKeepsState(t *testing.T) {
 	is := is.New(t)
 	ctx := context.Background()
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
+	sp := testSprite(t, SandboxNone, sprite.Options{})
 	existing := `{"firstStartTime":"2026-11-23T18:00:02.964Z","userID":"abc","numStartups":3,"big":12345678901234567890,` +
 		`"projects":{"/home/sprite":{"allowedTools":[],"hasTrustDialogAccepted":true}},` +
 		`"mcpServers":{"mine":{"type":"stdio","command":"my-server","args":[]},"docs":{"type":"http","url":"https://old.example"}}}`
@@ -245,7 +257,7 @@ func TestClaudeConfigMergeKeepsState(t *testing.T) {
 func TestConfigMergeRefusesNonObject(t *testing.T) {
 	is := is.New(t)
 	ctx := context.Background()
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
+	sp := testSprite(t, SandboxNone, sprite.Options{})
 	is.NoErr(sp.WriteFile(ctx, geminiSettings, []byte("[1, 2]"), 0o644)) // something that is not a settings object
 	err := testRunner(t, Config{}).runtime("gemini").Configure(ctx, sp, agentSessions["gemini"], testMCP)
 	is.True(err != nil)                                                                // configuring fails
@@ -258,7 +270,7 @@ func TestGeminiAndOpencodeMergeKeepUserSettings(t *testing.T) {
 	is := is.New(t)
 	ctx := context.Background()
 	r := testRunner(t, Config{ModelEndpoints: testEndpoints})
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
+	sp := testSprite(t, SandboxNone, sprite.Options{})
 	is.NoErr(sp.WriteFile(ctx, geminiSettings, []byte(`{"security":{"auth":{"selectedType":"vertex-ai"},"folderTrust":{"enabled":false}},"ui":{"theme":"x"}}`), 0o644)) // the user's settings
 	is.NoErr(r.runtime("gemini").Configure(ctx, sp, agentSessions["gemini"], nil))                                                                                      // configure without MCP
 	data, _ := sp.ReadFile(ctx, geminiSettings)
@@ -315,7 +327,7 @@ func TestInlineSkillsPlacement(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			is := is.New(t)
 			r := testRunner(t, Config{})
-			sp := testSprite(t, SandboxNone, SpriteOptions{})
+			sp := testSprite(t, SandboxNone, sprite.Options{})
 			rt := r.runtime(name)
 			is.NoErr(r.writeSkills(ctx, sp, rt, skills, nil)) // write the inline skills
 			root, _ := rt.Skills()
@@ -343,7 +355,7 @@ func fakeNPX(t *testing.T, code int) (env map[string]string, argsFile string) {
 	if err := os.WriteFile(filepath.Join(dir, "npx"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"PATH": dir + ":" + defaultPath, "HOME": "/nonexistent"}, argsFile
+	return map[string]string{"PATH": dir + ":" + sprite.DefaultPath, "HOME": "/nonexistent"}, argsFile
 }
 
 func TestGitHubSkills(t *testing.T) {
@@ -351,7 +363,7 @@ func TestGitHubSkills(t *testing.T) {
 	t.Run("installed with the skills CLI in the sprite", func(t *testing.T) {
 		is := is.New(t)
 		r := testRunner(t, Config{})
-		sp := testSprite(t, SandboxNone, SpriteOptions{})
+		sp := runnableSprite(t)
 		env, argsFile := fakeNPX(t, 0)
 		skills := []skillSpec{{Type: "github", Source: "acme/skills", Name: "lint"}, {Source: "acme/more"}}
 		is.NoErr(r.writeSkills(ctx, sp, r.runtime("codex"), skills, env)) // both GitHub skills install
@@ -367,7 +379,7 @@ func TestGitHubSkills(t *testing.T) {
 	t.Run("failure names the skill and the cause", func(t *testing.T) {
 		is := is.New(t)
 		r := testRunner(t, Config{})
-		sp := testSprite(t, SandboxNone, SpriteOptions{})
+		sp := runnableSprite(t)
 		env, _ := fakeNPX(t, 1)
 		err := r.writeSkills(ctx, sp, r.runtime("claude"), []skillSpec{{Source: "acme/skills", Name: "lint"}}, env)
 		is.True(err != nil) // the install fails
@@ -506,7 +518,7 @@ func TestSessionEnvPutsTheCLIOnPath(t *testing.T) {
 		is.Equal(env["AOD_MODEL"], "anthropic/claude-sonnet-4-5")    // the basics are still there
 	}
 	opts := r.spriteOpts(s, rt)
-	is.Equal(opts.ReadOnlyBinds, []Bind{{Host: filepath.Join(r.cfg.RuntimeDir, "anthropic-ai-claude-code@2.1.100"),
+	is.Equal(opts.ReadOnlyBinds, []sprite.Bind{{Host: filepath.Join(r.cfg.RuntimeDir, "anthropic-ai-claude-code@2.1.100"),
 		At: "/aod/runtimes/anthropic-ai-claude-code@2.1.100"}}) // the installed CLI is bound read-only into the sprite
 }
 
@@ -540,43 +552,4 @@ func TestRuntimeConfigValidation(t *testing.T) {
 	is.True(filepath.IsAbs(r.cfg.RuntimeDir))               // the runtime dir is absolute (it is bound into sprites)
 	is.Equal(filepath.Base(r.cfg.RuntimeDir), "runtimes")   // <DataDir>/runtimes by default
 	is.Equal(r.pin(r.runtime("claude")).Version, "2.1.197") // the pinned claude-code
-}
-
-func TestRuntimeDirMountedReadOnly(t *testing.T) {
-	for _, mode := range sandboxModes(t) {
-		t.Run(mode, func(t *testing.T) {
-			if mode == SandboxBwrap {
-				requireBwrap(t)
-			}
-			is := is.New(t)
-			host := t.TempDir()
-			is.NoErr(os.MkdirAll(filepath.Join(host, "node_modules", ".bin"), 0o755))                                                        // an installed tree
-			is.NoErr(os.WriteFile(filepath.Join(host, "node_modules", ".bin", "hello-cli"), []byte("#!/bin/sh\necho hi from cli\n"), 0o755)) // with a command
-			at := "/aod/runtimes/hello@1.0.0"
-			lb, err := newLocalBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
-			is.NoErr(err) // a backend
-			if mode == SandboxBwrap {
-				is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
-			}
-			sp, err := lb.Create(context.Background(), "s1", SpriteOptions{ReadOnlyBinds: []Bind{{Host: host, At: at}}})
-			is.NoErr(err) // a sprite with the tree bound in
-			var out, errOut bytes.Buffer
-			p, err := sp.Start(context.Background(), ExecRequest{
-				Argv: []string{"sh", "-c", `hello-cli; touch "$1/x" 2>/dev/null && echo writable || echo read-only`, "sh", sp.Path(at)},
-				Env:  []string{"PATH=" + sp.Path(at) + "/node_modules/.bin:" + defaultPath}, Stdout: &out, Stderr: &errOut,
-			})
-			is.NoErr(err) // start a command using the CLI from PATH
-			st, err := p.Wait()
-			is.NoErr(err)        // it runs
-			is.Equal(st.Code, 0) // and succeeds
-			want := "hi from cli\nread-only\n"
-			if mode == SandboxNone {
-				want = "hi from cli\nwritable\n" // unsandboxed there is no read-only mount: the host path itself is used
-				is.Equal(sp.Path(at), host)      // which is where Path points
-			}
-			is.Equal(out.String(), want) // the CLI is found on PATH; under bwrap its tree cannot be changed
-			_, err = lb.Create(context.Background(), "s2", SpriteOptions{ReadOnlyBinds: []Bind{{Host: host, At: HomeDir + "/x"}}})
-			is.True(err != nil) // a bind may not cover the sprite's own tree
-		})
-	}
 }

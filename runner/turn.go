@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aod/aod/runner/sprite"
+
 	"github.com/aod/aod/store"
 )
 
@@ -77,7 +79,7 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		}
 	}
 	sp, err := r.backend.Get(ctx, id, r.spriteOpts(sess, rt))
-	if errors.Is(err, ErrSpriteNotFound) {
+	if errors.Is(err, sprite.ErrNotFound) {
 		return store.TurnResult{Error: "Sprite not found: " + id}, endedItself
 	}
 	if err != nil {
@@ -103,9 +105,9 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		tee = newLineTee(stdout, p)
 		stdout = tee
 	}
-	proc, err := sp.Start(ctx, ExecRequest{
+	proc, err := sp.Start(ctx, sprite.ExecRequest{
 		Argv:   rt.Argv(sess, turn.Number),
-		Dir:    HomeDir,
+		Dir:    sprite.HomeDir,
 		Env:    envList(env),
 		Stdin:  strings.NewReader(prompt),
 		Stdout: stdout,
@@ -212,7 +214,7 @@ const (
 
 // supervise waits for a command while enforcing the timeout (0 = none),
 // the job's cancellation and the caller's kill channel.
-func (r *Runner) supervise(ctx context.Context, p Process, timeout time.Duration, kill <-chan struct{}) (ExitStatus, ending, error) {
+func (r *Runner) supervise(ctx context.Context, p sprite.Process, timeout time.Duration, kill <-chan struct{}) (sprite.ExitStatus, ending, error) {
 	exited := make(chan struct{})
 	done := make(chan struct{})
 	how := endedItself
