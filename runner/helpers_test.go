@@ -311,3 +311,11 @@ func requireBwrap(t *testing.T) {
 		skip("!!! SKIPPING SANDBOX TEST: bubblewrap does not work on this machine: %v !!!", err)
 	}
 }
+
+// realNPM skips loudly where npm is missing: the runtime installs need it.
+func realNPM(t *testing.T) {
+	t.Helper()
+	if local.FindBinary("npm") == "" {
+		t.Skip("!!! SKIPPING INSTALL TEST: npm is not installed !!!")
+	}
+}

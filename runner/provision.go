@@ -8,9 +8,10 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/aod/aod/runner/internal/cmdout"
+	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
 
 	"github.com/aod/aod/store"
@@ -42,7 +43,7 @@ type provisioning struct {
 	ctx    context.Context // cancelled by terminate, shutdown or the provisioning deadline
 	jobCtx context.Context
 	sess   *store.Session
-	rt     Runtime
+	rt     runtimes.Runtime
 }
 
 // provision prepares a session's sprite. On failure the session is
@@ -116,19 +117,19 @@ func (p *provisioning) run() error {
 	pkg := p.r.pin(p.rt)
 	if pkg != nil {
 		installMsg = fmt.Sprintf("%s@%s already installed", pkg.Name, pkg.Version)
-		if !isDir(p.r.inst.path(*pkg)) {
+		if !p.r.inst.Installed(*pkg) {
 			installMsg = fmt.Sprintf("installing %s@%s from npm (first use on this server; later sessions reuse it)", pkg.Name, pkg.Version)
 		}
 	}
 	if err := p.stageMsg(stageInstallRuntime, "Failed to install runtime: ", installMsg, func() (string, error) {
-		if _, ok := p.rt.(unavailableRuntime); ok {
+		if _, ok := p.rt.(runtimes.Unavailable); ok {
 			return "", stageError("Unknown runtime: " + p.rt.Name())
 		}
 		if pkg == nil {
 			return "", nil
 		}
 		start := time.Now()
-		if _, err := p.r.inst.ensure(p.ctx, *pkg); err != nil {
+		if _, err := p.r.inst.Ensure(p.ctx, *pkg); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%s@%s ready (%.1fs)", pkg.Name, pkg.Version, time.Since(start).Seconds()), nil
@@ -181,9 +182,9 @@ func (p *provisioning) run() error {
 	}); err != nil {
 		return err
 	}
-	var skills []skillSpec
+	var skills []runtimes.Skill
 	if err := p.stage(stageRuntimeConfig, "Failed to write runtime config: ", func() error {
-		var mcp []mcpServer
+		var mcp []runtimes.MCPServer
 		agent, err := p.r.db.SessionAgent(dbctx, p.sess.ID)
 		switch {
 		case store.ErrorCode(err) == store.NotFound:
@@ -191,10 +192,10 @@ func (p *provisioning) run() error {
 		case err != nil:
 			return err
 		default:
-			if mcp, err = parseMCPServers(agent.MCPServers); err != nil {
+			if mcp, err = runtimes.ParseMCPServers(agent.MCPServers); err != nil {
 				return err
 			}
-			if skills, err = parseSkills(agent.Skills); err != nil {
+			if skills, err = runtimes.ParseSkills(agent.Skills); err != nil {
 				return err
 			}
 		}
@@ -285,7 +286,7 @@ func (p *provisioning) runScript(sp sprite.Sprite, script string, env, tokenEnv 
 		full[k] = v
 	}
 	full["GIT_TERMINAL_PROMPT"] = "0" // a missing credential fails instead of waiting for a terminal
-	stderr := &tailBuffer{max: 8 << 10}
+	stderr := &cmdout.Tail{Max: 8 << 10}
 	proc, err := sp.Start(p.ctx, sprite.ExecRequest{
 		Argv:   []string{"bash", "--noprofile", "--norc", sp.Path(scriptPath)},
 		Dir:    sprite.HomeDir,
@@ -303,7 +304,7 @@ func (p *provisioning) runScript(sp sprite.Sprite, script string, env, tokenEnv 
 		return p.ctx.Err()
 	}
 	if st.Code != 0 {
-		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, lastRunes(validString(stderr.bytes()), 2000))
+		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, stderr.Last(2000))
 	}
 	return nil
 }
@@ -314,7 +315,7 @@ func (p *provisioning) runScript(sp sprite.Sprite, script string, env, tokenEnv 
 // (store.SessionSecrets merged those, secrets winning); then the runtime
 // adds its variables (see Runtime.Env) and its CLI's directory in front
 // of PATH. It also returns the resources with their tokens.
-func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.Sprite, rt Runtime) (map[string]string, []store.Resource, error) {
+func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime) (map[string]string, []store.Resource, error) {
 	vars, resources, err := r.db.SessionSecrets(ctx, sess.ID)
 	if err != nil {
 		return nil, nil, err
@@ -351,7 +352,7 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.
 	rt.Env(sess, sp, env)
 	if pkg := r.pin(rt); pkg != nil {
 		// The CLI first, whatever PATH the user set.
-		env["PATH"] = sp.Path(pkg.mountPath()) + "/node_modules/.bin:" + env["PATH"]
+		env["PATH"] = sp.Path(pkg.MountPath()) + "/node_modules/.bin:" + env["PATH"]
 	}
 	return env, resources, nil
 }
@@ -424,10 +425,10 @@ func spriteOptions(resources []store.Resource) sprite.Options {
 
 // spriteOpts are a session's sprite options: its repositories and its
 // runtime's installed CLI, read-only.
-func (r *Runner) spriteOpts(sess *store.Session, rt Runtime) sprite.Options {
+func (r *Runner) spriteOpts(sess *store.Session, rt runtimes.Runtime) sprite.Options {
 	opts := spriteOptions(sess.Resources)
 	if pkg := r.pin(rt); pkg != nil {
-		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, sprite.Bind{Host: r.inst.path(*pkg), At: pkg.mountPath()})
+		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, sprite.Bind{Host: r.inst.Path(*pkg), At: pkg.MountPath()})
 	}
 	return opts
 }
@@ -518,36 +519,4 @@ func quoteAll(list []string) string {
 		q[i] = shellQuote(s)
 	}
 	return strings.Join(q, " ")
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) bytes() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]byte(nil), t.buf...)
-}
-
-// lastRunes is the end of s, at most n characters.
-func lastRunes(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[len(r)-n:])
 }

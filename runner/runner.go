@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aod/aod/catalogue"
 	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
@@ -68,30 +68,9 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
-// ModelEndpoints are base URLs of the model APIs, without the version
-// path ("http://127.0.0.1:8778", not ".../v1"); empty means the real API.
-// They must be reachable from inside a sprite: under bwrap the network is
-// shared with the host, so the host's 127.0.0.1 works.
-type ModelEndpoints struct {
-	Anthropic string // claude: ANTHROPIC_BASE_URL; opencode: provider anthropic
-	OpenAI    string // codex: the "aod" model provider; opencode: provider openai
-	Gemini    string // gemini: GOOGLE_GEMINI_BASE_URL; opencode: provider google
-}
-
-// Keyless reports whether the provider's CLIs talk to a configured
-// endpoint: the runner then gives a session that brings no key a
-// placeholder one (the fake model API takes any), so none is required.
-func (e ModelEndpoints) Keyless(provider string) bool {
-	switch provider {
-	case "anthropic":
-		return e.Anthropic != ""
-	case "openai":
-		return e.OpenAI != ""
-	case "google":
-		return e.Gemini != ""
-	}
-	return false
-}
+// ModelEndpoints point the agent CLIs at other model APIs (see
+// runtimes.Endpoints); Keyless says which providers need no key then.
+type ModelEndpoints = runtimes.Endpoints
 
 // Limits are per-process resource limits inside a sprite (setrlimit via
 // prlimit). Zero fields take the defaults.
@@ -152,7 +131,7 @@ type Runner struct {
 	log     *slog.Logger
 	backend sprite.Backend
 	mode    string
-	inst    *installer
+	inst    *runtimes.Installer
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -221,17 +200,14 @@ func New(db Store, cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("runner: runtime dir: %w", err)
 	}
 	cfg.RuntimeDir = runtimeDir
-	for name, v := range cfg.RuntimeVersions {
-		if rt, ok := catalogue.Lookup(name); !ok || rt.Package == nil {
-			return nil, fmt.Errorf("runner: runtime version for %q: no such agent runtime", name)
-		}
-		if !versionRE.MatchString(v) {
-			return nil, fmt.Errorf("runner: runtime version %q for %s: not an npm version", v, name)
-		}
+	if err := runtimes.CheckVersions(cfg.RuntimeVersions); err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
 	}
 	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, stopSweep: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
-	r.inst = &installer{dir: cfg.RuntimeDir, npm: local.FindBinary("npm"), log: cfg.Logger}
+	// npm runs on the host: the cache is shared and a sprite may have no
+	// network.
+	r.inst = runtimes.NewInstaller(cfg.RuntimeDir, local.FindBinary("npm"), cfg.Logger)
 
 	switch cfg.Sandbox {
 	case SandboxAuto, SandboxBwrap, SandboxNone:
@@ -246,6 +222,19 @@ func New(db Store, cfg Config) (*Runner, error) {
 	}
 	r.backend, r.mode = lb, lb.Sandbox()
 	return r, nil
+}
+
+// runtime returns the adapter of a session's runtime, talking to the
+// endpoints configured now (they may differ from those of the server that
+// provisioned the session).
+func (r *Runner) runtime(name string) runtimes.Runtime {
+	return runtimes.For(name, r.cfg.ModelEndpoints)
+}
+
+// pin is the npm package of a runtime at the configured version, nil for
+// a runtime that installs nothing (shell).
+func (r *Runner) pin(rt runtimes.Runtime) *runtimes.Package {
+	return runtimes.Pin(rt, r.cfg.RuntimeVersions)
 }
 
 // Sandbox reports the isolation in use: "bwrap" or "none".

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/runner/sprite"
 
@@ -237,7 +238,7 @@ func TestStreamWriterHoldsBackSplitCharacters(t *testing.T) {
 	}
 	is.Equal(got, []string{"a", "€b"})               // the split character is emitted once complete
 	is.Equal(w.held, []byte{0xf0, 0x9f})             // an incomplete tail waits for more
-	is.Equal(validString(w.held), "\uFFFD\uFFFD")    // and becomes U+FFFD per byte if none comes
+	is.Equal(cmdout.Text(w.held), "\uFFFD\uFFFD")    // and becomes U+FFFD per byte if none comes
 	is.Equal(runeCut("a€", 2), 1)                    // a cut never splits a character
 	is.Equal(incompleteTail([]byte("ab\xff")), 3)    // an invalid byte is not held back
 	is.Equal(incompleteTail([]byte("a\xe2\x82")), 1) // a valid prefix is

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aod/aod/runner/internal/cmdout"
+	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
 
 	"github.com/aod/aod/store"
@@ -71,7 +73,7 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	if pkg := r.pin(rt); pkg != nil {
 		// Normally a stat: installed at provisioning. Reinstalled if the
 		// shared cache was cleaned since.
-		if _, err := r.inst.ensure(ctx, *pkg); err != nil {
+		if _, err := r.inst.Ensure(ctx, *pkg); err != nil {
 			if ctx.Err() != nil {
 				return store.TurnResult{Error: "terminated"}, endedCancel
 			}
@@ -100,9 +102,9 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	out := r.newOutput(id, turn.Number, used)
 	go out.sink()
 	var stdout io.Writer = out.writer("stdout")
-	var tee *lineTee
+	var tee *runtimes.LineTee
 	if p := rt.Parser(); p != nil {
-		tee = newLineTee(stdout, p)
+		tee = &runtimes.LineTee{W: stdout, P: p}
 		stdout = tee
 	}
 	proc, err := sp.Start(ctx, sprite.ExecRequest{
@@ -143,33 +145,33 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		res.ExitCode = &code
 	}
 	if tee != nil {
-		tee.close() // the readers are done: Wait has returned
-		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, tee.p.report())
+		tee.Close() // the readers are done: Wait has returned
+		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, tee.P.Report())
 	}
 	return res, how
 }
 
 // recordReport keeps what a turn's output said: the CLI's conversation id
 // (for resuming) and the turn's usage, returned as JSON for the turn row.
-func (r *Runner) recordReport(ctx context.Context, sess *store.Session, turn int, rep turnReport) json.RawMessage {
-	if rep.sessionID != "" && rep.sessionID != sess.RuntimeSessionID {
-		if err := r.db.SetRuntimeSessionID(ctx, sess.ID, rep.sessionID); err != nil {
+func (r *Runner) recordReport(ctx context.Context, sess *store.Session, turn int, rep runtimes.Report) json.RawMessage {
+	if rep.SessionID != "" && rep.SessionID != sess.RuntimeSessionID {
+		if err := r.db.SetRuntimeSessionID(ctx, sess.ID, rep.SessionID); err != nil {
 			r.log.Error("recording the runtime's session id", "session", sess.ID, "err", err)
 		} else {
-			sess.RuntimeSessionID = rep.sessionID
+			sess.RuntimeSessionID = rep.SessionID
 		}
 	}
-	u := rep.usage
+	u := rep.Usage
 	if u == nil {
 		return nil
 	}
-	if rep.cumulative {
+	if rep.Cumulative {
 		// The CLI reports the conversation's total: this turn's share is
 		// what it added to the total the last turn recorded.
 		total := *u
 		own := total
 		if prev := r.previousThreadUsage(ctx, sess.ID, turn); prev != nil {
-			own = *total.minus(prev)
+			own = *total.Minus(prev)
 		}
 		own.Thread = &total
 		u = &own
@@ -183,18 +185,18 @@ func (r *Runner) recordReport(ctx context.Context, sess *store.Session, turn int
 
 // previousThreadUsage is the conversation total the latest earlier turn
 // recorded, nil when none did.
-func (r *Runner) previousThreadUsage(ctx context.Context, id string, turn int) *usage {
+func (r *Runner) previousThreadUsage(ctx context.Context, id string, turn int) *runtimes.Usage {
 	turns, err := r.db.ListTurns(ctx, "", id)
 	if err != nil {
 		r.log.Error("reading earlier turns' usage", "session", id, "err", err)
 		return nil
 	}
-	var prev *usage
+	var prev *runtimes.Usage
 	for _, t := range turns {
 		if t.Number >= turn || len(t.Usage) == 0 {
 			continue
 		}
-		var u usage
+		var u runtimes.Usage
 		if json.Unmarshal(t.Usage, &u) == nil && u.Thread != nil {
 			prev = u.Thread // turns come in order: the last one wins
 		}
@@ -311,7 +313,7 @@ func (o *output) emit(stream string, data []byte) {
 	if len(data) == 0 {
 		return
 	}
-	s := validString(data)
+	s := cmdout.Text(data)
 	o.mu.Lock()
 	if o.capHit {
 		o.mu.Unlock()
@@ -416,26 +418,6 @@ func incompleteTail(b []byte) int {
 		}
 	}
 	return len(b)
-}
-
-// validString converts b to a string, replacing each invalid byte with
-// U+FFFD.
-func validString(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	var sb strings.Builder
-	sb.Grow(len(b) + 16)
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size == 1 {
-			sb.WriteRune(utf8.RuneError)
-		} else {
-			sb.Write(b[:size])
-		}
-		b = b[size:]
-	}
-	return sb.String()
 }
 
 // runeCut is the longest prefix length of s of at most n bytes that ends

@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 //     plain-http 127.0.0.1 endpoint from inside bwrap (--share-net);
 //   - MCP servers in ~/.claude.json's mcpServers and skills in
 //     ~/.claude/skills/<name>/SKILL.md show up in system/init.
-type claudeRuntime struct{ ep ModelEndpoints }
+type claudeRuntime struct{ ep Endpoints }
 
 func (claudeRuntime) Name() string { return "claude" }
 
@@ -63,7 +63,7 @@ func (c claudeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]st
 // its own state (userID, migrations, projects…): only mcpServers is ours.
 const claudeConfig = sprite.HomeDir + "/.claude.json"
 
-func (claudeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error {
+func (claudeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
 	if len(mcp) == 0 {
 		return nil
 	}
@@ -97,13 +97,13 @@ func (claudeRuntime) Skills() (string, string) {
 	return sprite.HomeDir + "/.claude/skills", "claude-code"
 }
 func (claudeRuntime) NewSessionID() string { return newUUID() }
-func (claudeRuntime) Parser() outputParser { return &claudeParser{} }
+func (claudeRuntime) Parser() Parser       { return &claudeParser{} }
 
 // claudeParser reads stream-json: the session id of system/init and the
 // result line's usage and cost (per run, so per turn).
-type claudeParser struct{ rep turnReport }
+type claudeParser struct{ rep Report }
 
-func (p *claudeParser) line(b []byte) {
+func (p *claudeParser) Line(b []byte) {
 	var ev struct {
 		Type      string   `json:"type"`
 		Subtype   string   `json:"subtype"`
@@ -121,20 +121,20 @@ func (p *claudeParser) line(b []byte) {
 	}
 	switch {
 	case ev.Type == "system" && ev.Subtype == "init" && ev.SessionID != "":
-		p.rep.sessionID = ev.SessionID
+		p.rep.SessionID = ev.SessionID
 	case ev.Type == "result":
 		if ev.SessionID != "" {
-			p.rep.sessionID = ev.SessionID
+			p.rep.SessionID = ev.SessionID
 		}
-		u := &usage{CostUSD: ev.TotalCost}
+		u := &Usage{CostUSD: ev.TotalCost}
 		if ev.Usage != nil {
 			u.InputTokens = ev.Usage.InputTokens
 			u.OutputTokens = ev.Usage.OutputTokens
 			u.CachedInputTokens = ev.Usage.CacheReadInputTokens
 			u.CacheCreationInputTokens = ev.Usage.CacheCreationInputTokens
 		}
-		p.rep.usage = u
+		p.rep.Usage = u
 	}
 }
 
-func (p *claudeParser) report() turnReport { return p.rep }
+func (p *claudeParser) Report() Report { return p.rep }

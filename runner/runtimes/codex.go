@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"context"
@@ -33,7 +33,7 @@ import (
 //     env_http_headers, or command, args, env_vars and an env table, are
 //     accepted; `required = true` makes every turn fail when the server
 //     cannot be reached ("required MCP servers failed to initialize").
-type codexRuntime struct{ ep ModelEndpoints }
+type codexRuntime struct{ ep Endpoints }
 
 // codexHome is CODEX_HOME: config.toml and the saved threads live there.
 const codexHome = sprite.HomeDir + "/.codex"
@@ -73,7 +73,7 @@ func (c codexRuntime) baseURL() string {
 // Configure writes $CODEX_HOME/config.toml, which aod owns (it is written
 // before the CLI first runs): an env_key provider, so the key stays in
 // the environment and no auth.json is written, then the MCP servers.
-func (c codexRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error {
+func (c codexRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
 	doc, err := c.config(mcp)
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func (c codexRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.
 
 var bearerRef = regexp.MustCompile(`^Bearer \$\{([A-Za-z_][A-Za-z0-9_]*)\}$`)
 
-func (c codexRuntime) config(mcp []mcpServer) ([]byte, error) {
+func (c codexRuntime) config(mcp []MCPServer) ([]byte, error) {
 	var d tomlDoc
 	d.comment("Written by aod at provisioning: the model provider and the agent's MCP servers.")
 	d.str("model_provider", "aod")
@@ -158,16 +158,16 @@ func (c codexRuntime) config(mcp []mcpServer) ([]byte, error) {
 
 func (codexRuntime) Skills() (string, string) { return codexHome + "/skills", "codex" }
 func (codexRuntime) NewSessionID() string     { return "" }
-func (codexRuntime) Parser() outputParser     { return &codexParser{} }
+func (codexRuntime) Parser() Parser           { return &codexParser{} }
 
 // codexParser reads exec --json events: thread.started's thread_id and
 // turn.completed's usage (the thread's running total).
 type codexParser struct {
-	rep   turnReport
-	total *usage
+	rep   Report
+	total *Usage
 }
 
-func (p *codexParser) line(b []byte) {
+func (p *codexParser) Line(b []byte) {
 	var ev struct {
 		Type     string `json:"type"`
 		ThreadID string `json:"thread_id"`
@@ -184,24 +184,24 @@ func (p *codexParser) line(b []byte) {
 	switch ev.Type {
 	case "thread.started":
 		if ev.ThreadID != "" {
-			p.rep.sessionID = ev.ThreadID
+			p.rep.SessionID = ev.ThreadID
 		}
 	case "turn.completed":
 		if ev.Usage == nil {
 			return
 		}
 		// Each turn.completed carries the total so far: the last one wins.
-		p.total = &usage{
+		p.total = &Usage{
 			InputTokens: ev.Usage.InputTokens, CachedInputTokens: ev.Usage.CachedInputTokens,
 			OutputTokens: ev.Usage.OutputTokens, ReasoningOutputTokens: ev.Usage.ReasoningOutputTokens,
 		}
 	}
 }
 
-func (p *codexParser) report() turnReport {
+func (p *codexParser) Report() Report {
 	rep := p.rep
 	if p.total != nil {
-		rep.usage, rep.cumulative = p.total, true
+		rep.Usage, rep.Cumulative = p.total, true
 	}
 	return rep
 }

@@ -1,4 +1,11 @@
-package runner
+// Package runtimes adapts each agent CLI aod runs (claude, codex, opencode,
+// gemini, and the shell runtime): the argv and environment of a turn, the
+// config files it reads (MCP servers, skills), what its output says about
+// the conversation and its usage, and installing its npm package into a
+// cache shared by every sprite. The facts about a runtime that other
+// packages need too (providers, credential env vars, npm pins, adapter
+// names) are in the catalogue, never restated here.
+package runtimes
 
 import (
 	"context"
@@ -6,18 +13,17 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/aod/aod/runner/sprite"
-
 	"github.com/aod/aod/catalogue"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
 // Runtime adapts one agent CLI: how a turn invokes it, what it needs in
 // its environment and config files, where its skills go and what its
 // output says about the conversation. Every turn runs Argv with cwd
-// sprite.HomeDir, HOME=sprite.HomeDir and the prompt on stdin, so a CLI that keys its
-// saved conversations by directory finds them again on later turns. The
-// CLI itself is the catalogue's package (installed by install_runtime).
+// sprite.HomeDir, HOME=sprite.HomeDir and the prompt on stdin, so a CLI
+// that keys its saved conversations by directory finds them again on later
+// turns. The CLI itself is the catalogue's package (see Pin).
 type Runtime interface {
 	Name() string
 	// Argv is the command of a turn; turn 1 starts the conversation, later
@@ -32,7 +38,7 @@ type Runtime interface {
 	// Configure writes the CLI's config files (runtime_config): the model
 	// endpoint where the CLI reads it from a file, and the MCP servers,
 	// merged into what the file already holds.
-	Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error
+	Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error
 	// Skills is where inline skills go (<root>/<name>/SKILL.md) and the
 	// skills.sh agent id GitHub skills are installed for; "" when the
 	// runtime has no skills.
@@ -42,30 +48,56 @@ type Runtime interface {
 	NewSessionID() string
 	// Parser reads one turn's stdout for the CLI's conversation id and
 	// usage; nil when there is nothing to read.
-	Parser() outputParser
+	Parser() Parser
 }
 
-// runtime returns the adapter of a session's runtime, chosen by the
-// catalogue's adapter name.
-func (r *Runner) runtime(name string) Runtime {
-	ep := r.cfg.ModelEndpoints
+// Endpoints are base URLs of the model APIs, without the version path
+// ("http://127.0.0.1:8778", not ".../v1"); empty means the real API.
+// They must be reachable from inside a sprite: under bwrap the network is
+// shared with the host, so the host's 127.0.0.1 works.
+type Endpoints struct {
+	Anthropic string // claude: ANTHROPIC_BASE_URL; opencode: provider anthropic
+	OpenAI    string // codex: the "aod" model provider; opencode: provider openai
+	Gemini    string // gemini: GOOGLE_GEMINI_BASE_URL; opencode: provider google
+}
+
+// Keyless reports whether the provider's CLIs talk to a configured
+// endpoint: a session that brings no key then gets a placeholder one (see
+// Runtime.Env; the fake model API takes any), so none is required.
+func (e Endpoints) Keyless(provider string) bool {
+	switch provider {
+	case "anthropic":
+		return e.Anthropic != ""
+	case "openai":
+		return e.OpenAI != ""
+	case "google":
+		return e.Gemini != ""
+	}
+	return false
+}
+
+// adapters are the adapters by the catalogue's Adapter name.
+var adapters = map[string]func(Endpoints) Runtime{
+	"shell":    func(Endpoints) Runtime { return shellRuntime{} },
+	"claude":   func(ep Endpoints) Runtime { return claudeRuntime{ep: ep} },
+	"codex":    func(ep Endpoints) Runtime { return codexRuntime{ep: ep} },
+	"opencode": func(ep Endpoints) Runtime { return opencodeRuntime{ep: ep} },
+	"gemini":   func(ep Endpoints) Runtime { return geminiRuntime{ep: ep} },
+}
+
+// For returns the adapter of the catalogue runtime called name, talking to
+// the endpoints ep; an Unavailable one for a name the catalogue or the
+// adapters do not know.
+func For(name string, ep Endpoints) Runtime {
 	entry, ok := catalogue.Lookup(name)
 	if !ok {
-		return unavailableRuntime{name: name}
+		return Unavailable{name: name}
 	}
-	switch entry.Adapter {
-	case "shell":
-		return shellRuntime{}
-	case "claude":
-		return claudeRuntime{ep: ep}
-	case "codex":
-		return codexRuntime{ep: ep}
-	case "opencode":
-		return opencodeRuntime{ep: ep}
-	case "gemini":
-		return geminiRuntime{ep: ep}
+	mk, ok := adapters[entry.Adapter]
+	if !ok {
+		return Unavailable{name: name}
 	}
-	return unavailableRuntime{name: name}
+	return mk(ep)
 }
 
 // shellRuntime runs the prompt as a bash script: no model, so every
@@ -74,12 +106,12 @@ type shellRuntime struct{}
 
 func (shellRuntime) Name() string                                         { return "shell" }
 func (shellRuntime) Env(*store.Session, sprite.Sprite, map[string]string) {}
-func (shellRuntime) Configure(context.Context, sprite.Sprite, *store.Session, []mcpServer) error {
+func (shellRuntime) Configure(context.Context, sprite.Sprite, *store.Session, []MCPServer) error {
 	return nil
 }
 func (shellRuntime) Skills() (string, string) { return "", "" }
 func (shellRuntime) NewSessionID() string     { return "" }
-func (shellRuntime) Parser() outputParser     { return nil }
+func (shellRuntime) Parser() Parser           { return nil }
 
 // Argv reads the script from stdin; --noprofile --norc keep login-shell
 // noise out of the output, which must be exactly what the script wrote.
@@ -87,19 +119,19 @@ func (shellRuntime) Argv(*store.Session, int) []string {
 	return []string{"bash", "--noprofile", "--norc", "-s"}
 }
 
-// unavailableRuntime stands in for a runtime name aod does not know (the
-// store only accepts catalogue names): it fails install_runtime.
-type unavailableRuntime struct{ name string }
+// Unavailable stands in for a runtime name aod does not know (the store
+// only accepts catalogue names): provisioning fails it at install_runtime.
+type Unavailable struct{ name string }
 
-func (u unavailableRuntime) Name() string                                       { return u.name }
-func (unavailableRuntime) Argv(*store.Session, int) []string                    { return nil }
-func (unavailableRuntime) Env(*store.Session, sprite.Sprite, map[string]string) {}
-func (unavailableRuntime) Configure(context.Context, sprite.Sprite, *store.Session, []mcpServer) error {
+func (u Unavailable) Name() string                                       { return u.name }
+func (Unavailable) Argv(*store.Session, int) []string                    { return nil }
+func (Unavailable) Env(*store.Session, sprite.Sprite, map[string]string) {}
+func (Unavailable) Configure(context.Context, sprite.Sprite, *store.Session, []MCPServer) error {
 	return nil
 }
-func (unavailableRuntime) Skills() (string, string) { return "", "" }
-func (unavailableRuntime) NewSessionID() string     { return "" }
-func (unavailableRuntime) Parser() outputParser     { return nil }
+func (Unavailable) Skills() (string, string) { return "", "" }
+func (Unavailable) NewSessionID() string     { return "" }
+func (Unavailable) Parser() Parser           { return nil }
 
 // placeholderKey is the credential injected when a model endpoint is
 // configured and the session brings no key, so the CLI starts (aod's fake

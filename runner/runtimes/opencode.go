@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"context"
@@ -31,7 +31,7 @@ import (
 //     GEMINI_API_KEY: "Google Generative AI API key is missing");
 //   - mcp entries (remote/local) are contacted at start; skills in
 //     ~/.config/opencode/skills/<name>/SKILL.md reach the model's prompt.
-type opencodeRuntime struct{ ep ModelEndpoints }
+type opencodeRuntime struct{ ep Endpoints }
 
 const opencodeConfig = sprite.HomeDir + "/.config/opencode/opencode.json"
 
@@ -93,7 +93,7 @@ func (o opencodeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]
 }
 
 // Configure merges the endpoints and MCP servers into opencode.json.
-func (o opencodeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []mcpServer) error {
+func (o opencodeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
 	baseURLs := map[string]string{}
 	for _, id := range []string{"anthropic", "openai", "google"} {
 		if ep := o.endpoint(id); ep != "" {
@@ -147,13 +147,13 @@ func (opencodeRuntime) Skills() (string, string) {
 	return sprite.HomeDir + "/.config/opencode/skills", "opencode"
 }
 func (opencodeRuntime) NewSessionID() string { return "" }
-func (opencodeRuntime) Parser() outputParser { return &opencodeParser{} }
+func (opencodeRuntime) Parser() Parser       { return &opencodeParser{} }
 
 // opencodeParser reads run --format json events: the sessionID every
 // event carries and each step_finish's tokens and cost, summed.
-type opencodeParser struct{ rep turnReport }
+type opencodeParser struct{ rep Report }
 
-func (p *opencodeParser) line(b []byte) {
+func (p *opencodeParser) Line(b []byte) {
 	var ev struct {
 		Type      string `json:"type"`
 		SessionID string `json:"sessionID"`
@@ -174,22 +174,22 @@ func (p *opencodeParser) line(b []byte) {
 		return
 	}
 	if ev.SessionID != "" {
-		p.rep.sessionID = ev.SessionID
+		p.rep.SessionID = ev.SessionID
 	}
 	if ev.Type != "step_finish" || ev.Part == nil {
 		return
 	}
-	u := &usage{CostUSD: ev.Part.Cost}
+	u := &Usage{CostUSD: ev.Part.Cost}
 	if t := ev.Part.Tokens; t != nil {
 		u.InputTokens, u.OutputTokens, u.ReasoningOutputTokens = t.Input, t.Output, t.Reasoning
 		if t.Cache != nil {
 			u.CachedInputTokens, u.CacheCreationInputTokens = t.Cache.Read, t.Cache.Write
 		}
 	}
-	if p.rep.usage == nil {
-		p.rep.usage = &usage{}
+	if p.rep.Usage == nil {
+		p.rep.Usage = &Usage{}
 	}
-	p.rep.usage.add(u)
+	p.rep.Usage.Add(u)
 }
 
-func (p *opencodeParser) report() turnReport { return p.rep }
+func (p *opencodeParser) Report() Report { return p.rep }
