@@ -56,6 +56,12 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 
 func (f *fixture) start(cfg Config) {
 	f.t.Helper()
+	f.startOn(f.db, cfg)
+}
+
+// startOn starts the runner on db, which wraps the fixture's store.
+func (f *fixture) startOn(db Store, cfg Config) {
+	f.t.Helper()
 	cfg.DataDir = f.dir
 	if cfg.Sandbox == "" {
 		cfg.Sandbox = SandboxNone
@@ -66,7 +72,7 @@ func (f *fixture) start(cfg Config) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r, err := New(f.db, cfg)
+	r, err := New(db, cfg)
 	if err != nil {
 		f.t.Fatalf("new runner: %v", err)
 	}

@@ -513,10 +513,12 @@ func (r *Runner) runJob(ctx context.Context, id string) {
 		r.log.Warn("pending session without a pending turn", "session", id)
 		return
 	}
+	var prep *prepared // nil: the turn looks the sprite up itself
 	if sess.ProvisionState != store.ProvisionDone {
-		if !r.provision(ctx, sess) {
+		var ok bool
+		if prep, ok = r.provision(ctx, sess); !ok {
 			return
 		}
 	}
-	r.runTurn(ctx, sess, turn)
+	r.runTurn(ctx, sess, turn, prep)
 }

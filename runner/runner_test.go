@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -539,4 +540,63 @@ func TestAptPackagesUnderBwrapFailClearly(t *testing.T) {
 	is.Equal(done.Status, store.StatusFailed)                                 // provisioning fails
 	is.True(strings.Contains(done.Error, "apt packages cannot be installed")) // saying why (see done.Error)
 	is.True(strings.Contains(done.Error, "read-only"))                        // and what is read-only
+}
+
+// countingStore counts the store reads of a session's secrets and of its
+// environment.
+type countingStore struct {
+	Store
+	mu                    sync.Mutex
+	secrets, environments int
+}
+
+func (c *countingStore) SessionSecrets(ctx context.Context, id string) (map[string]string, []store.Resource, error) {
+	c.mu.Lock()
+	c.secrets++
+	c.mu.Unlock()
+	return c.Store.SessionSecrets(ctx, id)
+}
+
+func (c *countingStore) GetEnvironment(ctx context.Context, userID, id string) (*store.Environment, error) {
+	c.mu.Lock()
+	c.environments++
+	c.mu.Unlock()
+	return c.Store.GetEnvironment(ctx, userID, id)
+}
+
+func (c *countingStore) counts() (secrets, environments int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.secrets, c.environments
+}
+
+// The job that provisions a session runs its first turn with the
+// environment provisioning assembled: the secrets are decrypted once, not
+// again for the turn. A later turn is a later job and reads them afresh.
+func TestSecretsReadOncePerJob(t *testing.T) {
+	is := is.New(t)
+	f := newStore(t)
+	cs := &countingStore{Store: f.db}
+	f.startOn(cs, Config{})
+	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "vars", EnvVars: map[string]string{"FROM_ENV": "e1"}, Networking: store.Networking{Type: "unrestricted"},
+	})
+	is.NoErr(err) // an environment with an env var
+	s := f.run("echo \"$FROM_ENV $SECRET\"\n", sessionOpts{environmentID: env.ID, secrets: map[string]string{"SECRET": "s1"}})
+	is.Equal(f.wait(s.ID).Status, store.StatusCompleted) // provisioning and turn 1 ran in one job
+	out, _ := f.output(s.ID, 1)
+	is.Equal(out, "e1 s1\n") // the turn had the env var and the secret
+	secrets, environments := cs.counts()
+	is.Equal(secrets, 1)      // read and decrypted once for provisioning and the first turn
+	is.Equal(environments, 1) // and the environment looked up once
+
+	_, err = f.db.PromptSession(f.ctx, f.user.ID, s.ID, "echo \"again $SECRET\"\n", 60)
+	is.NoErr(err) // queue turn 2
+	f.r.Enqueue(s.ID)
+	is.Equal(f.wait(s.ID).Status, store.StatusCompleted) // turn 2 ran in a job of its own
+	out, _ = f.output(s.ID, 2)
+	is.Equal(out, "again s1\n") // with the secret
+	secrets, environments = cs.counts()
+	is.Equal(secrets, 2)      // read again for that job
+	is.Equal(environments, 1) // which needs no environment lookup
 }

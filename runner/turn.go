@@ -26,8 +26,9 @@ const (
 	outputQueue        = 64       // chunks between the readers and the sink
 )
 
-// runTurn runs a session's pending turn and records how it ended.
-func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.Turn) {
+// runTurn runs a session's pending turn and records how it ended. prep is
+// what this job's provisioning prepared, nil when it did not provision.
+func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared) {
 	id := sess.ID
 	dbctx := context.WithoutCancel(ctx)
 	if ctx.Err() != nil {
@@ -42,7 +43,7 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 		return // no longer pending, e.g. terminated
 	}
 	r.appendStage(id, stageRuntimeStart, store.StageStarted, nil, "")
-	res, how := r.execTurn(ctx, sess, turn)
+	res, how := r.execTurn(ctx, sess, turn, prep)
 	if how == endedCancel && errors.Is(context.Cause(ctx), errShutdown) {
 		if err := r.db.FailSession(dbctx, id, reasonShutdown); err != nil {
 			r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
@@ -67,7 +68,7 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 
 // execTurn runs the runtime's command for one turn, streaming its output
 // into the log, and returns the turn's result.
-func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn) (store.TurnResult, ending) {
+func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared) (store.TurnResult, ending) {
 	id := sess.ID
 	rt := r.runtime(sess.Runtime)
 	if pkg := r.pin(rt); pkg != nil {
@@ -80,17 +81,13 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 			return store.TurnResult{Error: "Failed to install runtime: " + err.Error()}, endedItself
 		}
 	}
-	sp, err := r.backend.Get(ctx, id, r.spriteOpts(sess, rt))
-	if errors.Is(err, sprite.ErrNotFound) {
-		return store.TurnResult{Error: "Sprite not found: " + id}, endedItself
+	if prep == nil {
+		var problem string
+		if prep, problem = r.prepare(ctx, sess, rt); prep == nil {
+			return store.TurnResult{Error: problem}, endedItself
+		}
 	}
-	if err != nil {
-		return store.TurnResult{Error: "Sprite unavailable: " + err.Error()}, endedItself
-	}
-	env, _, err := r.sessionEnv(context.WithoutCancel(ctx), sess, sp, rt)
-	if err != nil {
-		return store.TurnResult{Error: "Failed to prepare the environment: " + err.Error()}, endedItself
-	}
+	sp, env := prep.sp, prep.env
 	prompt := turn.Prompt
 	if turn.Number == 1 && sess.System != "" {
 		prompt = sess.System + "\n\n" + prompt
@@ -149,6 +146,24 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, tee.P.Report())
 	}
 	return res, how
+}
+
+// prepare looks the session's sprite up and assembles its processes'
+// environment (reading and decrypting the session's secrets), for a turn
+// whose job did not provision; on failure it says why the turn fails.
+func (r *Runner) prepare(ctx context.Context, sess *store.Session, rt runtimes.Runtime) (*prepared, string) {
+	sp, err := r.backend.Get(ctx, sess.ID, r.spriteOpts(sess, rt))
+	if errors.Is(err, sprite.ErrNotFound) {
+		return nil, "Sprite not found: " + sess.ID
+	}
+	if err != nil {
+		return nil, "Sprite unavailable: " + err.Error()
+	}
+	env, _, err := r.sessionEnv(context.WithoutCancel(ctx), sess, sp, rt)
+	if err != nil {
+		return nil, "Failed to prepare the environment: " + err.Error()
+	}
+	return &prepared{sp: sp, env: env}, ""
 }
 
 // recordReport keeps what a turn's output said: the CLI's conversation id
