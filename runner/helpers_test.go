@@ -93,12 +93,20 @@ type sessionOpts struct {
 	resources       []store.Resource
 }
 
+// agentModels are the models of test sessions of the agent runtimes.
+var agentModels = map[string]store.Model{
+	"claude":   {Runtime: "claude", Provider: "anthropic", Model: "anthropic/claude-sonnet-4-5"},
+	"codex":    {Runtime: "codex", Provider: "openai", Model: "openai/gpt-5"},
+	"opencode": {Runtime: "opencode", Provider: "openai", Model: "openai/gpt-5"},
+	"gemini":   {Runtime: "gemini", Provider: "google", Model: "google/gemini-2.5-pro"},
+}
+
 // create stores a session running script, without enqueueing it.
 func (f *fixture) create(script string, o sessionOpts) *store.Session {
 	f.t.Helper()
 	m := store.Model{Runtime: "shell", Provider: "local", Model: store.ShellModel}
-	if o.runtime == "claude" {
-		m = store.Model{Runtime: "claude", Provider: "anthropic", Model: "anthropic/claude-sonnet-4-5"}
+	if am, ok := agentModels[o.runtime]; ok {
+		m = am
 	}
 	agent, err := f.db.CreateAgent(f.ctx, f.user.ID, store.AgentInput{
 		Name: fmt.Sprintf("agent-%d", time.Now().UnixNano()), System: o.system, Model: m, EnvironmentID: o.environmentID,

@@ -23,6 +23,8 @@ import (
 //     refuses to run outside a git repository;
 //   - `codex exec [same flags] resume <thread_id>` (flags before resume)
 //     continues the thread, prompt again on stdin;
+//   - `-c model_providers.aod.base_url="…"` (a TOML value) overrides
+//     config.toml's, on exec and on resume;
 //   - a custom provider in $CODEX_HOME/config.toml (model_provider =
 //     "aod", [model_providers.aod] base_url, env_key, wire_api =
 //     "responses") sends Authorization: Bearer $OPENAI_API_KEY to
@@ -40,9 +42,12 @@ const codexHome = sprite.HomeDir + "/.codex"
 
 func (codexRuntime) Name() string { return "codex" }
 
-func (codexRuntime) Argv(s *store.Session, turn int) []string {
+// Argv passes the provider's base_url on every turn (-c overrides
+// config.toml, on resumes too): config.toml is written once, at
+// provisioning, and a server started later may talk to another endpoint.
+func (c codexRuntime) Argv(s *store.Session, turn int) []string {
 	argv := []string{"codex", "exec", "--json", "--skip-git-repo-check", "-m", modelID(s),
-		"--dangerously-bypass-approvals-and-sandbox"}
+		"--dangerously-bypass-approvals-and-sandbox", "-c", "model_providers.aod.base_url=" + tomlString(c.baseURL())}
 	switch {
 	case turn <= 1:
 		return argv
@@ -72,7 +77,9 @@ func (c codexRuntime) baseURL() string {
 
 // Configure writes $CODEX_HOME/config.toml, which aod owns (it is written
 // before the CLI first runs): an env_key provider, so the key stays in
-// the environment and no auth.json is written, then the MCP servers.
+// the environment and no auth.json is written, then the MCP servers. The
+// base_url in it is a fallback for running codex by hand; turns pass the
+// current one (see Argv).
 func (c codexRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
 	doc, err := c.config(mcp)
 	if err != nil {
@@ -86,6 +93,7 @@ var bearerRef = regexp.MustCompile(`^Bearer \$\{([A-Za-z_][A-Za-z0-9_]*)\}$`)
 func (c codexRuntime) config(mcp []MCPServer) ([]byte, error) {
 	var d tomlDoc
 	d.comment("Written by aod at provisioning: the model provider and the agent's MCP servers.")
+	d.comment("Each turn passes the current base_url with -c, so the one below is only a fallback.")
 	d.str("model_provider", "aod")
 	d.table("model_providers", "aod")
 	d.str("name", "aod")

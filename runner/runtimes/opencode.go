@@ -24,6 +24,8 @@ import (
 //     nobody could answer;
 //   - `--session <sessionID>` continues that session (the next request
 //     carried the earlier turn's messages);
+//   - OPENCODE_CONFIG_CONTENT (inline JSON config) wins over
+//     opencode.json: its provider baseURL is the one called;
 //   - provider.<id>.options.baseURL in ~/.config/opencode/opencode.json
 //     moves a built-in provider (anthropic: <root>/v1, openai: <root>/v1,
 //     google: <root>/v1beta); keys come from ANTHROPIC_API_KEY,
@@ -74,8 +76,24 @@ func (o opencodeRuntime) endpoint(provider string) string {
 	return ""
 }
 
+// Env passes the configured endpoints on every turn in
+// OPENCODE_CONFIG_CONTENT (inline config, which opencode merges over
+// opencode.json): opencode.json is written once, at provisioning, and a
+// server started later may talk to other endpoints. A config the user
+// set there is kept, the endpoints merged in.
 func (o opencodeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	setDefault(env, "OPENCODE_DISABLE_AUTOUPDATE", "1") // the install is pinned and read-only
+	if baseURLs := o.baseURLs(); len(baseURLs) > 0 {
+		inline := map[string]json.RawMessage{}
+		if json.Unmarshal([]byte(env["OPENCODE_CONFIG_CONTENT"]), &inline) != nil || inline == nil {
+			inline = map[string]json.RawMessage{} // none, or not an object opencode could read anyway
+		}
+		if setBaseURLs(inline, baseURLs) == nil {
+			if b, err := marshalCompact(inline); err == nil {
+				env["OPENCODE_CONFIG_CONTENT"] = string(b)
+			}
+		}
+	}
 	p, ok := opencodeProviders[s.Provider]
 	if !ok {
 		return
@@ -92,14 +110,34 @@ func (o opencodeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]
 	}
 }
 
-// Configure merges the endpoints and MCP servers into opencode.json.
-func (o opencodeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
-	baseURLs := map[string]string{}
+// baseURLs are the providers' baseURL options for the configured
+// endpoints, by provider id.
+func (o opencodeRuntime) baseURLs() map[string]string {
+	out := map[string]string{}
 	for _, id := range []string{"anthropic", "openai", "google"} {
 		if ep := o.endpoint(id); ep != "" {
-			baseURLs[id] = endpointRoot(ep) + opencodeProviders[id].version
+			out[id] = endpointRoot(ep) + opencodeProviders[id].version
 		}
 	}
+	return out
+}
+
+// setBaseURLs sets provider.<id>.options.baseURL in an opencode config,
+// keeping the other options.
+func setBaseURLs(top map[string]json.RawMessage, baseURLs map[string]string) error {
+	for _, id := range store.SortedKeys(baseURLs) {
+		if err := setPath(top, baseURLs[id], true, "provider", id, "options", "baseURL"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Configure merges the endpoints and MCP servers into opencode.json. The
+// endpoints there are a fallback for running opencode by hand; turns pass
+// the current ones (see Env).
+func (o opencodeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
+	baseURLs := o.baseURLs()
 	if len(mcp) == 0 && len(baseURLs) == 0 {
 		return nil
 	}
@@ -121,10 +159,8 @@ func (o opencodeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *sto
 		}
 	}
 	return mergeJSONFile(ctx, sp, opencodeConfig, 0o644, func(top map[string]json.RawMessage) error {
-		for _, id := range store.SortedKeys(baseURLs) {
-			if err := setPath(top, baseURLs[id], true, "provider", id, "options", "baseURL"); err != nil {
-				return err
-			}
+		if err := setBaseURLs(top, baseURLs); err != nil {
+			return err
 		}
 		if len(servers) == 0 {
 			return nil

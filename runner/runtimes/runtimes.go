@@ -24,6 +24,13 @@ import (
 // sprite.HomeDir, HOME=sprite.HomeDir and the prompt on stdin, so a CLI
 // that keys its saved conversations by directory finds them again on later
 // turns. The CLI itself is the catalogue's package (see Pin).
+//
+// Argv and Env are computed afresh for every turn from the runner's
+// current settings; Configure runs once, at provisioning. So what may
+// differ between server starts, the model endpoints above all (the fake
+// model API's port changes at every start), reaches the CLI through Argv
+// or Env on every turn: a value only in a config file would keep pointing
+// where the server that provisioned the sprite pointed.
 type Runtime interface {
 	Name() string
 	// Argv is the command of a turn; turn 1 starts the conversation, later
@@ -35,9 +42,10 @@ type Runtime interface {
 	// endpoints always, a placeholder key only when an endpoint is set and
 	// the session brought none.
 	Env(s *store.Session, sp sprite.Sprite, env map[string]string)
-	// Configure writes the CLI's config files (runtime_config): the model
-	// endpoint where the CLI reads it from a file, and the MCP servers,
-	// merged into what the file already holds.
+	// Configure writes the CLI's config files (runtime_config): the MCP
+	// servers and static settings, merged into what the file already
+	// holds. An endpoint written there too is only a fallback for running
+	// the CLI by hand: Argv/Env override it on every turn.
 	Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error
 	// Skills is where inline skills go (<root>/<name>/SKILL.md) and the
 	// skills.sh agent id GitHub skills are installed for; "" when the
