@@ -13,7 +13,6 @@ import (
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
-
 	"github.com/aod/aod/store"
 )
 
@@ -367,7 +366,7 @@ func (p *provisioning) runScript(script string) error {
 // original's order (later wins): the basics, AOD_SESSION_ID, AOD_MODEL,
 // then the environment's env vars and the session's secrets
 // (store.SessionSecrets merged those, secrets winning); then the runtime
-// adds its variables (see Runtime.Env) and its CLI's directory in front
+// adds its variables (see runtimes.Runtime.Env) and its CLI's directory in front
 // of PATH. It also returns the resources with their tokens.
 func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime) (map[string]string, []store.Resource, error) {
 	vars, resources, err := r.db.SessionSecrets(ctx, sess.ID)

@@ -16,7 +16,6 @@ import (
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/runner/sprite"
-
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )

@@ -15,7 +15,6 @@ import (
 	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/runner/sprite/spritetest"
-
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )

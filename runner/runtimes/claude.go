@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/aod/aod/runner/sprite"
-
 	"github.com/aod/aod/catalogue"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 

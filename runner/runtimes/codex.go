@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/aod/aod/runner/sprite"
-
 	"github.com/aod/aod/store"
 )
 

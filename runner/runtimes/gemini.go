@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 
 	"github.com/aod/aod/runner/sprite"
-
 	"github.com/aod/aod/store"
 )
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/runner/sprite/spritetest"
-
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
