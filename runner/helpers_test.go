@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/store"
 )
 
@@ -55,6 +56,12 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 
 func (f *fixture) start(cfg Config) {
 	f.t.Helper()
+	f.startOn(f.db, cfg)
+}
+
+// startOn starts the runner on db, which wraps the fixture's store.
+func (f *fixture) startOn(db Store, cfg Config) {
+	f.t.Helper()
 	cfg.DataDir = f.dir
 	if cfg.Sandbox == "" {
 		cfg.Sandbox = SandboxNone
@@ -65,7 +72,7 @@ func (f *fixture) start(cfg Config) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r, err := New(f.db, cfg)
+	r, err := New(db, cfg)
 	if err != nil {
 		f.t.Fatalf("new runner: %v", err)
 	}
@@ -86,12 +93,20 @@ type sessionOpts struct {
 	resources       []store.Resource
 }
 
+// agentModels are the models of test sessions of the agent runtimes.
+var agentModels = map[string]store.Model{
+	"claude":   {Runtime: "claude", Provider: "anthropic", Model: "anthropic/claude-sonnet-4-5"},
+	"codex":    {Runtime: "codex", Provider: "openai", Model: "openai/gpt-5"},
+	"opencode": {Runtime: "opencode", Provider: "openai", Model: "openai/gpt-5"},
+	"gemini":   {Runtime: "gemini", Provider: "google", Model: "google/gemini-2.5-pro"},
+}
+
 // create stores a session running script, without enqueueing it.
 func (f *fixture) create(script string, o sessionOpts) *store.Session {
 	f.t.Helper()
 	m := store.Model{Runtime: "shell", Provider: "local", Model: store.ShellModel}
-	if o.runtime == "claude" {
-		m = store.Model{Runtime: "claude", Provider: "anthropic", Model: "anthropic/claude-sonnet-4-5"}
+	if am, ok := agentModels[o.runtime]; ok {
+		m = am
 	}
 	agent, err := f.db.CreateAgent(f.ctx, f.user.ID, store.AgentInput{
 		Name: fmt.Sprintf("agent-%d", time.Now().UnixNano()), System: o.system, Model: m, EnvironmentID: o.environmentID,
@@ -292,7 +307,6 @@ func sandboxModes(t *testing.T) []string {
 	return []string{SandboxNone, SandboxBwrap}
 }
 
-// requireBwrap skips, loudly, when bubblewrap cannot run here.
 // requireBwrap skips loudly where bubblewrap cannot run; with
 // AOD_REQUIRE_BWRAP=1 (set by .ci/run) it fails instead, so CI never
 // passes without running the sandbox tests.
@@ -302,14 +316,20 @@ func requireBwrap(t *testing.T) {
 	if os.Getenv("AOD_REQUIRE_BWRAP") == "1" {
 		skip = t.Fatalf
 	}
-	if _, err := exec.LookPath("bwrap"); err != nil && findBinary("bwrap") == "" {
+	if _, err := exec.LookPath("bwrap"); err != nil && local.FindBinary("bwrap") == "" {
 		skip("!!! SKIPPING SANDBOX TEST: bubblewrap (bwrap) is not installed; install the bubblewrap package to run it !!!")
 	}
-	lb, err := newLocalBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	_, err := local.New(local.Config{DataDir: t.TempDir(), Sandbox: local.SandboxBwrap,
+		Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, Drain: time.Second})
 	if err != nil {
-		t.Fatalf("backend: %v", err)
-	}
-	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
 		skip("!!! SKIPPING SANDBOX TEST: bubblewrap does not work on this machine: %v !!!", err)
+	}
+}
+
+// realNPM skips loudly where npm is missing: the runtime installs need it.
+func realNPM(t *testing.T) {
+	t.Helper()
+	if local.FindBinary("npm") == "" {
+		t.Skip("!!! SKIPPING INSTALL TEST: npm is not installed !!!")
 	}
 }

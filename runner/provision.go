@@ -8,9 +8,11 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/aod/aod/runner/internal/cmdout"
+	"github.com/aod/aod/runner/runtimes"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -34,41 +36,84 @@ const (
 
 const limitedNetworkingMessage = "Limited networking cannot be enforced by this aod build; refusing to run the session unrestricted"
 
-// provisioning is one run of the stages for a session.
+// provisioning is one run of the stages for a session. The stages are its
+// methods, run in order by run; each reads what earlier ones left in the
+// fields below and adds its own.
 type provisioning struct {
 	r      *Runner
 	ctx    context.Context // cancelled by terminate, shutdown or the provisioning deadline
-	jobCtx context.Context
+	jobCtx context.Context // the job's: its cause says why ctx ended
+	dbctx  context.Context // store calls outlive a cancelled ctx
 	sess   *store.Session
-	rt     Runtime
+	rt     runtimes.Runtime
+	pkg    *runtimes.Package // the CLI's npm package; nil for shell
+
+	sp          sprite.Sprite      // create_sprite
+	environment *store.Environment // create_sprite; nil for a session without one
+	env         map[string]string  // env_file: the sprite processes' environment, secrets included
+	resources   []store.Resource   // env_file: the repositories, with their tokens
+	tokenEnv    map[string]string  // git_credentials: each token under its clone's variable
+	skills      []runtimes.Skill   // runtime_config: the agent's skills
+}
+
+// stage is one step of provisioning as the log shows it: started, then
+// done or failed with its duration. A stage whose when says no is skipped
+// and writes nothing.
+type stage struct {
+	name     string
+	prefix   string                              // of the failure message, before the stage's error
+	when     func(*provisioning) bool            // nil: always
+	startMsg func(*provisioning) string          // the started row's message; nil: none
+	run      func(*provisioning) (string, error) // the work; the string is the done row's message
+}
+
+// stages are provisioning's steps in order (spec/runner.md §2).
+var stages = []stage{
+	{name: stageCreateSprite, prefix: "Failed to create Sprite: ", run: (*provisioning).createSprite},
+	{name: stageInstallRuntime, prefix: "Failed to install runtime: ", startMsg: (*provisioning).installing, run: (*provisioning).installRuntime},
+	{name: stageNetworkPolicy, prefix: "Failed to prepare Sprite: ", when: (*provisioning).limitedNetworking, run: (*provisioning).networkPolicy},
+	{name: stageEnvFile, prefix: "Failed to prepare Sprite: ", run: (*provisioning).envFile},
+	{name: stageGitCredentials, prefix: "Failed to prepare Sprite: ", when: (*provisioning).hasTokens, run: (*provisioning).gitCredentials},
+	{name: stageProvisionSetup, prefix: "Provisioning script failed: ", run: (*provisioning).provisionSetup},
+	{name: stageRuntimeConfig, prefix: "Failed to write runtime config: ", run: (*provisioning).runtimeConfig},
+	{name: stageSkills, prefix: "Failed to write skills: ", when: (*provisioning).hasSkills, run: (*provisioning).installSkills},
+}
+
+// prepared is what a turn needs of its session's sprite: the sprite and
+// its processes' environment. Provisioning hands it to the job's first
+// turn, so the secrets are read and decrypted once per job.
+type prepared struct {
+	sp  sprite.Sprite
+	env map[string]string
 }
 
 // provision prepares a session's sprite. On failure the session is
 // recorded failed (unless terminate or delete stopped it) and the sprite
 // removed: a half-provisioned sprite cannot be resumed.
-func (r *Runner) provision(ctx context.Context, sess *store.Session) bool {
+func (r *Runner) provision(ctx context.Context, sess *store.Session) (*prepared, bool) {
 	id := sess.ID
 	dbctx := context.WithoutCancel(ctx)
 	if err := r.db.SetProvisionState(dbctx, id, store.ProvisionRunning); err != nil {
 		if store.ErrorCode(err) != store.NotFound {
 			r.log.Error("recording provisioning state", "session", id, "err", err)
 		}
-		return false
+		return nil, false
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProvisionTimeout)
 	defer cancel()
-	p := &provisioning{r: r, ctx: pctx, jobCtx: ctx, sess: sess, rt: r.runtime(sess.Runtime)}
+	rt := r.runtime(sess.Runtime)
+	p := &provisioning{r: r, ctx: pctx, jobCtx: ctx, dbctx: dbctx, sess: sess, rt: rt, pkg: r.pin(rt)}
 	err := p.run()
 	if err == nil {
 		if err := r.db.SetProvisionState(dbctx, id, store.ProvisionDone); err != nil {
 			r.log.Error("recording provisioning state", "session", id, "err", err)
-			return false
+			return nil, false
 		}
-		return true
+		return &prepared{sp: p.sp, env: p.env}, true
 	}
 	cause := context.Cause(ctx)
 	if errors.Is(cause, errTerminated) || errors.Is(cause, errDeleted) {
-		return false // the store has its state; stop() removes the sprite
+		return nil, false // the store has its state; stop() removes the sprite
 	}
 	r.log.Warn("provisioning failed", "session", id, "reason", err.Error())
 	if derr := r.backend.Delete(dbctx, id); derr != nil {
@@ -80,163 +125,43 @@ func (r *Runner) provision(ctx context.Context, sess *store.Session) bool {
 	if err := r.db.FailSession(dbctx, id, err.Error()); err != nil {
 		r.log.Error("recording provisioning failure", "session", id, "err", err)
 	}
-	return false
+	return nil, false
 }
 
-// run executes the stages in order; the error's text is the message the
-// session fails with.
+// run executes the stages in order, up to the first failure; the error's
+// text is the message the session fails with.
 func (p *provisioning) run() error {
-	var (
-		sp          Sprite
-		environment *store.Environment
-		env         map[string]string
-		resources   []store.Resource
-		tokenEnv    = map[string]string{}
-	)
-	dbctx := context.WithoutCancel(p.ctx)
-	err := p.stage(stageCreateSprite, "Failed to create Sprite: ", func() error {
-		if p.sess.EnvironmentID != "" {
-			var err error
-			if environment, err = p.r.db.GetEnvironment(dbctx, p.sess.UserID, p.sess.EnvironmentID); err != nil {
-				return err
-			}
+	for _, st := range stages {
+		if st.when != nil && !st.when(p) {
+			continue
 		}
-		var err error
-		sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.r.spriteOpts(p.sess, p.rt))
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	// The install stage says what it does: a first install downloads
-	// hundreds of MB from npm, later sessions reuse the cache.
-	var installMsg string
-	pkg := p.r.pin(p.rt)
-	if pkg != nil {
-		installMsg = fmt.Sprintf("%s@%s already installed", pkg.Name, pkg.Version)
-		if !isDir(p.r.inst.path(*pkg)) {
-			installMsg = fmt.Sprintf("installing %s@%s from npm (first use on this server; later sessions reuse it)", pkg.Name, pkg.Version)
-		}
-	}
-	if err := p.stageMsg(stageInstallRuntime, "Failed to install runtime: ", installMsg, func() (string, error) {
-		if _, ok := p.rt.(unavailableRuntime); ok {
-			return "", stageError("Unknown runtime: " + p.rt.Name())
-		}
-		if pkg == nil {
-			return "", nil
-		}
-		start := time.Now()
-		if _, err := p.r.inst.ensure(p.ctx, *pkg); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%s@%s ready (%.1fs)", pkg.Name, pkg.Version, time.Since(start).Seconds()), nil
-	}); err != nil {
-		return err
-	}
-	if environment != nil && environment.Networking.Type == "limited" {
-		// Fail closed until an allowlisting proxy exists: never run a
-		// session unrestricted that asked for limits.
-		if err := p.stage(stageNetworkPolicy, "Failed to prepare Sprite: ", func() error {
-			return stageError(limitedNetworkingMessage)
-		}); err != nil {
+		if err := p.stage(st); err != nil {
 			return err
 		}
 	}
-	// env_file: the original wrote /tmp/aod-env on the sprite's disk. Here
-	// the env vars and secrets are only assembled in memory and reach the
-	// CLI through its process environment, never a file on the host disk.
-	if err := p.stage(stageEnvFile, "Failed to prepare Sprite: ", func() error {
-		var err error
-		env, resources, err = p.r.sessionEnv(dbctx, p.sess, sp, p.rt)
-		return err
-	}); err != nil {
-		return err
-	}
-	if hasToken(resources) {
-		// Tokens go to the clone's environment only, read by a credential
-		// helper; no credential store file.
-		if err := p.stage(stageGitCredentials, "Failed to prepare Sprite: ", func() error {
-			for i, res := range resources {
-				if res.Token == "" {
-					continue
-				}
-				if strings.ContainsAny(res.Token, "\r\n\x00") {
-					return fmt.Errorf("repository %d: the authorization token contains a line break", i)
-				}
-				tokenEnv[tokenVar(i)] = res.Token
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-	}
-	if err := p.stage(stageProvisionSetup, "Provisioning script failed: ", func() error {
-		script, err := provisionScript(environment, resources, sp)
-		if err != nil || script == "" {
-			return err
-		}
-		return p.runScript(sp, script, env, tokenEnv)
-	}); err != nil {
-		return err
-	}
-	var skills []skillSpec
-	if err := p.stage(stageRuntimeConfig, "Failed to write runtime config: ", func() error {
-		var mcp []mcpServer
-		agent, err := p.r.db.SessionAgent(dbctx, p.sess.ID)
-		switch {
-		case store.ErrorCode(err) == store.NotFound:
-			// The agent row is gone: nothing to configure beyond the CLI.
-		case err != nil:
-			return err
-		default:
-			if mcp, err = parseMCPServers(agent.MCPServers); err != nil {
-				return err
-			}
-			if skills, err = parseSkills(agent.Skills); err != nil {
-				return err
-			}
-		}
-		if id := p.rt.NewSessionID(); id != "" && p.sess.RuntimeSessionID == "" {
-			if err := p.r.db.SetRuntimeSessionID(dbctx, p.sess.ID, id); err != nil {
-				return err
-			}
-			p.sess.RuntimeSessionID = id
-		}
-		return p.rt.Configure(p.ctx, sp, p.sess, mcp)
-	}); err != nil {
-		return err
-	}
-	if root, _ := p.rt.Skills(); len(skills) == 0 || root == "" {
-		// The shell runtime has no skills to give them to.
-		return nil
-	}
-	return p.stage(stageSkills, "Failed to write skills: ", func() error {
-		return p.r.writeSkills(p.ctx, sp, p.rt, skills, env)
-	})
+	return nil
 }
 
-// stage records one stage: started, then done or failed, with its
-// duration. The returned error carries the failed stage's message.
-func (p *provisioning) stage(name, prefix string, fn func() error) error {
-	return p.stageMsg(name, prefix, "", func() (string, error) { return "", fn() })
-}
-
-// stageMsg is stage with progress messages: startMsg on the started row,
-// and what fn returns on the done row.
-func (p *provisioning) stageMsg(name, prefix, startMsg string, fn func() (string, error)) error {
+// stage runs one stage and records it. The returned error carries the
+// failed stage's message.
+func (p *provisioning) stage(st stage) error {
 	if p.ctx.Err() != nil {
-		return stageError(p.failure(p.ctx.Err(), prefix)) // stopped between stages: start no more
+		return stageError(p.failure(p.ctx.Err(), st.prefix)) // stopped between stages: start no more
+	}
+	var startMsg string
+	if st.startMsg != nil {
+		startMsg = st.startMsg(p)
 	}
 	start := time.Now()
-	p.r.appendStage(p.sess.ID, name, store.StageStarted, nil, startMsg)
-	doneMsg, err := fn()
+	p.r.appendStage(p.sess.ID, st.name, store.StageStarted, nil, startMsg)
+	doneMsg, err := st.run(p)
 	ms := time.Since(start).Milliseconds()
 	if err == nil {
-		p.r.appendStage(p.sess.ID, name, store.StageDone, &ms, doneMsg)
+		p.r.appendStage(p.sess.ID, st.name, store.StageDone, &ms, doneMsg)
 		return nil
 	}
-	msg := p.failure(err, prefix)
-	p.r.appendStage(p.sess.ID, name, store.StageFailed, &ms, msg)
+	msg := p.failure(err, st.prefix)
+	p.r.appendStage(p.sess.ID, st.name, store.StageFailed, &ms, msg)
 	return stageError(msg)
 }
 
@@ -257,6 +182,136 @@ func (p *provisioning) failure(err error, prefix string) string {
 	return prefix + err.Error()
 }
 
+// createSprite reads the session's environment (packages, setup script,
+// network policy: later stages need it) and makes the sprite.
+func (p *provisioning) createSprite() (string, error) {
+	if p.sess.EnvironmentID != "" {
+		e, err := p.r.db.GetEnvironment(p.dbctx, p.sess.UserID, p.sess.EnvironmentID)
+		if err != nil {
+			return "", err
+		}
+		p.environment = e
+	}
+	var err error
+	p.sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.r.spriteOpts(p.sess, p.rt))
+	return "", err
+}
+
+// installing says what install_runtime is about to do: a first install
+// downloads hundreds of MB from npm, later sessions reuse the cache.
+func (p *provisioning) installing() string {
+	switch {
+	case p.pkg == nil:
+		return ""
+	case !p.r.inst.Installed(*p.pkg):
+		return fmt.Sprintf("installing %s@%s from npm (first use on this server; later sessions reuse it)", p.pkg.Name, p.pkg.Version)
+	}
+	return fmt.Sprintf("%s@%s already installed", p.pkg.Name, p.pkg.Version)
+}
+
+// installRuntime makes sure the runtime's CLI is in the shared cache.
+func (p *provisioning) installRuntime() (string, error) {
+	if _, ok := p.rt.(runtimes.Unavailable); ok {
+		return "", stageError("Unknown runtime: " + p.rt.Name())
+	}
+	if p.pkg == nil {
+		return "", nil
+	}
+	start := time.Now()
+	if _, err := p.r.inst.Ensure(p.ctx, *p.pkg); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s@%s ready (%.1fs)", p.pkg.Name, p.pkg.Version, time.Since(start).Seconds()), nil
+}
+
+func (p *provisioning) limitedNetworking() bool {
+	return p.environment != nil && p.environment.Networking.Type == "limited"
+}
+
+// networkPolicy fails closed until an allowlisting proxy exists: a session
+// that asked for limits never runs unrestricted.
+func (p *provisioning) networkPolicy() (string, error) {
+	return "", stageError(limitedNetworkingMessage)
+}
+
+// envFile assembles the sprite processes' environment, reading and
+// decrypting the session's secrets: the one read of them in this job (the
+// first turn reuses the result). The original wrote /tmp/aod-env on the
+// sprite's disk; here the env vars and secrets stay in memory and reach
+// the CLI through its process environment, never a file on the host disk.
+func (p *provisioning) envFile() (string, error) {
+	var err error
+	p.env, p.resources, err = p.r.sessionEnv(p.dbctx, p.sess, p.sp, p.rt)
+	return "", err
+}
+
+func (p *provisioning) hasTokens() bool { return hasToken(p.resources) }
+
+// gitCredentials puts each repository token under its clone's variable.
+// Tokens go to the clone's environment only, read by a credential helper;
+// no credential store file.
+func (p *provisioning) gitCredentials() (string, error) {
+	p.tokenEnv = map[string]string{}
+	for i, res := range p.resources {
+		if res.Token == "" {
+			continue
+		}
+		if strings.ContainsAny(res.Token, "\r\n\x00") {
+			return "", fmt.Errorf("repository %d: the authorization token contains a line break", i)
+		}
+		p.tokenEnv[tokenVar(i)] = res.Token
+	}
+	return "", nil
+}
+
+// provisionSetup runs the one script of packages, clones and the
+// environment's setup script, if there is anything to do.
+func (p *provisioning) provisionSetup() (string, error) {
+	script, err := provisionScript(p.environment, p.resources, p.sp)
+	if err != nil || script == "" {
+		return "", err
+	}
+	return "", p.runScript(script)
+}
+
+// runtimeConfig writes the CLI's config files with the agent's MCP
+// servers, and fixes the conversation id where aod chooses it.
+func (p *provisioning) runtimeConfig() (string, error) {
+	var mcp []runtimes.MCPServer
+	agent, err := p.r.db.SessionAgent(p.dbctx, p.sess.ID)
+	switch {
+	case store.ErrorCode(err) == store.NotFound:
+		// The agent row is gone: nothing to configure beyond the CLI.
+	case err != nil:
+		return "", err
+	default:
+		if mcp, err = runtimes.ParseMCPServers(agent.MCPServers); err != nil {
+			return "", err
+		}
+		if p.skills, err = runtimes.ParseSkills(agent.Skills); err != nil {
+			return "", err
+		}
+	}
+	if id := p.rt.NewSessionID(); id != "" && p.sess.RuntimeSessionID == "" {
+		if err := p.r.db.SetRuntimeSessionID(p.dbctx, p.sess.ID, id); err != nil {
+			return "", err
+		}
+		p.sess.RuntimeSessionID = id
+	}
+	return "", p.rt.Configure(p.ctx, p.sp, p.sess, mcp)
+}
+
+// hasSkills: the agent has skills and the runtime somewhere to put them
+// (the shell runtime has none).
+func (p *provisioning) hasSkills() bool {
+	root, _ := p.rt.Skills()
+	return len(p.skills) > 0 && root != ""
+}
+
+func (p *provisioning) installSkills() (string, error) {
+	return "", p.r.writeSkills(p.ctx, p.sp, p.rt, p.skills, p.env)
+}
+
 func (r *Runner) appendStage(id, stage, state string, ms *int64, msg string) {
 	err := r.db.AppendEvents(context.Background(), id, []store.Event{{
 		Kind: store.KindStage, Stage: stage, State: state, DurationMS: ms, Data: msg,
@@ -268,25 +323,26 @@ func (r *Runner) appendStage(id, stage, state string, ms *int64, msg string) {
 
 // runScript runs the provisioning script in the sprite; a non-zero exit
 // fails with the tail of its stderr.
-func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[string]string) error {
-	const scriptPath = TmpDir + "/aod-provision.sh"
+func (p *provisioning) runScript(script string) error {
+	sp := p.sp
+	const scriptPath = sprite.TmpDir + "/aod-provision.sh"
 	// The script holds no secrets (tokens come from the environment), so it
 	// may sit in the sprite like the original's.
 	if err := sp.WriteFile(p.ctx, scriptPath, []byte(script), 0o700); err != nil {
 		return err
 	}
-	full := make(map[string]string, len(env)+len(tokenEnv)+1)
-	for k, v := range env {
+	full := make(map[string]string, len(p.env)+len(p.tokenEnv)+1)
+	for k, v := range p.env {
 		full[k] = v
 	}
-	for k, v := range tokenEnv {
+	for k, v := range p.tokenEnv {
 		full[k] = v
 	}
 	full["GIT_TERMINAL_PROMPT"] = "0" // a missing credential fails instead of waiting for a terminal
-	stderr := &tailBuffer{max: 8 << 10}
-	proc, err := sp.Start(p.ctx, ExecRequest{
+	stderr := &cmdout.Tail{Max: 8 << 10}
+	proc, err := sp.Start(p.ctx, sprite.ExecRequest{
 		Argv:   []string{"bash", "--noprofile", "--norc", sp.Path(scriptPath)},
-		Dir:    HomeDir,
+		Dir:    sprite.HomeDir,
 		Env:    envList(full),
 		Stderr: stderr,
 	})
@@ -301,7 +357,7 @@ func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[str
 		return p.ctx.Err()
 	}
 	if st.Code != 0 {
-		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, lastRunes(validString(stderr.bytes()), 2000))
+		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, stderr.Last(2000))
 	}
 	return nil
 }
@@ -310,17 +366,17 @@ func (p *provisioning) runScript(sp Sprite, script string, env, tokenEnv map[str
 // original's order (later wins): the basics, AOD_SESSION_ID, AOD_MODEL,
 // then the environment's env vars and the session's secrets
 // (store.SessionSecrets merged those, secrets winning); then the runtime
-// adds its variables (see Runtime.Env) and its CLI's directory in front
+// adds its variables (see runtimes.Runtime.Env) and its CLI's directory in front
 // of PATH. It also returns the resources with their tokens.
-func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite, rt Runtime) (map[string]string, []store.Resource, error) {
+func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime) (map[string]string, []store.Resource, error) {
 	vars, resources, err := r.db.SessionSecrets(ctx, sess.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	home := sp.Path(HomeDir)
+	home := sp.Path(sprite.HomeDir)
 	env := map[string]string{
 		"HOME":   home,
-		"TMPDIR": sp.Path(TmpDir),
+		"TMPDIR": sp.Path(sprite.TmpDir),
 		"LANG":   "C.UTF-8",
 		"USER":   "sprite",
 	}
@@ -349,7 +405,7 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp Sprite,
 	rt.Env(sess, sp, env)
 	if pkg := r.pin(rt); pkg != nil {
 		// The CLI first, whatever PATH the user set.
-		env["PATH"] = sp.Path(pkg.mountPath()) + "/node_modules/.bin:" + env["PATH"]
+		env["PATH"] = sp.Path(pkg.MountPath()) + "/node_modules/.bin:" + env["PATH"]
 	}
 	return env, resources, nil
 }
@@ -371,7 +427,7 @@ func userToolEnv(home string) map[string]string {
 	local := home + "/.local"
 	gemHome := local + "/share/gem"
 	return map[string]string{
-		"PATH":                      local + "/bin:" + gemHome + "/bin:" + defaultPath,
+		"PATH":                      local + "/bin:" + gemHome + "/bin:" + sprite.DefaultPath,
 		"NPM_CONFIG_PREFIX":         local,   // npm install --global
 		"PYTHONUSERBASE":            local,   // pip install --user
 		"PIP_USER":                  "1",     // (pip installs to the user base)
@@ -409,11 +465,11 @@ func mountPath(res store.Resource) string {
 		return path.Clean(res.MountPath)
 	}
 	name := strings.TrimSuffix(path.Base(strings.TrimSuffix(res.URL, "/")), ".git")
-	return path.Join(WorkspaceDir, name)
+	return path.Join(sprite.WorkspaceDir, name)
 }
 
-func spriteOptions(resources []store.Resource) SpriteOptions {
-	var opts SpriteOptions
+func spriteOptions(resources []store.Resource) sprite.Options {
+	var opts sprite.Options
 	for _, res := range resources {
 		opts.Mounts = append(opts.Mounts, mountPath(res))
 	}
@@ -422,10 +478,10 @@ func spriteOptions(resources []store.Resource) SpriteOptions {
 
 // spriteOpts are a session's sprite options: its repositories and its
 // runtime's installed CLI, read-only.
-func (r *Runner) spriteOpts(sess *store.Session, rt Runtime) SpriteOptions {
+func (r *Runner) spriteOpts(sess *store.Session, rt runtimes.Runtime) sprite.Options {
 	opts := spriteOptions(sess.Resources)
 	if pkg := r.pin(rt); pkg != nil {
-		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, Bind{Host: r.inst.path(*pkg), At: pkg.mountPath()})
+		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, sprite.Bind{Host: r.inst.Path(*pkg), At: pkg.MountPath()})
 	}
 	return opts
 }
@@ -436,7 +492,7 @@ var packageManagers = []string{"apt", "cargo", "gem", "go", "npm", "pip"}
 
 // provisionScript is the one script provisioning runs: packages, clones,
 // then the environment's setup script. "" when there is nothing to do.
-func provisionScript(environment *store.Environment, resources []store.Resource, sp Sprite) (string, error) {
+func provisionScript(environment *store.Environment, resources []store.Resource, sp sprite.Sprite) (string, error) {
 	var b strings.Builder
 	if environment != nil {
 		for m := range environment.Packages {
@@ -516,36 +572,4 @@ func quoteAll(list []string) string {
 		q[i] = shellQuote(s)
 	}
 	return strings.Join(q, " ")
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) bytes() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]byte(nil), t.buf...)
-}
-
-// lastRunes is the end of s, at most n characters.
-func lastRunes(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[len(r)-n:])
 }

@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aod/aod/catalogue"
+	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/runner/runtimes"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -66,38 +68,20 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
-// ModelEndpoints are base URLs of the model APIs, without the version
-// path ("http://127.0.0.1:8778", not ".../v1"); empty means the real API.
-// They must be reachable from inside a sprite: under bwrap the network is
-// shared with the host, so the host's 127.0.0.1 works.
-type ModelEndpoints struct {
-	Anthropic string // claude: ANTHROPIC_BASE_URL; opencode: provider anthropic
-	OpenAI    string // codex: the "aod" model provider; opencode: provider openai
-	Gemini    string // gemini: GOOGLE_GEMINI_BASE_URL; opencode: provider google
-}
-
-// Keyless reports whether the provider's CLIs talk to a configured
-// endpoint: the runner then gives a session that brings no key a
-// placeholder one (the fake model API takes any), so none is required.
-func (e ModelEndpoints) Keyless(provider string) bool {
-	switch provider {
-	case "anthropic":
-		return e.Anthropic != ""
-	case "openai":
-		return e.OpenAI != ""
-	case "google":
-		return e.Gemini != ""
-	}
-	return false
-}
+// ModelEndpoints point the agent CLIs at other model APIs (see
+// runtimes.Endpoints); Keyless says which providers need no key then.
+type ModelEndpoints = runtimes.Endpoints
 
 // Limits are per-process resource limits inside a sprite (setrlimit via
 // prlimit). Zero fields take the defaults.
-type Limits struct {
-	Processes     uint64 // RLIMIT_NPROC
-	FileSizeBytes uint64 // RLIMIT_FSIZE
-	CPUSeconds    uint64 // RLIMIT_CPU
-}
+type Limits = local.Limits
+
+// Sandbox modes of the local backend (see Config.Sandbox).
+const (
+	SandboxAuto  = local.SandboxAuto
+	SandboxBwrap = local.SandboxBwrap
+	SandboxNone  = local.SandboxNone
+)
 
 // Store is the part of the database the runner uses, declared here so the
 // runner depends on exactly these calls rather than on the whole of
@@ -139,18 +123,15 @@ const (
 	reasonShutdown  = "server shut down during the turn"
 )
 
-// defaultPath is the PATH of every process in a sprite.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // Runner runs sessions in sprites. It is told about work by Enqueue and
 // about sessions that must stop or disappear by Terminate and Delete.
 type Runner struct {
 	db      Store
 	cfg     Config
 	log     *slog.Logger
-	backend Backend
+	backend sprite.Backend
 	mode    string
-	inst    *installer
+	inst    *runtimes.Installer
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -219,46 +200,41 @@ func New(db Store, cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("runner: runtime dir: %w", err)
 	}
 	cfg.RuntimeDir = runtimeDir
-	for name, v := range cfg.RuntimeVersions {
-		if rt, ok := catalogue.Lookup(name); !ok || rt.Package == nil {
-			return nil, fmt.Errorf("runner: runtime version for %q: no such agent runtime", name)
-		}
-		if !versionRE.MatchString(v) {
-			return nil, fmt.Errorf("runner: runtime version %q for %s: not an npm version", v, name)
-		}
+	if err := runtimes.CheckVersions(cfg.RuntimeVersions); err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
 	}
 	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, stopSweep: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
-	r.inst = &installer{dir: cfg.RuntimeDir, npm: findBinary("npm"), log: cfg.Logger}
+	// npm runs on the host: the cache is shared and a sprite may have no
+	// network.
+	r.inst = runtimes.NewInstaller(cfg.RuntimeDir, local.FindBinary("npm"), cfg.Logger)
 
-	lb, err := newLocalBackend(cfg.DataDir, cfg.Limits, cfg.KillGrace)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	switch cfg.Sandbox {
-	case SandboxBwrap:
-		if err := lb.useBwrap(ctx, cfg.DataDir); err != nil {
-			return nil, fmt.Errorf("sandbox bwrap: %w (use --sandbox none to run sessions unsandboxed)", err)
-		}
-	case SandboxAuto:
-		if err := lb.useBwrap(ctx, cfg.DataDir); err != nil {
-			r.log.Warn("!!! SANDBOX OFF: bubblewrap does not work here, so sessions run unsandboxed as the server's user "+
-				"and can read and change everything it can, including the data dir. Install bubblewrap or use --sandbox bwrap to refuse.",
-				"probe_error", err.Error())
-		}
-	case SandboxNone:
-		r.log.Warn("!!! SANDBOX OFF (--sandbox none): sessions run unsandboxed as the server's user " +
-			"and can read and change everything it can, including the data dir")
+	case SandboxAuto, SandboxBwrap, SandboxNone:
 	default:
 		return nil, fmt.Errorf("runner: unknown sandbox %q (want auto, bwrap or none)", cfg.Sandbox)
 	}
-	if lb.prlimit == "" {
-		r.log.Warn("prlimit (util-linux) not found: sprites run without process, file size and CPU limits")
+	lb, err := local.New(local.Config{
+		DataDir: cfg.DataDir, Sandbox: cfg.Sandbox, Limits: cfg.Limits, Drain: cfg.KillGrace, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
 	}
-	r.backend, r.mode = lb, lb.sandbox
+	r.backend, r.mode = lb, lb.Sandbox()
 	return r, nil
+}
+
+// runtime returns the adapter of a session's runtime, talking to the
+// endpoints configured now (they may differ from those of the server that
+// provisioned the session).
+func (r *Runner) runtime(name string) runtimes.Runtime {
+	return runtimes.For(name, r.cfg.ModelEndpoints)
+}
+
+// pin is the npm package of a runtime at the configured version, nil for
+// a runtime that installs nothing (shell).
+func (r *Runner) pin(rt runtimes.Runtime) *runtimes.Package {
+	return runtimes.Pin(rt, r.cfg.RuntimeVersions)
 }
 
 // Sandbox reports the isolation in use: "bwrap" or "none".
@@ -537,10 +513,12 @@ func (r *Runner) runJob(ctx context.Context, id string) {
 		r.log.Warn("pending session without a pending turn", "session", id)
 		return
 	}
+	var prep *prepared // nil: the turn looks the sprite up itself
 	if sess.ProvisionState != store.ProvisionDone {
-		if !r.provision(ctx, sess) {
+		var ok bool
+		if prep, ok = r.provision(ctx, sess); !ok {
 			return
 		}
 	}
-	r.runTurn(ctx, sess, turn)
+	r.runTurn(ctx, sess, turn, prep)
 }

@@ -9,9 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/internal/cmdout"
+	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
@@ -35,8 +39,8 @@ func TestShellSessionCompletes(t *testing.T) {
 			is.True(done.ExitCode != nil)                // the exit code is recorded
 			is.Equal(*done.ExitCode, 0)                  // and it is 0
 			stdout, stderr := f.output(s.ID, 1)
-			is.Equal(stdout, "hello\nhéllo ✓\nsprite|C.UTF-8|"+s.ID+"|local/shell|HOME/.local/bin:HOME/.local/share/gem/bin:"+defaultPath+"\nhome-is-cwd\n") // exactly the bytes written to stdout
-			is.Equal(stderr, "oops\n")                                                                                                                       // exactly the bytes written to stderr
+			is.Equal(stdout, "hello\nhéllo ✓\nsprite|C.UTF-8|"+s.ID+"|local/shell|HOME/.local/bin:HOME/.local/share/gem/bin:"+sprite.DefaultPath+"\nhome-is-cwd\n") // exactly the bytes written to stdout
+			is.Equal(stderr, "oops\n")                                                                                                                              // exactly the bytes written to stderr
 			is.Equal(f.stages(s.ID), []string{
 				"create_sprite:started", "create_sprite:done",
 				"install_runtime:started", "install_runtime:done",
@@ -234,7 +238,7 @@ func TestStreamWriterHoldsBackSplitCharacters(t *testing.T) {
 	}
 	is.Equal(got, []string{"a", "€b"})               // the split character is emitted once complete
 	is.Equal(w.held, []byte{0xf0, 0x9f})             // an incomplete tail waits for more
-	is.Equal(validString(w.held), "\uFFFD\uFFFD")    // and becomes U+FFFD per byte if none comes
+	is.Equal(cmdout.Text(w.held), "\uFFFD\uFFFD")    // and becomes U+FFFD per byte if none comes
 	is.Equal(runeCut("a€", 2), 1)                    // a cut never splits a character
 	is.Equal(incompleteTail([]byte("ab\xff")), 3)    // an invalid byte is not held back
 	is.Equal(incompleteTail([]byte("a\xe2\x82")), 1) // a valid prefix is
@@ -320,8 +324,10 @@ func TestSetupScriptFailure(t *testing.T) {
 
 func TestProvisionScript(t *testing.T) {
 	is := is.New(t)
-	lb := &localBackend{root: "/data/sprites", sandbox: SandboxNone}
-	sp, err := lb.sprite("s1", spriteOptions([]store.Resource{
+	data := t.TempDir()
+	lb, err := local.New(local.Config{DataDir: data, Sandbox: SandboxNone, Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}})
+	is.NoErr(err) // an unsandboxed backend: sprite paths are host paths
+	sp, err := lb.Create(context.Background(), "s1", spriteOptions([]store.Resource{
 		{URL: "https://github.com/o/r.git", MountPath: "/srv/code"},
 		{URL: "https://github.com/o/other", Token: "ghp_secret"},
 	}))
@@ -340,8 +346,8 @@ func TestProvisionScript(t *testing.T) {
 		"apt-get update -qq && apt-get install -y curl\n"+
 		"go install x/y@latest\ngo install z@v1\n"+
 		"pip install requests 'a b'\n"+
-		"git clone --depth=1 --quiet https://github.com/o/r.git /data/sprites/s1/mounts/0\n"+
-		`git -c credential.helper= -c 'credential.helper=!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$AOD_GIT_TOKEN_1"; }; f' clone --depth=1 --quiet https://github.com/o/other /data/sprites/s1/workspace/other`+"\n"+
+		"git clone --depth=1 --quiet https://github.com/o/r.git "+data+"/sprites/s1/mounts/0\n"+
+		`git -c credential.helper= -c 'credential.helper=!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$AOD_GIT_TOKEN_1"; }; f' clone --depth=1 --quiet https://github.com/o/other `+data+"/sprites/s1/workspace/other\n"+
 		"echo done\n") // packages in manager order, clones, then the setup script
 	is.True(!strings.Contains(script, "ghp_secret")) // the token is never in the script
 	_, err = provisionScript(&store.Environment{Packages: map[string][]string{"brew": {"x"}}}, nil, sp)
@@ -533,4 +539,63 @@ func TestAptPackagesUnderBwrapFailClearly(t *testing.T) {
 	is.Equal(done.Status, store.StatusFailed)                                 // provisioning fails
 	is.True(strings.Contains(done.Error, "apt packages cannot be installed")) // saying why (see done.Error)
 	is.True(strings.Contains(done.Error, "read-only"))                        // and what is read-only
+}
+
+// countingStore counts the store reads of a session's secrets and of its
+// environment.
+type countingStore struct {
+	Store
+	mu                    sync.Mutex
+	secrets, environments int
+}
+
+func (c *countingStore) SessionSecrets(ctx context.Context, id string) (map[string]string, []store.Resource, error) {
+	c.mu.Lock()
+	c.secrets++
+	c.mu.Unlock()
+	return c.Store.SessionSecrets(ctx, id)
+}
+
+func (c *countingStore) GetEnvironment(ctx context.Context, userID, id string) (*store.Environment, error) {
+	c.mu.Lock()
+	c.environments++
+	c.mu.Unlock()
+	return c.Store.GetEnvironment(ctx, userID, id)
+}
+
+func (c *countingStore) counts() (secrets, environments int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.secrets, c.environments
+}
+
+// The job that provisions a session runs its first turn with the
+// environment provisioning assembled: the secrets are decrypted once, not
+// again for the turn. A later turn is a later job and reads them afresh.
+func TestSecretsReadOncePerJob(t *testing.T) {
+	is := is.New(t)
+	f := newStore(t)
+	cs := &countingStore{Store: f.db}
+	f.startOn(cs, Config{})
+	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "vars", EnvVars: map[string]string{"FROM_ENV": "e1"}, Networking: store.Networking{Type: "unrestricted"},
+	})
+	is.NoErr(err) // an environment with an env var
+	s := f.run("echo \"$FROM_ENV $SECRET\"\n", sessionOpts{environmentID: env.ID, secrets: map[string]string{"SECRET": "s1"}})
+	is.Equal(f.wait(s.ID).Status, store.StatusCompleted) // provisioning and turn 1 ran in one job
+	out, _ := f.output(s.ID, 1)
+	is.Equal(out, "e1 s1\n") // the turn had the env var and the secret
+	secrets, environments := cs.counts()
+	is.Equal(secrets, 1)      // read and decrypted once for provisioning and the first turn
+	is.Equal(environments, 1) // and the environment looked up once
+
+	_, err = f.db.PromptSession(f.ctx, f.user.ID, s.ID, "echo \"again $SECRET\"\n", 60)
+	is.NoErr(err) // queue turn 2
+	f.r.Enqueue(s.ID)
+	is.Equal(f.wait(s.ID).Status, store.StatusCompleted) // turn 2 ran in a job of its own
+	out, _ = f.output(s.ID, 2)
+	is.Equal(out, "again s1\n") // with the secret
+	secrets, environments = cs.counts()
+	is.Equal(secrets, 2)      // read again for that job
+	is.Equal(environments, 1) // which needs no environment lookup
 }

@@ -1,75 +1,48 @@
 package runner
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/runner/runtimes"
+	"github.com/aod/aod/runner/sprite"
+	"github.com/aod/aod/runner/sprite/spritetest"
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/runtimes")
-
-// golden compares got with testdata/runtimes/<name>, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", "runtimes", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("golden file %s: %v (run with -update to create it)", p, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update to accept):\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
-}
-
-// agentSessions are one session per agent runtime, as the store holds them.
-var agentSessions = map[string]*store.Session{
-	"claude":   {ID: "s-claude", Runtime: "claude", Provider: "anthropic", Model: "anthropic/claude-sonnet-4-6"},
-	"codex":    {ID: "s-codex", Runtime: "codex", Provider: "openai", Model: "openai/gpt-4.1"},
-	"opencode": {ID: "s-opencode", Runtime: "opencode", Provider: "google", Model: "google/gemini-2.5-pro"},
-	"gemini":   {ID: "s-gemini", Runtime: "gemini", Provider: "google", Model: "google/gemini-2.5-pro"},
-}
-
-var agentRuntimes = []string{"claude", "codex", "opencode", "gemini"}
-
 var testEndpoints = ModelEndpoints{Anthropic: "http://127.0.0.1:8778", OpenAI: "http://127.0.0.1:8778/v1/", Gemini: "http://127.0.0.1:8778"}
 
-// testSprite is a sprite of a backend in the given mode that is never
-// probed: enough for files and paths.
-func testSprite(t *testing.T, mode string, opts SpriteOptions) *localSprite {
+// testSprite is a sprite that runs nothing, with paths as a sandboxed
+// (bwrap) or unsandboxed (none) backend's processes see them: enough for
+// files and paths.
+func testSprite(t *testing.T, mode string, opts sprite.Options) *spritetest.Sprite {
 	t.Helper()
-	lb, err := newLocalBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	return spritetest.New(t, mode == SandboxBwrap, opts)
+}
+
+// runnableSprite is a sprite of an unsandboxed local backend, for tests
+// that run commands in it.
+func runnableSprite(t *testing.T) sprite.Sprite {
+	t.Helper()
+	lb, err := local.New(local.Config{DataDir: t.TempDir(), Sandbox: SandboxNone, Drain: time.Second,
+		Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb.sandbox = mode
-	sp, err := lb.Create(context.Background(), "s1", opts)
+	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sp.(*localSprite)
+	return sp
 }
 
 // testRunner is a runner that is never started, for the parts that need
@@ -87,253 +60,6 @@ func testRunner(t *testing.T, cfg Config) *Runner {
 	return r
 }
 
-func TestRuntimeCommandsGolden(t *testing.T) {
-	for _, name := range agentRuntimes {
-		t.Run(name, func(t *testing.T) {
-			is := is.New(t)
-			var b strings.Builder
-			rt := testRunner(t, Config{}).runtime(name)
-			is.Equal(rt.Name(), name) // the adapter of the runtime
-			s := *agentSessions[name]
-			if id := rt.NewSessionID(); id != "" {
-				is.True(uuidV4.MatchString(id))  // aod's own conversation id is a v4 UUID
-				is.True(rt.NewSessionID() != id) // and fresh each time
-				s.RuntimeSessionID = "11111111-2222-4333-8444-555555555555"
-			}
-			noID := s
-			noID.RuntimeSessionID = ""
-			fmt.Fprintf(&b, "turn 1:\n  %s\n", strings.Join(rt.Argv(&s, 1), " "))
-			if s.RuntimeSessionID == "" {
-				s.RuntimeSessionID = "id-from-turn-1-output" // the CLI chose it; its output said which
-			}
-			fmt.Fprintf(&b, "turn 2:\n  %s\n", strings.Join(rt.Argv(&s, 2), " "))
-			fmt.Fprintf(&b, "turn 2 when no id was recorded:\n  %s\n", strings.Join(rt.Argv(&noID, 2), " "))
-			userKeys := map[string]string{"ANTHROPIC_API_KEY": "sk-user", "OPENAI_API_KEY": "sk-user", "GEMINI_API_KEY": "g-user"}
-			for _, c := range []struct {
-				label string
-				ep    ModelEndpoints
-				user  map[string]string
-			}{
-				{"model endpoints set, no key in the session", testEndpoints, nil},
-				{"model endpoints set, the session's keys and settings of its own", testEndpoints, map[string]string{
-					"ANTHROPIC_API_KEY": "sk-user", "OPENAI_API_KEY": "sk-user", "GEMINI_API_KEY": "g-user",
-					"DISABLE_TELEMETRY": "0", "OPENCODE_DISABLE_AUTOUPDATE": "0",
-					"ANTHROPIC_BASE_URL": "https://user.example", "GOOGLE_GEMINI_BASE_URL": "https://user.example", "CODEX_HOME": "/elsewhere"}},
-				{"the real APIs", ModelEndpoints{}, userKeys},
-			} {
-				rt := testRunner(t, Config{ModelEndpoints: c.ep}).runtime(name)
-				env := map[string]string{"HOME": HomeDir, "PATH": defaultPath}
-				for k, v := range c.user {
-					env[k] = v
-				}
-				before := maps.Clone(env)
-				rt.Env(&s, testSprite(t, SandboxBwrap, SpriteOptions{}), env)
-				fmt.Fprintf(&b, "env (%s; + marks what the runtime added or changed):\n", c.label)
-				for _, k := range store.SortedKeys(env) {
-					mark := " "
-					if v, ok := before[k]; !ok || v != env[k] {
-						mark = "+"
-					}
-					fmt.Fprintf(&b, "  %s %s=%s\n", mark, k, env[k])
-				}
-			}
-			root, agent := rt.Skills()
-			fmt.Fprintf(&b, "skills: %s (skills.sh agent %s)\n", root, agent)
-			golden(t, name+"/command.golden", []byte(b.String()))
-		})
-	}
-}
-
-var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-
-func TestShellRuntimeUnchanged(t *testing.T) {
-	is := is.New(t)
-	r := testRunner(t, Config{ModelEndpoints: testEndpoints})
-	rt := r.runtime("shell")
-	is.Equal(rt.Argv(&store.Session{}, 2), []string{"bash", "--noprofile", "--norc", "-s"}) // the script on stdin, every turn
-	env := map[string]string{"PATH": defaultPath}
-	rt.Env(&store.Session{}, nil, env)
-	is.Equal(env, map[string]string{"PATH": defaultPath}) // no variables of its own, endpoints or not
-	is.True(r.pin(rt) == nil)                             // and nothing to install
-	root, _ := rt.Skills()
-	is.Equal(root, "")          // no skills
-	is.True(rt.Parser() == nil) // and no output parsing
-}
-
-// testMCP has one server of each type, with the ${VAR} references the API
-// passes through.
-var testMCP = []mcpServer{
-	{Name: "docs", Type: "url", URL: "https://mcp.example.com/mcp?team=core&x=1",
-		Headers: map[string]string{"Authorization": "Bearer ${DOCS_TOKEN}", "X-Team": "core", "X-Org": "${ORG_ID}"}},
-	{Name: "files", Type: "stdio", Command: "npx", Args: []string{"-y", "@modelcontextprotocol/server-filesystem", "/workspace"},
-		Env: map[string]string{"API_KEY": "${API_KEY}", "MODE": "fast"}},
-}
-
-// configFiles are the files each runtime's Configure writes.
-var configFiles = map[string]string{
-	"claude":   claudeConfig,
-	"codex":    codexHome + "/config.toml",
-	"opencode": opencodeConfig,
-	"gemini":   geminiSettings,
-}
-
-func TestRuntimeConfigGolden(t *testing.T) {
-	for _, name := range agentRuntimes {
-		t.Run(name, func(t *testing.T) {
-			is := is.New(t)
-			sp := testSprite(t, SandboxNone, SpriteOptions{})
-			rt := testRunner(t, Config{ModelEndpoints: testEndpoints}).runtime(name)
-			is.NoErr(rt.Configure(context.Background(), sp, agentSessions[name], testMCP)) // configure with both MCP servers
-			p := sp.hostPath(configFiles[name])
-			data, err := os.ReadFile(p)
-			is.NoErr(err) // the config file is written
-			golden(t, name+"/"+strings.TrimPrefix(filepath.Base(p), "."), data)
-			fi, err := os.Stat(p)
-			is.NoErr(err) // stat it
-			want := map[string]os.FileMode{"claude": 0o600, "codex": 0o600, "opencode": 0o644, "gemini": 0o644}[name]
-			is.Equal(fi.Mode().Perm(), want) // with the CLI's usual mode
-		})
-	}
-}
-
-func TestRuntimeConfigWithoutMCP(t *testing.T) {
-	is := is.New(t)
-	ctx := context.Background()
-	r := testRunner(t, Config{})
-	for _, name := range []string{"claude", "opencode"} {
-		sp := testSprite(t, SandboxNone, SpriteOptions{})
-		is.NoErr(r.runtime(name).Configure(ctx, sp, agentSessions[name], nil)) // nothing to configure
-		is.True(!exists(sp.hostPath(configFiles[name])))                       // writes no file the CLI would otherwise create
-	}
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
-	is.NoErr(r.runtime("codex").Configure(ctx, sp, agentSessions["codex"], nil)) // codex always gets its provider
-	data, err := os.ReadFile(sp.hostPath(configFiles["codex"]))
-	is.NoErr(err) // config.toml is written
-	golden(t, "codex/config-real-api.toml", data)
-	sp = testSprite(t, SandboxNone, SpriteOptions{})
-	is.NoErr(r.runtime("gemini").Configure(ctx, sp, agentSessions["gemini"], nil)) // gemini always gets its auth type
-	data, err = os.ReadFile(sp.hostPath(configFiles["gemini"]))
-	is.NoErr(err)                                                                                                                                                                               // settings.json is written
-	is.Equal(string(data), "{\n  \"privacy\": {\n    \"usageStatisticsEnabled\": false\n  },\n  \"security\": {\n    \"auth\": {\n      \"selectedType\": \"gemini-api-key\"\n    }\n  }\n}\n") // the key-based auth type, usage statistics off
-}
-
-func TestClaudeConfigMergeKeepsState(t *testing.T) {
-	is := is.New(t)
-	ctx := context.Background()
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
-	existing := `{"firstStartTime":"2026-11-23T18:00:02.964Z","userID":"abc","numStartups":3,"big":12345678901234567890,` +
-		`"projects":{"/home/sprite":{"allowedTools":[],"hasTrustDialogAccepted":true}},` +
-		`"mcpServers":{"mine":{"type":"stdio","command":"my-server","args":[]},"docs":{"type":"http","url":"https://old.example"}}}`
-	is.NoErr(sp.WriteFile(ctx, claudeConfig, []byte(existing), 0o600)) // the CLI's state from an earlier run
-	rt := testRunner(t, Config{}).runtime("claude")
-	is.NoErr(rt.Configure(ctx, sp, agentSessions["claude"], testMCP)) // merge the agent's servers
-	data, err := sp.ReadFile(ctx, claudeConfig)
-	is.NoErr(err) // read it back
-	golden(t, "claude/claude-merged.json", data)
-	var got map[string]json.RawMessage
-	is.NoErr(json.Unmarshal(data, &got))                                  // still a JSON object
-	is.Equal(string(got["userID"]), `"abc"`)                              // other keys are kept
-	is.Equal(string(got["numStartups"]), `3`)                             // as they were
-	is.Equal(string(got["big"]), `12345678901234567890`)                  // numbers are not rounded through float64
-	is.Equal(string(got["firstStartTime"]), `"2026-11-23T18:00:02.964Z"`) // strings untouched
-	var servers map[string]json.RawMessage
-	is.NoErr(json.Unmarshal(got["mcpServers"], &servers))                                                                                                                                          // mcpServers is an object
-	is.Equal(compact(servers["mine"]), `{"type":"stdio","command":"my-server","args":[]}`)                                                                                                         // a server the user added stays, as written
-	is.Equal(compact(servers["docs"]), `{"headers":{"Authorization":"Bearer ${DOCS_TOKEN}","X-Org":"${ORG_ID}","X-Team":"core"},"type":"http","url":"https://mcp.example.com/mcp?team=core&x=1"}`) // ours replaces the one of the same name
-}
-
-func TestConfigMergeRefusesNonObject(t *testing.T) {
-	is := is.New(t)
-	ctx := context.Background()
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
-	is.NoErr(sp.WriteFile(ctx, geminiSettings, []byte("[1, 2]"), 0o644)) // something that is not a settings object
-	err := testRunner(t, Config{}).runtime("gemini").Configure(ctx, sp, agentSessions["gemini"], testMCP)
-	is.True(err != nil)                                                                // configuring fails
-	is.True(strings.Contains(err.Error(), "is not a JSON object; not overwriting it")) // rather than clobber the file
-	data, _ := sp.ReadFile(ctx, geminiSettings)
-	is.Equal(string(data), "[1, 2]") // which is left alone
-}
-
-func TestGeminiAndOpencodeMergeKeepUserSettings(t *testing.T) {
-	is := is.New(t)
-	ctx := context.Background()
-	r := testRunner(t, Config{ModelEndpoints: testEndpoints})
-	sp := testSprite(t, SandboxNone, SpriteOptions{})
-	is.NoErr(sp.WriteFile(ctx, geminiSettings, []byte(`{"security":{"auth":{"selectedType":"vertex-ai"},"folderTrust":{"enabled":false}},"ui":{"theme":"x"}}`), 0o644)) // the user's settings
-	is.NoErr(r.runtime("gemini").Configure(ctx, sp, agentSessions["gemini"], nil))                                                                                      // configure without MCP
-	data, _ := sp.ReadFile(ctx, geminiSettings)
-	is.Equal(string(data), "{\n  \"privacy\": {\n    \"usageStatisticsEnabled\": false\n  },\n  \"security\": {\n    \"auth\": {\n      \"selectedType\": \"vertex-ai\"\n    },\n    \"folderTrust\": {\n      \"enabled\": false\n    }\n  },\n  \"ui\": {\n    \"theme\": \"x\"\n  }\n}\n") // a chosen auth type and other settings are kept
-
-	is.NoErr(sp.WriteFile(ctx, opencodeConfig, []byte(`{"provider":{"google":{"options":{"baseURL":"https://old","timeout":5}}},"theme":"dark"}`), 0o644)) // the user's opencode.json
-	is.NoErr(r.runtime("opencode").Configure(ctx, sp, agentSessions["opencode"], nil))                                                                     // configure the endpoints
-	data, _ = sp.ReadFile(ctx, opencodeConfig)
-	var got struct {
-		Provider map[string]struct {
-			Options map[string]any `json:"options"`
-		} `json:"provider"`
-		Theme string `json:"theme"`
-	}
-	is.NoErr(json.Unmarshal(data, &got))                                                // still JSON
-	is.Equal(got.Theme, "dark")                                                         // other keys are kept
-	is.Equal(got.Provider["google"].Options["baseURL"], "http://127.0.0.1:8778/v1beta") // the endpoint is ours
-	is.Equal(got.Provider["google"].Options["timeout"], 5.0)                            // next to the user's options
-	is.Equal(got.Provider["anthropic"].Options["baseURL"], "http://127.0.0.1:8778/v1")  // every configured endpoint is set
-	is.Equal(got.Provider["openai"].Options["baseURL"], "http://127.0.0.1:8778/v1")     // a trailing /v1/ in the setting is not doubled
-}
-
-func TestCodexConfigRejectsUnexpandableRefs(t *testing.T) {
-	is := is.New(t)
-	rt := codexRuntime{}
-	_, err := rt.config([]mcpServer{{Name: "a", Type: "url", URL: "https://x", Headers: map[string]string{"X-Auth": "token ${T}"}}})
-	is.True(err != nil)                                                                     // a reference inside a header value
-	is.True(strings.Contains(err.Error(), "codex cannot expand ${…} inside header X-Auth")) // is refused with the reason
-	_, err = rt.config([]mcpServer{{Name: "b", Type: "stdio", Command: "x", Env: map[string]string{"TOKEN": "${GH_TOKEN}"}}})
-	is.True(err != nil)                                                             // a renamed variable for a stdio server
-	is.True(strings.Contains(err.Error(), "codex cannot expand ${…} in env TOKEN")) // is refused too
-	doc, err := rt.config([]mcpServer{{Name: "odd name", Type: "url", URL: "https://x", Headers: map[string]string{"Authorization": "Bearer literal-secret"}}})
-	is.NoErr(err)                                                                                             // a literal bearer is a plain header
-	is.True(strings.Contains(string(doc), "[mcp_servers.\"odd name\"]\n"))                                    // a name that is not a bare key is quoted
-	is.True(strings.Contains(string(doc), `http_headers = { Authorization = "Bearer literal-secret" }`+"\n")) // and sent as written
-}
-
-func TestTOMLStrings(t *testing.T) {
-	is := is.New(t)
-	is.Equal(tomlString(`a"b\c`), `"a\"b\\c"`)                   // quotes and backslashes escaped
-	is.Equal(tomlString("l1\nl2\tx\x01é"), `"l1\nl2\tx\u0001é"`) // control characters escaped, UTF-8 kept
-	is.Equal(tomlKey("bare_key-1"), "bare_key-1")                // bare keys stay bare
-	is.Equal(tomlKey("a.b"), `"a.b"`)                            // dotted names are quoted, not nested
-}
-
-func TestInlineSkillsPlacement(t *testing.T) {
-	ctx := context.Background()
-	content := "---\nname: review\ndescription: Reviews diffs\n---\n\n# Review\n\nLook at `git diff`, then écris.\n"
-	skills := []skillSpec{
-		{Name: "review", Description: "Reviews diffs", Content: content},
-		{Name: "notes", Description: "x", Content: "no front matter, no newline"},
-	}
-	for _, name := range agentRuntimes {
-		t.Run(name, func(t *testing.T) {
-			is := is.New(t)
-			r := testRunner(t, Config{})
-			sp := testSprite(t, SandboxNone, SpriteOptions{})
-			rt := r.runtime(name)
-			is.NoErr(r.writeSkills(ctx, sp, rt, skills, nil)) // write the inline skills
-			root, _ := rt.Skills()
-			got, err := sp.ReadFile(ctx, root+"/review/SKILL.md")
-			is.NoErr(err)                  // <skills root>/<name>/SKILL.md exists
-			is.Equal(string(got), content) // with the content exactly
-			got, err = sp.ReadFile(ctx, root+"/notes/SKILL.md")
-			is.NoErr(err)                                        // one directory per skill
-			is.Equal(string(got), "no front matter, no newline") // nothing added
-			want := map[string]string{
-				"claude": "/home/sprite/.claude/skills", "codex": "/home/sprite/.codex/skills",
-				"opencode": "/home/sprite/.config/opencode/skills", "gemini": "/home/sprite/.gemini/skills",
-			}[name]
-			is.Equal(root, want) // where the CLI reads skills (each verified with the real CLI)
-		})
-	}
-}
-
 // fakeNPX puts an npx on PATH that records its arguments and exits code.
 func fakeNPX(t *testing.T, code int) (env map[string]string, argsFile string) {
 	t.Helper()
@@ -343,7 +69,7 @@ func fakeNPX(t *testing.T, code int) (env map[string]string, argsFile string) {
 	if err := os.WriteFile(filepath.Join(dir, "npx"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"PATH": dir + ":" + defaultPath, "HOME": "/nonexistent"}, argsFile
+	return map[string]string{"PATH": dir + ":" + sprite.DefaultPath, "HOME": "/nonexistent"}, argsFile
 }
 
 func TestGitHubSkills(t *testing.T) {
@@ -351,9 +77,9 @@ func TestGitHubSkills(t *testing.T) {
 	t.Run("installed with the skills CLI in the sprite", func(t *testing.T) {
 		is := is.New(t)
 		r := testRunner(t, Config{})
-		sp := testSprite(t, SandboxNone, SpriteOptions{})
+		sp := runnableSprite(t)
 		env, argsFile := fakeNPX(t, 0)
-		skills := []skillSpec{{Type: "github", Source: "acme/skills", Name: "lint"}, {Source: "acme/more"}}
+		skills := []runtimes.Skill{{Type: "github", Source: "acme/skills", Name: "lint"}, {Source: "acme/more"}}
 		is.NoErr(r.writeSkills(ctx, sp, r.runtime("codex"), skills, env)) // both GitHub skills install
 		args, err := os.ReadFile(argsFile)
 		is.NoErr(err)                                                                                  // npx ran
@@ -361,15 +87,15 @@ func TestGitHubSkills(t *testing.T) {
 	})
 	t.Run("argv", func(t *testing.T) {
 		is := is.New(t)
-		is.Equal(skillArgv(skillSpec{Source: "acme/skills", Name: "lint"}, "claude-code"),
+		is.Equal(runtimes.GitHubSkillArgv(runtimes.Skill{Source: "acme/skills", Name: "lint"}, "claude-code"),
 			[]string{"npx", "-y", "skills@latest", "add", "acme/skills", "--global", "--agent", "claude-code", "--yes", "--skill", "lint"}) // the original's command line
 	})
 	t.Run("failure names the skill and the cause", func(t *testing.T) {
 		is := is.New(t)
 		r := testRunner(t, Config{})
-		sp := testSprite(t, SandboxNone, SpriteOptions{})
+		sp := runnableSprite(t)
 		env, _ := fakeNPX(t, 1)
-		err := r.writeSkills(ctx, sp, r.runtime("claude"), []skillSpec{{Source: "acme/skills", Name: "lint"}}, env)
+		err := r.writeSkills(ctx, sp, r.runtime("claude"), []runtimes.Skill{{Source: "acme/skills", Name: "lint"}}, env)
 		is.True(err != nil) // the install fails
 		msg := err.Error()
 		is.True(strings.HasPrefix(msg, "skill acme/skills (lint) from GitHub: `npx -y skills@latest add acme/skills --global --agent claude-code --yes --skill lint` exited 1")) // naming the skill and the command
@@ -378,85 +104,14 @@ func TestGitHubSkills(t *testing.T) {
 	})
 }
 
-// parseAll feeds a captured stdout through a lineTee in random pieces.
-func parseAll(t *testing.T, p outputParser, data []byte, seed uint64) ([]byte, turnReport) {
-	t.Helper()
-	var sink bytes.Buffer
-	tee := newLineTee(&sink, p)
-	rng := rand.New(rand.NewPCG(seed, 7))
-	for rest := data; len(rest) > 0; {
-		n := 1 + rng.IntN(97)
-		if n > len(rest) {
-			n = len(rest)
-		}
-		tee.Write(rest[:n])
-		rest = rest[n:]
-	}
-	tee.close()
-	return sink.Bytes(), p.report()
-}
-
-func TestOutputParsers(t *testing.T) {
-	cases := []struct {
-		runtime, file string
-		sessionID     string
-		usage         string
-		cumulative    bool
-	}{
-		{"claude", "stdout-turn1.jsonl", "3f0c6a8e-1d2b-4c5e-9f7a-0b1c2d3e4f50",
-			`{"input_tokens":11,"cached_input_tokens":0,"cache_creation_input_tokens":0,"output_tokens":7,"cost_usd":0.000138}`, false},
-		{"claude", "stdout-turn2.jsonl", "3f0c6a8e-1d2b-4c5e-9f7a-0b1c2d3e4f50",
-			`{"input_tokens":11,"cached_input_tokens":0,"cache_creation_input_tokens":0,"output_tokens":7,"cost_usd":0.000138}`, false},
-		{"codex", "stdout-turn1.jsonl", "01a20990-cb51-7c43-ad98-32e445bd9d04",
-			`{"input_tokens":13,"cached_input_tokens":2,"output_tokens":5,"reasoning_output_tokens":0}`, true},
-		{"codex", "stdout-turn2.jsonl", "01a20990-cb51-7c43-ad98-32e445bd9d04",
-			`{"input_tokens":26,"cached_input_tokens":4,"output_tokens":10,"reasoning_output_tokens":0}`, true},
-		{"opencode", "stdout-turn1.jsonl", "ses_df66edeffffezC06ivLsjnZelY",
-			`{"input_tokens":11,"cached_input_tokens":0,"cache_creation_input_tokens":0,"output_tokens":7,"reasoning_output_tokens":0,"cost_usd":0.000138}`, false},
-		{"opencode", "stdout-turn2.jsonl", "ses_df66edeffffezC06ivLsjnZelY",
-			`{"input_tokens":11,"cached_input_tokens":0,"cache_creation_input_tokens":0,"output_tokens":7,"reasoning_output_tokens":0,"cost_usd":0.000138}`, false},
-		{"gemini", "stdout-turn1.jsonl", "5a0c6a8e-1d2b-4c5e-9f7a-0b1c2d3e4f51", `{"input_tokens":17,"cached_input_tokens":0,"output_tokens":6}`, false},
-		{"gemini", "stdout-turn2.jsonl", "5a0c6a8e-1d2b-4c5e-9f7a-0b1c2d3e4f51", `{"input_tokens":17,"cached_input_tokens":0,"output_tokens":6}`, false},
-	}
-	r := testRunner(t, Config{})
-	for _, c := range cases {
-		t.Run(c.runtime+"/"+c.file, func(t *testing.T) {
-			is := is.New(t)
-			data, err := os.ReadFile(filepath.Join("testdata", "runtimes", c.runtime, c.file))
-			is.NoErr(err) // captured from the real CLI against a fake model API
-			for seed := uint64(1); seed <= 5; seed++ {
-				passed, rep := parseAll(t, r.runtime(c.runtime).Parser(), data, seed)
-				is.Equal(passed, data)               // every byte reaches the output unchanged
-				is.Equal(rep.sessionID, c.sessionID) // the CLI's conversation id
-				is.True(rep.usage != nil)            // usage is reported
-				u, _ := json.Marshal(rep.usage)
-				is.Equal(string(u), c.usage)           // as the CLI reported it
-				is.Equal(rep.cumulative, c.cumulative) // codex reports the thread's running total
-			}
-		})
-	}
-}
-
-func TestOutputParsersTolerateNoise(t *testing.T) {
-	is := is.New(t)
-	noise := "not json\n{\"type\":\"result\"\n\n[1,2]\n{\"type\":\"result\",\"usage\":\"oops\"}\n" +
-		"{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"abc\"}\n" + strings.Repeat("x", maxParsedLine+10) + "\n" +
-		"{\"type\":\"result\",\"total_cost_usd\":0.5,\"usage\":{\"output_tokens\":3}}" // the last line has no newline
-	passed, rep := parseAll(t, &claudeParser{}, []byte(noise), 3)
-	is.Equal(string(passed), noise) // the bytes pass through untouched
-	is.Equal(rep.sessionID, "abc")  // the valid init line is read
-	u, _ := json.Marshal(rep.usage)
-	is.Equal(string(u), `{"output_tokens":3,"cost_usd":0.5}`) // a final line without a newline is read at close; bad lines are skipped
-}
-
 func TestCumulativeUsageIsPerTurn(t *testing.T) {
 	is := is.New(t)
 	f := newStore(t)
 	r := testRunner(t, Config{})
 	r.db = f.db
 	s := f.create("x", sessionOpts{})
-	turn1 := r.recordReport(f.ctx, s, 1, turnReport{sessionID: "thread-1", cumulative: true,
-		usage: &usage{InputTokens: ptr(int64(13)), OutputTokens: ptr(int64(5))}})
+	turn1 := r.recordReport(f.ctx, s, 1, runtimes.Report{SessionID: "thread-1", Cumulative: true,
+		Usage: &runtimes.Usage{InputTokens: ptr(int64(13)), OutputTokens: ptr(int64(5))}})
 	is.Equal(string(turn1), `{"input_tokens":13,"output_tokens":5,"thread":{"input_tokens":13,"output_tokens":5}}`) // turn 1's share is the whole total
 	got, err := f.db.GetSession(f.ctx, "", s.ID)
 	is.NoErr(err)                                                      // read the session
@@ -470,19 +125,13 @@ func TestCumulativeUsageIsPerTurn(t *testing.T) {
 	is.NoErr(f.db.FinishTurn(f.ctx, s.ID, 1, store.TurnResult{ExitCode: &code, Usage: turn1})) // turn 1 ends with its usage
 	_, err = f.db.PromptSession(f.ctx, f.user.ID, s.ID, "more", 60)
 	is.NoErr(err) // a second prompt
-	turn2 := r.recordReport(f.ctx, s, 2, turnReport{sessionID: "thread-1", cumulative: true,
-		usage: &usage{InputTokens: ptr(int64(26)), OutputTokens: ptr(int64(12))}})
+	turn2 := r.recordReport(f.ctx, s, 2, runtimes.Report{SessionID: "thread-1", Cumulative: true,
+		Usage: &runtimes.Usage{InputTokens: ptr(int64(26)), OutputTokens: ptr(int64(12))}})
 	is.Equal(string(turn2), `{"input_tokens":13,"output_tokens":7,"thread":{"input_tokens":26,"output_tokens":12}}`) // turn 2's own share of the running total
-	is.Equal(string(r.recordReport(f.ctx, s, 2, turnReport{})), "")                                                  // nothing reported, nothing stored
+	is.Equal(string(r.recordReport(f.ctx, s, 2, runtimes.Report{})), "")                                             // nothing reported, nothing stored
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func compact(raw []byte) string {
-	var b bytes.Buffer
-	json.Compact(&b, raw)
-	return b.String()
-}
 
 func TestSessionEnvPutsTheCLIOnPath(t *testing.T) {
 	is := is.New(t)
@@ -502,11 +151,11 @@ func TestSessionEnvPutsTheCLIOnPath(t *testing.T) {
 		is.Equal(env["PATH"], bin+":/custom/bin")                    // the pinned CLI first, even before a PATH the user set
 		is.Equal(env["IS_SANDBOX"], "0")                             // the user's settings win over the runtime's defaults
 		is.Equal(env["ANTHROPIC_BASE_URL"], "http://127.0.0.1:8778") // the endpoint is set
-		is.Equal(env["ANTHROPIC_API_KEY"], placeholderKey)           // with a placeholder key, as the session brought none
+		is.Equal(env["ANTHROPIC_API_KEY"], "aod-fake-key")           // with a placeholder key, as the session brought none
 		is.Equal(env["AOD_MODEL"], "anthropic/claude-sonnet-4-5")    // the basics are still there
 	}
 	opts := r.spriteOpts(s, rt)
-	is.Equal(opts.ReadOnlyBinds, []Bind{{Host: filepath.Join(r.cfg.RuntimeDir, "anthropic-ai-claude-code@2.1.100"),
+	is.Equal(opts.ReadOnlyBinds, []sprite.Bind{{Host: filepath.Join(r.cfg.RuntimeDir, "anthropic-ai-claude-code@2.1.100"),
 		At: "/aod/runtimes/anthropic-ai-claude-code@2.1.100"}}) // the installed CLI is bound read-only into the sprite
 }
 
@@ -540,43 +189,4 @@ func TestRuntimeConfigValidation(t *testing.T) {
 	is.True(filepath.IsAbs(r.cfg.RuntimeDir))               // the runtime dir is absolute (it is bound into sprites)
 	is.Equal(filepath.Base(r.cfg.RuntimeDir), "runtimes")   // <DataDir>/runtimes by default
 	is.Equal(r.pin(r.runtime("claude")).Version, "2.1.197") // the pinned claude-code
-}
-
-func TestRuntimeDirMountedReadOnly(t *testing.T) {
-	for _, mode := range sandboxModes(t) {
-		t.Run(mode, func(t *testing.T) {
-			if mode == SandboxBwrap {
-				requireBwrap(t)
-			}
-			is := is.New(t)
-			host := t.TempDir()
-			is.NoErr(os.MkdirAll(filepath.Join(host, "node_modules", ".bin"), 0o755))                                                        // an installed tree
-			is.NoErr(os.WriteFile(filepath.Join(host, "node_modules", ".bin", "hello-cli"), []byte("#!/bin/sh\necho hi from cli\n"), 0o755)) // with a command
-			at := "/aod/runtimes/hello@1.0.0"
-			lb, err := newLocalBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
-			is.NoErr(err) // a backend
-			if mode == SandboxBwrap {
-				is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
-			}
-			sp, err := lb.Create(context.Background(), "s1", SpriteOptions{ReadOnlyBinds: []Bind{{Host: host, At: at}}})
-			is.NoErr(err) // a sprite with the tree bound in
-			var out, errOut bytes.Buffer
-			p, err := sp.Start(context.Background(), ExecRequest{
-				Argv: []string{"sh", "-c", `hello-cli; touch "$1/x" 2>/dev/null && echo writable || echo read-only`, "sh", sp.Path(at)},
-				Env:  []string{"PATH=" + sp.Path(at) + "/node_modules/.bin:" + defaultPath}, Stdout: &out, Stderr: &errOut,
-			})
-			is.NoErr(err) // start a command using the CLI from PATH
-			st, err := p.Wait()
-			is.NoErr(err)        // it runs
-			is.Equal(st.Code, 0) // and succeeds
-			want := "hi from cli\nread-only\n"
-			if mode == SandboxNone {
-				want = "hi from cli\nwritable\n" // unsandboxed there is no read-only mount: the host path itself is used
-				is.Equal(sp.Path(at), host)      // which is where Path points
-			}
-			is.Equal(out.String(), want) // the CLI is found on PATH; under bwrap its tree cannot be changed
-			_, err = lb.Create(context.Background(), "s2", SpriteOptions{ReadOnlyBinds: []Bind{{Host: host, At: HomeDir + "/x"}}})
-			is.True(err != nil) // a bind may not cover the sprite's own tree
-		})
-	}
 }

@@ -85,37 +85,3 @@ func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
 }
-
-func TestSystemRootArgs(t *testing.T) {
-	is := is.New(t)
-	args, err := systemRootArgs("/tmp/aod-data")
-	is.NoErr(err) // build the root
-	joined := " " + strings.Join(args, " ") + " "
-	is.True(strings.Contains(joined, " --ro-bind /usr /usr "))     // /usr is read-only
-	is.True(strings.Contains(joined, " --ro-bind /etc /etc "))     // so is /etc
-	is.True(strings.Contains(joined, " --proc /proc --dev /dev ")) // with a private /proc and /dev
-	is.True(!strings.Contains(joined, " --tmpfs "))                // a data dir outside the system dirs needs no mask
-	for i := 0; i+2 < len(args); i++ {
-		is.True(!(args[i+1] == "/" && (args[i] == "--ro-bind" || args[i] == "--bind"))) // never the host's whole root
-	}
-	args, err = systemRootArgs("/etc/aod-data")
-	is.NoErr(err) // a data dir inside a bound system dir
-	joined = " " + strings.Join(args, " ") + " "
-	is.True(strings.Contains(joined, " --tmpfs /etc/aod-data "))                                           // is hidden under a tmpfs
-	is.True(strings.Index(joined, "--tmpfs /etc/aod-data") > strings.Index(joined, "--ro-bind /etc /etc")) // after /etc is bound
-}
-
-func TestBwrapModeFailsClosed(t *testing.T) {
-	is := is.New(t)
-	f := newStore(t)
-	t.Setenv("PATH", t.TempDir()) // no bwrap in PATH
-	lb, err := newLocalBackend(f.dir, Limits{Processes: 100, FileSizeBytes: 1 << 20, CPUSeconds: 10}, 0)
-	is.NoErr(err) // a backend
-	if findBinary("bwrap") != "" {
-		// bwrap is installed in a system dir findBinary also searches:
-		// break the probe by hiding the sprites dir's parent instead.
-		lb.root = filepath.Join(f.dir, "missing", "sprites")
-	}
-	is.True(lb.useBwrap(f.ctx, f.dir) != nil) // a failing probe is an error
-	is.Equal(lb.sandbox, SandboxNone)         // and leaves the backend unsandboxed, not half-configured
-}

@@ -12,6 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aod/aod/runner/internal/cmdout"
+	"github.com/aod/aod/runner/runtimes"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -22,8 +25,9 @@ const (
 	outputQueue        = 64       // chunks between the readers and the sink
 )
 
-// runTurn runs a session's pending turn and records how it ended.
-func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.Turn) {
+// runTurn runs a session's pending turn and records how it ended. prep is
+// what this job's provisioning prepared, nil when it did not provision.
+func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared) {
 	id := sess.ID
 	dbctx := context.WithoutCancel(ctx)
 	if ctx.Err() != nil {
@@ -38,7 +42,7 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 		return // no longer pending, e.g. terminated
 	}
 	r.appendStage(id, stageRuntimeStart, store.StageStarted, nil, "")
-	res, how := r.execTurn(ctx, sess, turn)
+	res, how := r.execTurn(ctx, sess, turn, prep)
 	if how == endedCancel && errors.Is(context.Cause(ctx), errShutdown) {
 		if err := r.db.FailSession(dbctx, id, reasonShutdown); err != nil {
 			r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
@@ -63,30 +67,26 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 
 // execTurn runs the runtime's command for one turn, streaming its output
 // into the log, and returns the turn's result.
-func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn) (store.TurnResult, ending) {
+func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared) (store.TurnResult, ending) {
 	id := sess.ID
 	rt := r.runtime(sess.Runtime)
 	if pkg := r.pin(rt); pkg != nil {
 		// Normally a stat: installed at provisioning. Reinstalled if the
 		// shared cache was cleaned since.
-		if _, err := r.inst.ensure(ctx, *pkg); err != nil {
+		if _, err := r.inst.Ensure(ctx, *pkg); err != nil {
 			if ctx.Err() != nil {
 				return store.TurnResult{Error: "terminated"}, endedCancel
 			}
 			return store.TurnResult{Error: "Failed to install runtime: " + err.Error()}, endedItself
 		}
 	}
-	sp, err := r.backend.Get(ctx, id, r.spriteOpts(sess, rt))
-	if errors.Is(err, ErrSpriteNotFound) {
-		return store.TurnResult{Error: "Sprite not found: " + id}, endedItself
+	if prep == nil {
+		var problem string
+		if prep, problem = r.prepare(ctx, sess, rt); prep == nil {
+			return store.TurnResult{Error: problem}, endedItself
+		}
 	}
-	if err != nil {
-		return store.TurnResult{Error: "Sprite unavailable: " + err.Error()}, endedItself
-	}
-	env, _, err := r.sessionEnv(context.WithoutCancel(ctx), sess, sp, rt)
-	if err != nil {
-		return store.TurnResult{Error: "Failed to prepare the environment: " + err.Error()}, endedItself
-	}
+	sp, env := prep.sp, prep.env
 	prompt := turn.Prompt
 	if turn.Number == 1 && sess.System != "" {
 		prompt = sess.System + "\n\n" + prompt
@@ -98,14 +98,14 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	out := r.newOutput(id, turn.Number, used)
 	go out.sink()
 	var stdout io.Writer = out.writer("stdout")
-	var tee *lineTee
+	var tee *runtimes.LineTee
 	if p := rt.Parser(); p != nil {
-		tee = newLineTee(stdout, p)
+		tee = &runtimes.LineTee{W: stdout, P: p}
 		stdout = tee
 	}
-	proc, err := sp.Start(ctx, ExecRequest{
+	proc, err := sp.Start(ctx, sprite.ExecRequest{
 		Argv:   rt.Argv(sess, turn.Number),
-		Dir:    HomeDir,
+		Dir:    sprite.HomeDir,
 		Env:    envList(env),
 		Stdin:  strings.NewReader(prompt),
 		Stdout: stdout,
@@ -141,33 +141,51 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		res.ExitCode = &code
 	}
 	if tee != nil {
-		tee.close() // the readers are done: Wait has returned
-		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, tee.p.report())
+		tee.Close() // the readers are done: Wait has returned
+		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, tee.P.Report())
 	}
 	return res, how
 }
 
+// prepare looks the session's sprite up and assembles its processes'
+// environment (reading and decrypting the session's secrets), for a turn
+// whose job did not provision; on failure it says why the turn fails.
+func (r *Runner) prepare(ctx context.Context, sess *store.Session, rt runtimes.Runtime) (*prepared, string) {
+	sp, err := r.backend.Get(ctx, sess.ID, r.spriteOpts(sess, rt))
+	if errors.Is(err, sprite.ErrNotFound) {
+		return nil, "Sprite not found: " + sess.ID
+	}
+	if err != nil {
+		return nil, "Sprite unavailable: " + err.Error()
+	}
+	env, _, err := r.sessionEnv(context.WithoutCancel(ctx), sess, sp, rt)
+	if err != nil {
+		return nil, "Failed to prepare the environment: " + err.Error()
+	}
+	return &prepared{sp: sp, env: env}, ""
+}
+
 // recordReport keeps what a turn's output said: the CLI's conversation id
 // (for resuming) and the turn's usage, returned as JSON for the turn row.
-func (r *Runner) recordReport(ctx context.Context, sess *store.Session, turn int, rep turnReport) json.RawMessage {
-	if rep.sessionID != "" && rep.sessionID != sess.RuntimeSessionID {
-		if err := r.db.SetRuntimeSessionID(ctx, sess.ID, rep.sessionID); err != nil {
+func (r *Runner) recordReport(ctx context.Context, sess *store.Session, turn int, rep runtimes.Report) json.RawMessage {
+	if rep.SessionID != "" && rep.SessionID != sess.RuntimeSessionID {
+		if err := r.db.SetRuntimeSessionID(ctx, sess.ID, rep.SessionID); err != nil {
 			r.log.Error("recording the runtime's session id", "session", sess.ID, "err", err)
 		} else {
-			sess.RuntimeSessionID = rep.sessionID
+			sess.RuntimeSessionID = rep.SessionID
 		}
 	}
-	u := rep.usage
+	u := rep.Usage
 	if u == nil {
 		return nil
 	}
-	if rep.cumulative {
+	if rep.Cumulative {
 		// The CLI reports the conversation's total: this turn's share is
 		// what it added to the total the last turn recorded.
 		total := *u
 		own := total
 		if prev := r.previousThreadUsage(ctx, sess.ID, turn); prev != nil {
-			own = *total.minus(prev)
+			own = *total.Minus(prev)
 		}
 		own.Thread = &total
 		u = &own
@@ -181,18 +199,18 @@ func (r *Runner) recordReport(ctx context.Context, sess *store.Session, turn int
 
 // previousThreadUsage is the conversation total the latest earlier turn
 // recorded, nil when none did.
-func (r *Runner) previousThreadUsage(ctx context.Context, id string, turn int) *usage {
+func (r *Runner) previousThreadUsage(ctx context.Context, id string, turn int) *runtimes.Usage {
 	turns, err := r.db.ListTurns(ctx, "", id)
 	if err != nil {
 		r.log.Error("reading earlier turns' usage", "session", id, "err", err)
 		return nil
 	}
-	var prev *usage
+	var prev *runtimes.Usage
 	for _, t := range turns {
 		if t.Number >= turn || len(t.Usage) == 0 {
 			continue
 		}
-		var u usage
+		var u runtimes.Usage
 		if json.Unmarshal(t.Usage, &u) == nil && u.Thread != nil {
 			prev = u.Thread // turns come in order: the last one wins
 		}
@@ -212,7 +230,7 @@ const (
 
 // supervise waits for a command while enforcing the timeout (0 = none),
 // the job's cancellation and the caller's kill channel.
-func (r *Runner) supervise(ctx context.Context, p Process, timeout time.Duration, kill <-chan struct{}) (ExitStatus, ending, error) {
+func (r *Runner) supervise(ctx context.Context, p sprite.Process, timeout time.Duration, kill <-chan struct{}) (sprite.ExitStatus, ending, error) {
 	exited := make(chan struct{})
 	done := make(chan struct{})
 	how := endedItself
@@ -309,7 +327,7 @@ func (o *output) emit(stream string, data []byte) {
 	if len(data) == 0 {
 		return
 	}
-	s := validString(data)
+	s := cmdout.Text(data)
 	o.mu.Lock()
 	if o.capHit {
 		o.mu.Unlock()
@@ -414,26 +432,6 @@ func incompleteTail(b []byte) int {
 		}
 	}
 	return len(b)
-}
-
-// validString converts b to a string, replacing each invalid byte with
-// U+FFFD.
-func validString(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	var sb strings.Builder
-	sb.Grow(len(b) + 16)
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size == 1 {
-			sb.WriteRune(utf8.RuneError)
-		} else {
-			sb.Write(b[:size])
-		}
-		b = b[size:]
-	}
-	return sb.String()
 }
 
 // runeCut is the longest prefix length of s of at most n bytes that ends

@@ -1,9 +1,10 @@
-package runner
+package runtimes
 
 import (
 	"context"
 	"encoding/json"
 
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -29,9 +30,9 @@ import (
 //     key (GEMINI_API_KEY) is sent as x-goog-api-key;
 //   - mcpServers in ~/.gemini/settings.json are contacted at start; skills
 //     in ~/.gemini/skills/<name>/SKILL.md reach the model's prompt.
-type geminiRuntime struct{ ep ModelEndpoints }
+type geminiRuntime struct{ ep Endpoints }
 
-const geminiSettings = HomeDir + "/.gemini/settings.json"
+const geminiSettings = sprite.HomeDir + "/.gemini/settings.json"
 
 func (geminiRuntime) Name() string { return "gemini" }
 
@@ -47,7 +48,7 @@ func (geminiRuntime) Argv(s *store.Session, turn int) []string {
 	}
 }
 
-func (g geminiRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+func (g geminiRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	if g.ep.Gemini != "" {
 		env["GOOGLE_GEMINI_BASE_URL"] = endpointRoot(g.ep.Gemini)
 		if !hasAny(env, "GEMINI_API_KEY") {
@@ -58,7 +59,7 @@ func (g geminiRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
 
 // Configure merges the auth type, usage statistics off and the MCP
 // servers into settings.json, leaving values the file already has.
-func (geminiRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
+func (geminiRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
 	servers := map[string]any{}
 	for _, m := range mcp {
 		switch m.Type {
@@ -94,14 +95,16 @@ func (geminiRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session,
 	})
 }
 
-func (geminiRuntime) Skills() (string, string) { return HomeDir + "/.gemini/skills", "gemini-cli" }
-func (geminiRuntime) NewSessionID() string     { return newUUID() }
-func (geminiRuntime) Parser() outputParser     { return &geminiParser{} }
+func (geminiRuntime) Skills() (string, string) {
+	return sprite.HomeDir + "/.gemini/skills", "gemini-cli"
+}
+func (geminiRuntime) NewSessionID() string { return newUUID() }
+func (geminiRuntime) Parser() Parser       { return &geminiParser{} }
 
 // geminiParser reads stream-json: init's session_id and result's stats.
-type geminiParser struct{ rep turnReport }
+type geminiParser struct{ rep Report }
 
-func (p *geminiParser) line(b []byte) {
+func (p *geminiParser) Line(b []byte) {
 	var ev struct {
 		Type      string `json:"type"`
 		SessionID string `json:"session_id"`
@@ -117,14 +120,14 @@ func (p *geminiParser) line(b []byte) {
 	switch ev.Type {
 	case "init":
 		if ev.SessionID != "" {
-			p.rep.sessionID = ev.SessionID
+			p.rep.SessionID = ev.SessionID
 		}
 	case "result":
 		if ev.Stats != nil {
-			p.rep.usage = &usage{InputTokens: ev.Stats.InputTokens, OutputTokens: ev.Stats.OutputTokens,
+			p.rep.Usage = &Usage{InputTokens: ev.Stats.InputTokens, OutputTokens: ev.Stats.OutputTokens,
 				CachedInputTokens: ev.Stats.Cached}
 		}
 	}
 }
 
-func (p *geminiParser) report() turnReport { return p.rep }
+func (p *geminiParser) Report() Report { return p.rep }

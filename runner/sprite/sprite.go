@@ -1,4 +1,9 @@
-package runner
+// Package sprite is the contract between the session runner and the
+// machines sessions run in: how a sprite is created, found, deleted, how
+// its files are written and its commands run, and the paths every sprite
+// offers. It holds no implementation; runner/local is one backend, a
+// remote one (Fly.io Sprites) can be another.
+package sprite
 
 import (
 	"context"
@@ -17,27 +22,28 @@ const (
 	TmpDir       = "/tmp"
 )
 
-// ErrSpriteNotFound is what Backend.Get answers for a sprite that does not
-// exist (never created, deleted, or swept).
-var ErrSpriteNotFound = errors.New("sprite not found")
+// DefaultPath is the PATH a sprite's processes start from.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// Backend creates, finds and deletes sprites. The local backend is a
-// directory tree per session run under bubblewrap or as a plain process
-// group; a remote Sprites backend can implement the same interface.
+// ErrNotFound is what Backend.Get answers for a sprite that does not
+// exist (never created, deleted, or swept).
+var ErrNotFound = errors.New("sprite not found")
+
+// Backend creates, finds and deletes sprites.
 type Backend interface {
 	// Create makes the sprite (idempotent: an existing one is reused).
-	Create(ctx context.Context, name string, opts SpriteOptions) (Sprite, error)
-	// Get returns an existing sprite or ErrSpriteNotFound.
-	Get(ctx context.Context, name string, opts SpriteOptions) (Sprite, error)
+	Create(ctx context.Context, name string, opts Options) (Sprite, error)
+	// Get returns an existing sprite or ErrNotFound.
+	Get(ctx context.Context, name string, opts Options) (Sprite, error)
 	// Delete removes a sprite and everything in it; a missing one is not an error.
 	Delete(ctx context.Context, name string) error
 	// List names every sprite the backend holds (orphan sweeps after a crash).
 	List(ctx context.Context) ([]string, error)
 }
 
-// SpriteOptions describe what a session needs from its sprite on every
-// exec. They are derived from the session each time, never stored.
-type SpriteOptions struct {
+// Options describe what a session needs from its sprite on every exec.
+// They are derived from the session each time, never stored.
+type Options struct {
 	// Mounts are absolute paths of repository checkouts, by resource
 	// position ("" where a resource needs nothing).
 	Mounts []string

@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"context"
@@ -16,18 +16,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
 	"github.com/matryer/is"
 	"golang.org/x/sys/unix"
 )
 
 // tinyPackage is a real npm package small enough to install in a test: no
 // dependencies, one command.
-var tinyPackage = npmPackage{Name: "mkdirp", Version: "1.0.4", Bin: "mkdirp"}
+var tinyPackage = Package{Name: "mkdirp", Version: "1.0.4", Bin: "mkdirp"}
 
 // realNPM is the npm the tests wrap; the test skips loudly without one.
 func realNPM(t *testing.T) string {
 	t.Helper()
-	npm := findBinary("npm")
+	npm := local.FindBinary("npm")
 	if npm == "" {
 		t.Skip("!!! SKIPPING INSTALL TEST: npm is not installed !!!")
 	}
@@ -73,8 +74,8 @@ func TestInstallOnceAndReuse(t *testing.T) {
 	is := is.New(t)
 	npm, count := npmWrapper(t, "exec "+realNPM(t)+` "$@"`)
 	root := filepath.Join(t.TempDir(), "runtimes")
-	in := &installer{dir: root, npm: npm, log: quietLog()}
-	dir, err := in.ensure(context.Background(), tinyPackage)
+	in := &Installer{dir: root, npm: npm, log: quietLog()}
+	dir, err := in.Ensure(context.Background(), tinyPackage)
 	is.NoErr(err)                                                              // a real npm install of a tiny package
 	is.Equal(dir, filepath.Join(root, "mkdirp@1.0.4"))                         // into <RuntimeDir>/<slug>@<version>
 	is.True(exists(filepath.Join(dir, "node_modules", ".bin", "mkdirp")))      // with its command
@@ -86,18 +87,18 @@ func TestInstallOnceAndReuse(t *testing.T) {
 	data, _ := os.ReadFile(marker)
 	is.True(strings.Contains(string(data), `"package":"mkdirp","version":"1.0.4"`)) // with what it is
 
-	again, err := in.ensure(context.Background(), tinyPackage)
+	again, err := in.Ensure(context.Background(), tinyPackage)
 	is.NoErr(err)            // asking again
 	is.Equal(again, dir)     // gives the same directory
 	is.Equal(runs(count), 1) // without running npm
-	other := &installer{dir: root, npm: npm, log: quietLog()}
-	_, err = other.ensure(context.Background(), tinyPackage)
+	other := &Installer{dir: root, npm: npm, log: quietLog()}
+	_, err = other.Ensure(context.Background(), tinyPackage)
 	is.NoErr(err)            // another installer on the same cache (another process)
 	is.Equal(runs(count), 1) // reuses it too
 	after, err := os.Stat(marker)
-	is.NoErr(err)                                                                                   // the marker is still there
-	is.Equal(after.ModTime(), before.ModTime())                                                     // untouched: nothing was reinstalled
-	is.Equal(in.path(npmPackage{Name: "@a/b", Version: "1.0.0"}), filepath.Join(root, "a-b@1.0.0")) // scoped names make flat slugs
+	is.NoErr(err)                                                                                // the marker is still there
+	is.Equal(after.ModTime(), before.ModTime())                                                  // untouched: nothing was reinstalled
+	is.Equal(in.Path(Package{Name: "@a/b", Version: "1.0.0"}), filepath.Join(root, "a-b@1.0.0")) // scoped names make flat slugs
 }
 
 // TestInstallHelperProcess is not a test: the install tests run it as a
@@ -107,8 +108,8 @@ func TestInstallHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process only")
 	}
-	in := &installer{dir: dir, npm: os.Getenv("AOD_INSTALL_HELPER_NPM"), log: quietLog()}
-	got, err := in.ensure(context.Background(), tinyPackage)
+	in := &Installer{dir: dir, npm: os.Getenv("AOD_INSTALL_HELPER_NPM"), log: quietLog()}
+	got, err := in.Ensure(context.Background(), tinyPackage)
 	if err != nil {
 		fmt.Println("helper-error:", err)
 		os.Exit(3)
@@ -139,8 +140,8 @@ func TestInstallConcurrentInstallersRunNpmOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in := &installer{dir: root, npm: npm, log: quietLog()} // each with its own lock file handle
-			dirs[i], errs[i] = in.ensure(context.Background(), tinyPackage)
+			in := &Installer{dir: root, npm: npm, log: quietLog()} // each with its own lock file handle
+			dirs[i], errs[i] = in.Ensure(context.Background(), tinyPackage)
 		}()
 	}
 	wg.Wait()
@@ -176,7 +177,7 @@ func waitStarted(t *testing.T, started string) int {
 }
 
 func alive(pid int) bool {
-	st, _ := procState(pid)
+	st := procState(pid)
 	return st != "" && st != "Z"
 }
 
@@ -194,11 +195,11 @@ func TestInstallCancelledLeavesNothing(t *testing.T) {
 	is := is.New(t)
 	npm, _, started := hangingNPM(t)
 	root := filepath.Join(t.TempDir(), "runtimes")
-	in := &installer{dir: root, npm: npm, log: quietLog()}
+	in := &Installer{dir: root, npm: npm, log: quietLog()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := in.ensure(ctx, tinyPackage)
+		_, err := in.Ensure(ctx, tinyPackage)
 		done <- err
 	}()
 	pid := waitStarted(t, started)
@@ -233,8 +234,8 @@ func TestInstallKilledProcessLeavesNothingHalfMade(t *testing.T) {
 	beta := filepath.Join(root, ".tmp-mkdirp@1.0.4-beta#123")
 	is.NoErr(os.Mkdir(beta, 0o700)) // another version's install in progress
 	good, count := npmWrapper(t, "exec "+realNPM(t)+` "$@"`)
-	in := &installer{dir: root, npm: good, log: quietLog()}
-	dir, err := in.ensure(context.Background(), tinyPackage)
+	in := &Installer{dir: root, npm: good, log: quietLog()}
+	dir, err := in.Ensure(context.Background(), tinyPackage)
 	is.NoErr(err)                                                         // the next install works
 	is.Equal(runs(count), 1)                                              // running npm afresh
 	is.True(exists(filepath.Join(dir, "node_modules", ".bin", "mkdirp"))) // a complete tree
@@ -246,18 +247,18 @@ func TestInstallNpmFailure(t *testing.T) {
 	is := is.New(t)
 	npm, _ := npmWrapper(t, `mkdir -p "$PWD/node_modules/x"`+"\necho 'npm error code E404' >&2\necho 'npm error 404 Not Found - GET https://registry.npmjs.org/mkdirp' >&2\nexit 1")
 	root := filepath.Join(t.TempDir(), "runtimes")
-	in := &installer{dir: root, npm: npm, log: quietLog()}
-	_, err := in.ensure(context.Background(), tinyPackage)
+	in := &Installer{dir: root, npm: npm, log: quietLog()}
+	_, err := in.Ensure(context.Background(), tinyPackage)
 	is.True(err != nil)                                                                                                                                                     // npm failed
 	is.Equal(err.Error(), "npm install mkdirp@1.0.4 failed (exit status 1)\nstderr:\nnpm error code E404\nnpm error 404 Not Found - GET https://registry.npmjs.org/mkdirp") // with the tail of npm's stderr
 	is.Equal(entries(t, root), []string{".lock-mkdirp@1.0.4"})                                                                                                              // and nothing else left
 
 	noBin, _ := npmWrapper(t, "exit 0")
 	in.npm = noBin
-	_, err = in.ensure(context.Background(), tinyPackage)
+	_, err = in.Ensure(context.Background(), tinyPackage)
 	is.Equal(err.Error(), "npm install mkdirp@1.0.4 did not install the mkdirp command") // an install without the CLI's command fails
 	in.npm = ""
-	_, err = in.ensure(context.Background(), tinyPackage)
+	_, err = in.Ensure(context.Background(), tinyPackage)
 	is.True(strings.HasPrefix(err.Error(), "npm not found")) // so does a server without npm
 }
 
@@ -269,10 +270,47 @@ func TestInstallWaitForLockHonoursContext(t *testing.T) {
 	is.NoErr(err) // the lock file
 	defer f.Close()
 	is.NoErr(unix.Flock(int(f.Fd()), unix.LOCK_EX)) // held by someone else
-	in := &installer{dir: root, npm: npm, log: quietLog()}
+	in := &Installer{dir: root, npm: npm, log: quietLog()}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err = in.ensure(ctx, tinyPackage)
+	_, err = in.Ensure(ctx, tinyPackage)
 	is.True(errors.Is(err, context.DeadlineExceeded)) // the wait ends with the context
 	is.Equal(runs(count), 0)                          // without running npm
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// eventually polls cond until it holds or 15s pass, and reports whether it
+// held. It waits on the kernel, never asserts.
+func eventually(cond func() bool) bool {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
+
+// procState reads a process's state letter from /proc/<pid>/stat ("" when
+// it is gone).
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 1 {
+		return ""
+	}
+	return fields[0]
 }

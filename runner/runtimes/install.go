@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"bytes"
@@ -20,73 +20,100 @@ import (
 	"time"
 
 	"github.com/aod/aod/catalogue"
+	"github.com/aod/aod/runner/internal/cmdout"
 	"golang.org/x/sys/unix"
 )
 
-// npmPackage is an agent CLI as npm ships it (see catalogue.Package).
-type npmPackage catalogue.Package
+// Package is an agent CLI as npm ships it, at the version a server runs
+// (the catalogue's pin unless overridden; see Pin).
+type Package catalogue.Package
 
 // versionRE is what a pinned version may look like: it becomes part of a
 // directory name, so no slashes and no leading dot.
 var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`)
 
-// RuntimeMountDir is where installed CLIs appear inside a sandboxed sprite,
-// read-only: <RuntimeMountDir>/<slug>@<version>. It lies outside the
-// system dirs because bwrap cannot make a mount point inside a read-only
-// bind (/opt/aod/... fails with "Can't mkdir parents").
-const RuntimeMountDir = "/aod/runtimes"
+// CheckVersions vets overrides of the pinned versions, by runtime name:
+// only agent runtimes have one, and each must be an npm version (it names
+// a directory of the cache).
+func CheckVersions(versions map[string]string) error {
+	for name, v := range versions {
+		if rt, ok := catalogue.Lookup(name); !ok || rt.Package == nil {
+			return fmt.Errorf("runtime version for %q: no such agent runtime", name)
+		}
+		if !versionRE.MatchString(v) {
+			return fmt.Errorf("runtime version %q for %s: not an npm version", v, name)
+		}
+	}
+	return nil
+}
+
+// MountDir is where installed CLIs appear inside a sandboxed sprite,
+// read-only: <MountDir>/<slug>@<version>. It lies outside the system dirs
+// because bwrap cannot make a mount point inside a read-only bind
+// (/opt/aod/... fails with "Can't mkdir parents").
+const MountDir = "/aod/runtimes"
 
 // slug is the package's cache directory name: @scope/name@1.2.3 becomes
 // scope-name@1.2.3.
-func (p npmPackage) slug() string {
+func (p Package) slug() string {
 	name := strings.ReplaceAll(strings.TrimPrefix(p.Name, "@"), "/", "-")
 	return name + "@" + p.Version
 }
 
-// mountPath is where the package's tree is seen inside a sprite.
-func (p npmPackage) mountPath() string { return path.Join(RuntimeMountDir, p.slug()) }
+// MountPath is where the package's tree is seen inside a sprite.
+func (p Package) MountPath() string { return path.Join(MountDir, p.slug()) }
 
-// pin is the package of a runtime with the configured version, nil for a
-// runtime that installs nothing (shell).
-func (r *Runner) pin(rt Runtime) *npmPackage {
+// Pin is the package of a runtime at the version versions names for it,
+// else the catalogue's; nil for a runtime that installs nothing (shell).
+func Pin(rt Runtime, versions map[string]string) *Package {
 	entry, ok := catalogue.Lookup(rt.Name())
 	if !ok || entry.Package == nil {
 		return nil
 	}
-	p := npmPackage(*entry.Package)
-	if v := r.cfg.RuntimeVersions[rt.Name()]; v != "" {
+	p := Package(*entry.Package)
+	if v := versions[rt.Name()]; v != "" {
 		p.Version = v
 	}
 	return &p
 }
 
-// installer installs npm packages into a cache shared by every sprite and
+// Installer installs npm packages into a cache shared by every sprite and
 // every aod process using the same directory.
-type installer struct {
+type Installer struct {
 	dir string // absolute
 	npm string // path of npm, "" when missing
 	log *slog.Logger
+}
+
+// NewInstaller returns an installer into the cache dir (absolute) that
+// runs the npm at npmPath ("" when the server has none: installs fail,
+// saying so).
+func NewInstaller(dir, npmPath string, log *slog.Logger) *Installer {
+	return &Installer{dir: dir, npm: npmPath, log: log}
 }
 
 // installMarker is written into a package's directory just before it is
 // renamed into place; it records what was installed and when.
 const installMarker = ".aod-install.json"
 
-// path is the package's directory on the host, whether or not installed.
-func (in *installer) path(p npmPackage) string { return filepath.Join(in.dir, p.slug()) }
+// Path is the package's directory on the host, whether or not installed.
+func (in *Installer) Path(p Package) string { return filepath.Join(in.dir, p.slug()) }
 
-// ensure returns the directory holding the installed package, installing
+// Installed reports whether the package is in the cache already.
+func (in *Installer) Installed(p Package) bool { return isDir(in.Path(p)) }
+
+// Ensure returns the directory holding the installed package, installing
 // it first if needed. A package is installed once per version: npm runs
 // into a temporary directory that is renamed into place only once the
 // install is complete, under an exclusive flock that holds across
 // processes, so concurrent callers wait for the first and a killed
 // install leaves nothing at the final path. ctx bounds the wait for the
 // lock and the npm run.
-func (in *installer) ensure(ctx context.Context, p npmPackage) (string, error) {
+func (in *Installer) Ensure(ctx context.Context, p Package) (string, error) {
 	if !versionRE.MatchString(p.Version) {
 		return "", fmt.Errorf("invalid version %q for %s", p.Version, p.Name)
 	}
-	final := in.path(p)
+	final := in.Path(p)
 	if isDir(final) {
 		return final, nil
 	}
@@ -144,12 +171,12 @@ func (in *installer) ensure(ctx context.Context, p npmPackage) (string, error) {
 }
 
 // tmpPrefix starts the names of a package's temporary install dirs.
-func tmpPrefix(p npmPackage) string { return ".tmp-" + p.slug() + "#" }
+func tmpPrefix(p Package) string { return ".tmp-" + p.slug() + "#" }
 
 // lock takes the package's install lock, waiting while another installer
 // (goroutine or process) holds it. flock locks belong to the open file,
 // so each call opens the file itself.
-func (in *installer) lock(ctx context.Context, p npmPackage) (func(), error) {
+func (in *Installer) lock(ctx context.Context, p Package) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(in.dir, ".lock-"+p.slug()), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -183,9 +210,9 @@ func (in *installer) lock(ctx context.Context, p npmPackage) (func(), error) {
 // npmInstall runs npm on the host (never in a sprite: the cache is shared
 // and the sprite may have no network). Its output is logged line by line;
 // a failure carries the tail of its stderr.
-func (in *installer) npmInstall(ctx context.Context, p npmPackage, prefix string) error {
+func (in *Installer) npmInstall(ctx context.Context, p Package, prefix string) error {
 	spec := p.Name + "@" + p.Version
-	in.log.Info("installing runtime", "package", spec, "dir", in.path(p))
+	in.log.Info("installing runtime", "package", spec, "dir", in.Path(p))
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, in.npm, "install", "--no-audit", "--no-fund", "--prefix", prefix, spec)
 	cmd.Dir = prefix
@@ -194,7 +221,7 @@ func (in *installer) npmInstall(ctx context.Context, p npmPackage, prefix string
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	stderr := &tailBuffer{max: 8 << 10}
+	stderr := &cmdout.Tail{Max: 8 << 10}
 	cmd.Stdout = &logLines{log: in.log, pkg: spec}
 	cmd.Stderr = io.MultiWriter(stderr, &logLines{log: in.log, pkg: spec})
 	err := cmd.Run()
@@ -202,7 +229,7 @@ func (in *installer) npmInstall(ctx context.Context, p npmPackage, prefix string
 		return fmt.Errorf("npm install %s stopped: %w", spec, context.Cause(ctx))
 	}
 	if err != nil {
-		msg := strings.TrimSpace(lastRunes(validString(stderr.bytes()), 2000))
+		msg := strings.TrimSpace(stderr.Last(2000))
 		return fmt.Errorf("npm install %s failed (%v)\nstderr:\n%s", spec, err, msg)
 	}
 	if p.Bin != "" {

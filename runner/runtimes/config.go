@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"bytes"
@@ -7,17 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"regexp"
 	"sort"
 	"strings"
-	"time"
 	"unicode/utf8"
+
+	"github.com/aod/aod/runner/sprite"
 )
 
-// mcpServer is one entry of an agent's mcp_servers, as the API validated
+// MCPServer is one entry of an agent's mcp_servers, as the API validated
 // it: type is "url" (url, headers) or "stdio" (command, args, env).
-type mcpServer struct {
+type MCPServer struct {
 	Name    string            `json:"name"`
 	Type    string            `json:"type"`
 	URL     string            `json:"url"`
@@ -27,21 +27,9 @@ type mcpServer struct {
 	Env     map[string]string `json:"env"`
 }
 
-// skillSpec is one entry of an agent's skills: inline (name, description,
-// content: the whole SKILL.md) or from GitHub (source "owner/repo",
-// optional name of one skill in it).
-type skillSpec struct {
-	Type        string `json:"type"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	Content     string `json:"content"`
-	Source      string `json:"source"`
-}
-
-func (s skillSpec) github() bool { return s.Type == "github" || s.Source != "" }
-
-func parseMCPServers(raw json.RawMessage) ([]mcpServer, error) {
-	var out []mcpServer
+// ParseMCPServers reads an agent's mcp_servers.
+func ParseMCPServers(raw json.RawMessage) ([]MCPServer, error) {
+	var out []MCPServer
 	if len(raw) == 0 {
 		return nil, nil
 	}
@@ -51,23 +39,12 @@ func parseMCPServers(raw json.RawMessage) ([]mcpServer, error) {
 	return out, nil
 }
 
-func parseSkills(raw json.RawMessage) ([]skillSpec, error) {
-	var out []skillSpec
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, fmt.Errorf("the agent's skills: %w", err)
-	}
-	return out, nil
-}
-
 // mergeJSONFile sets keys of the JSON object in the sprite file p, keeping
 // everything else the file holds (CLI state such as ~/.claude.json's
 // other keys). set receives the top-level object; values it leaves alone
 // are written back as they were read. A missing file starts empty; a file
 // that is not a JSON object is an error, never overwritten.
-func mergeJSONFile(ctx context.Context, sp Sprite, p string, mode fs.FileMode, set func(top map[string]json.RawMessage) error) error {
+func mergeJSONFile(ctx context.Context, sp sprite.Sprite, p string, mode fs.FileMode, set func(top map[string]json.RawMessage) error) error {
 	top := map[string]json.RawMessage{}
 	data, err := sp.ReadFile(ctx, p)
 	switch {
@@ -259,73 +236,4 @@ func tomlString(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
-}
-
-// writeSkills installs an agent's skills for the runtime: inline ones as
-// <root>/<name>/SKILL.md with the content exactly as given, GitHub ones
-// with the skills.sh CLI run in the sprite (it needs the network: npm
-// and GitHub). env is the sprite processes' environment.
-func (r *Runner) writeSkills(ctx context.Context, sp Sprite, rt Runtime, skills []skillSpec, env map[string]string) error {
-	root, agent := rt.Skills()
-	if root == "" {
-		return fmt.Errorf("runtime %s does not support skills", rt.Name())
-	}
-	for _, s := range skills {
-		if s.github() {
-			continue
-		}
-		if s.Name == "" || s.Name != path.Base(s.Name) || strings.HasPrefix(s.Name, ".") {
-			return fmt.Errorf("invalid skill name %q", s.Name)
-		}
-		if err := sp.WriteFile(ctx, path.Join(root, s.Name, "SKILL.md"), []byte(s.Content), 0o644); err != nil {
-			return fmt.Errorf("skill %s: %w", s.Name, err)
-		}
-	}
-	for _, s := range skills {
-		if !s.github() {
-			continue
-		}
-		if err := r.addGitHubSkill(ctx, sp, s, agent, env); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// skillsCLI is the skills.sh installer, fetched by npx at its latest
-// version like the original does.
-const skillsCLI = "skills@latest"
-
-func skillArgv(s skillSpec, agent string) []string {
-	argv := []string{"npx", "-y", skillsCLI, "add", s.Source, "--global", "--agent", agent, "--yes"}
-	if s.Name != "" {
-		argv = append(argv, "--skill", s.Name)
-	}
-	return argv
-}
-
-func (r *Runner) addGitHubSkill(ctx context.Context, sp Sprite, s skillSpec, agent string, env map[string]string) error {
-	label := s.Source
-	if s.Name != "" {
-		label += " (" + s.Name + ")"
-	}
-	out := &tailBuffer{max: 8 << 10}
-	proc, err := sp.Start(ctx, ExecRequest{
-		Argv: skillArgv(s, agent), Dir: HomeDir, Env: envList(env), Stdout: out, Stderr: out,
-	})
-	if err != nil {
-		return fmt.Errorf("skill %s from GitHub: %w", label, err)
-	}
-	st, _, err := r.supervise(ctx, proc, 5*time.Minute, nil)
-	switch {
-	case err != nil:
-		return fmt.Errorf("skill %s from GitHub: %w", label, err)
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case st.Code != 0:
-		return fmt.Errorf("skill %s from GitHub: `%s` exited %d (it needs network access to npm and GitHub)\noutput:\n%s",
-			label, strings.Join(skillArgv(s, agent), " "), st.Code,
-			strings.TrimSpace(lastRunes(validString(out.bytes()), 2000)))
-	}
-	return nil
 }

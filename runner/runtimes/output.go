@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"bytes"
@@ -6,33 +6,33 @@ import (
 	"io"
 )
 
-// outputParser reads a turn's stdout one line at a time (the CLIs print
-// one JSON object per line) for what aod keeps about the turn. It never
-// changes what is stored: it sees a copy of the bytes.
-type outputParser interface {
-	// line gets each complete line without its newline; lines that are
+// Parser reads a turn's stdout one line at a time (the CLIs print one
+// JSON object per line) for what aod keeps about the turn. It never
+// changes what is stored: it sees a copy of the bytes (see LineTee).
+type Parser interface {
+	// Line gets each complete line without its newline; lines that are
 	// not JSON, or not an event it knows, are ignored.
-	line(b []byte)
-	// report is what the turn said, once its output has ended.
-	report() turnReport
+	Line(b []byte)
+	// Report is what the turn said, once its output has ended.
+	Report() Report
 }
 
-// turnReport is what a CLI's output says about a turn.
-type turnReport struct {
-	// sessionID is the CLI's conversation id (codex thread_id, opencode
+// Report is what a CLI's output says about a turn.
+type Report struct {
+	// SessionID is the CLI's conversation id (codex thread_id, opencode
 	// sessionID, claude/gemini session_id), "" when it printed none.
-	sessionID string
-	usage     *usage
-	// cumulative says usage counts the whole conversation so far, not
+	SessionID string
+	Usage     *Usage
+	// Cumulative says Usage counts the whole conversation so far, not
 	// this turn (codex's turn.completed after a resume).
-	cumulative bool
+	Cumulative bool
 }
 
-// usage is a turn's model usage as the CLI reports it, stored per turn.
+// Usage is a turn's model usage as the CLI reports it, stored per turn.
 // Fields the CLI does not report are omitted. Token semantics follow the
 // CLI: claude and opencode count cached input apart from input_tokens,
 // codex counts it inside input_tokens.
-type usage struct {
+type Usage struct {
 	InputTokens              *int64   `json:"input_tokens,omitempty"`
 	CachedInputTokens        *int64   `json:"cached_input_tokens,omitempty"`
 	CacheCreationInputTokens *int64   `json:"cache_creation_input_tokens,omitempty"`
@@ -42,11 +42,11 @@ type usage struct {
 	// Thread is the conversation's running total as the CLI reported it,
 	// kept where the CLI reports totals (codex) so the next turn's own
 	// share can be computed.
-	Thread *usage `json:"thread,omitempty"`
+	Thread *Usage `json:"thread,omitempty"`
 }
 
-// add sums o into u field by field (a field present in either is present).
-func (u *usage) add(o *usage) {
+// Add sums o into u field by field (a field present in either is present).
+func (u *Usage) Add(o *Usage) {
 	addInt := func(dst **int64, v *int64) {
 		if v == nil {
 			return
@@ -69,10 +69,10 @@ func (u *usage) add(o *usage) {
 	}
 }
 
-// minus is u - prev for the token counts u has (a counter that went
+// Minus is u - prev for the token counts u has (a counter that went
 // backwards, e.g. after a compaction, keeps u's value).
-func (u *usage) minus(prev *usage) *usage {
-	d := &usage{CostUSD: u.CostUSD}
+func (u *Usage) Minus(prev *Usage) *Usage {
+	d := &Usage{CostUSD: u.CostUSD}
 	sub := func(v, p *int64) *int64 {
 		if v == nil {
 			return nil
@@ -95,19 +95,17 @@ func (u *usage) minus(prev *usage) *usage {
 // tool result) are skipped: the events parsers need are small.
 const maxParsedLine = 4 << 20
 
-// lineTee passes every write through to w unchanged, then hands complete
-// lines to p. Only the reader goroutine of one stream writes to it.
-type lineTee struct {
-	w    io.Writer
-	p    outputParser
+// LineTee passes every write through to W unchanged, then hands complete
+// lines to P. Only the reader goroutine of one stream writes to it.
+type LineTee struct {
+	W    io.Writer
+	P    Parser
 	buf  []byte
 	skip bool // inside a line longer than maxParsedLine
 }
 
-func newLineTee(w io.Writer, p outputParser) *lineTee { return &lineTee{w: w, p: p} }
-
-func (t *lineTee) Write(b []byte) (int, error) {
-	n, err := t.w.Write(b)
+func (t *LineTee) Write(b []byte) (int, error) {
+	n, err := t.W.Write(b)
 	rest := b
 	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
@@ -123,7 +121,7 @@ func (t *lineTee) Write(b []byte) (int, error) {
 		if !t.skip {
 			t.buf = append(t.buf, rest[:i]...)
 			if len(t.buf) <= maxParsedLine {
-				t.p.line(t.buf)
+				t.P.Line(t.buf)
 			}
 		}
 		t.buf, t.skip = t.buf[:0], false
@@ -132,10 +130,11 @@ func (t *lineTee) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// close hands over a last line that had no newline.
-func (t *lineTee) close() {
+// Close hands over a last line that had no newline; call it once the
+// output has ended.
+func (t *LineTee) Close() {
 	if len(t.buf) > 0 && !t.skip {
-		t.p.line(t.buf)
+		t.P.Line(t.buf)
 	}
 	t.buf, t.skip = nil, false
 }

@@ -1,9 +1,10 @@
-package runner
+package runtimes
 
 import (
 	"context"
 	"encoding/json"
 
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -22,6 +23,8 @@ import (
 //     nobody could answer;
 //   - `--session <sessionID>` continues that session (the next request
 //     carried the earlier turn's messages);
+//   - OPENCODE_CONFIG_CONTENT (inline JSON config) wins over
+//     opencode.json: its provider baseURL is the one called;
 //   - provider.<id>.options.baseURL in ~/.config/opencode/opencode.json
 //     moves a built-in provider (anthropic: <root>/v1, openai: <root>/v1,
 //     google: <root>/v1beta); keys come from ANTHROPIC_API_KEY,
@@ -29,9 +32,9 @@ import (
 //     GEMINI_API_KEY: "Google Generative AI API key is missing");
 //   - mcp entries (remote/local) are contacted at start; skills in
 //     ~/.config/opencode/skills/<name>/SKILL.md reach the model's prompt.
-type opencodeRuntime struct{ ep ModelEndpoints }
+type opencodeRuntime struct{ ep Endpoints }
 
-const opencodeConfig = HomeDir + "/.config/opencode/opencode.json"
+const opencodeConfig = sprite.HomeDir + "/.config/opencode/opencode.json"
 
 func (opencodeRuntime) Name() string { return "opencode" }
 
@@ -72,8 +75,24 @@ func (o opencodeRuntime) endpoint(provider string) string {
 	return ""
 }
 
-func (o opencodeRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+// Env passes the configured endpoints on every turn in
+// OPENCODE_CONFIG_CONTENT (inline config, which opencode merges over
+// opencode.json): opencode.json is written once, at provisioning, and a
+// server started later may talk to other endpoints. A config the user
+// set there is kept, the endpoints merged in.
+func (o opencodeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	setDefault(env, "OPENCODE_DISABLE_AUTOUPDATE", "1") // the install is pinned and read-only
+	if baseURLs := o.baseURLs(); len(baseURLs) > 0 {
+		inline := map[string]json.RawMessage{}
+		if json.Unmarshal([]byte(env["OPENCODE_CONFIG_CONTENT"]), &inline) != nil || inline == nil {
+			inline = map[string]json.RawMessage{} // none, or not an object opencode could read anyway
+		}
+		if setBaseURLs(inline, baseURLs) == nil {
+			if b, err := marshalCompact(inline); err == nil {
+				env["OPENCODE_CONFIG_CONTENT"] = string(b)
+			}
+		}
+	}
 	p, ok := opencodeProviders[s.Provider]
 	if !ok {
 		return
@@ -90,14 +109,34 @@ func (o opencodeRuntime) Env(s *store.Session, sp Sprite, env map[string]string)
 	}
 }
 
-// Configure merges the endpoints and MCP servers into opencode.json.
-func (o opencodeRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
-	baseURLs := map[string]string{}
+// baseURLs are the providers' baseURL options for the configured
+// endpoints, by provider id.
+func (o opencodeRuntime) baseURLs() map[string]string {
+	out := map[string]string{}
 	for _, id := range []string{"anthropic", "openai", "google"} {
 		if ep := o.endpoint(id); ep != "" {
-			baseURLs[id] = endpointRoot(ep) + opencodeProviders[id].version
+			out[id] = endpointRoot(ep) + opencodeProviders[id].version
 		}
 	}
+	return out
+}
+
+// setBaseURLs sets provider.<id>.options.baseURL in an opencode config,
+// keeping the other options.
+func setBaseURLs(top map[string]json.RawMessage, baseURLs map[string]string) error {
+	for _, id := range store.SortedKeys(baseURLs) {
+		if err := setPath(top, baseURLs[id], true, "provider", id, "options", "baseURL"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Configure merges the endpoints and MCP servers into opencode.json. The
+// endpoints there are a fallback for running opencode by hand; turns pass
+// the current ones (see Env).
+func (o opencodeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
+	baseURLs := o.baseURLs()
 	if len(mcp) == 0 && len(baseURLs) == 0 {
 		return nil
 	}
@@ -119,10 +158,8 @@ func (o opencodeRuntime) Configure(ctx context.Context, sp Sprite, s *store.Sess
 		}
 	}
 	return mergeJSONFile(ctx, sp, opencodeConfig, 0o644, func(top map[string]json.RawMessage) error {
-		for _, id := range store.SortedKeys(baseURLs) {
-			if err := setPath(top, baseURLs[id], true, "provider", id, "options", "baseURL"); err != nil {
-				return err
-			}
+		if err := setBaseURLs(top, baseURLs); err != nil {
+			return err
 		}
 		if len(servers) == 0 {
 			return nil
@@ -142,16 +179,16 @@ func opencodeEnvRefs(m map[string]string) map[string]string {
 }
 
 func (opencodeRuntime) Skills() (string, string) {
-	return HomeDir + "/.config/opencode/skills", "opencode"
+	return sprite.HomeDir + "/.config/opencode/skills", "opencode"
 }
 func (opencodeRuntime) NewSessionID() string { return "" }
-func (opencodeRuntime) Parser() outputParser { return &opencodeParser{} }
+func (opencodeRuntime) Parser() Parser       { return &opencodeParser{} }
 
 // opencodeParser reads run --format json events: the sessionID every
 // event carries and each step_finish's tokens and cost, summed.
-type opencodeParser struct{ rep turnReport }
+type opencodeParser struct{ rep Report }
 
-func (p *opencodeParser) line(b []byte) {
+func (p *opencodeParser) Line(b []byte) {
 	var ev struct {
 		Type      string `json:"type"`
 		SessionID string `json:"sessionID"`
@@ -172,22 +209,22 @@ func (p *opencodeParser) line(b []byte) {
 		return
 	}
 	if ev.SessionID != "" {
-		p.rep.sessionID = ev.SessionID
+		p.rep.SessionID = ev.SessionID
 	}
 	if ev.Type != "step_finish" || ev.Part == nil {
 		return
 	}
-	u := &usage{CostUSD: ev.Part.Cost}
+	u := &Usage{CostUSD: ev.Part.Cost}
 	if t := ev.Part.Tokens; t != nil {
 		u.InputTokens, u.OutputTokens, u.ReasoningOutputTokens = t.Input, t.Output, t.Reasoning
 		if t.Cache != nil {
 			u.CachedInputTokens, u.CacheCreationInputTokens = t.Cache.Read, t.Cache.Write
 		}
 	}
-	if p.rep.usage == nil {
-		p.rep.usage = &usage{}
+	if p.rep.Usage == nil {
+		p.rep.Usage = &Usage{}
 	}
-	p.rep.usage.add(u)
+	p.rep.Usage.Add(u)
 }
 
-func (p *opencodeParser) report() turnReport { return p.rep }
+func (p *opencodeParser) Report() Report { return p.rep }

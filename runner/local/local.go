@@ -1,4 +1,8 @@
-package runner
+// Package local is the sprite backend of one machine: each sprite is a
+// directory tree under the data dir whose commands run under bubblewrap
+// (when a probe run proves it works) or as a plain, killable process group,
+// with prlimit's rlimits. It implements the runner/sprite contract.
+package local
 
 import (
 	"bytes"
@@ -7,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path"
@@ -18,20 +23,40 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aod/aod/runner/sprite"
 	"golang.org/x/sys/unix"
 )
 
-// Sandbox modes of the local backend.
+// Sandbox modes.
 const (
-	SandboxAuto  = "auto"
-	SandboxBwrap = "bwrap"
-	SandboxNone  = "none"
+	SandboxAuto  = "auto"  // bwrap when the probe run works, else none (loudly)
+	SandboxBwrap = "bwrap" // bwrap or refuse to start
+	SandboxNone  = "none"  // a plain process group as the server's user
 )
 
-// localBackend keeps each sprite as <data dir>/sprites/<name>/{home,workspace,tmp,mounts}
+// Limits are per-process resource limits inside a sprite (setrlimit via
+// prlimit). A zero field sets no limit (the runner fills in its defaults).
+type Limits struct {
+	Processes     uint64 // RLIMIT_NPROC
+	FileSizeBytes uint64 // RLIMIT_FSIZE
+	CPUSeconds    uint64 // RLIMIT_CPU
+}
+
+// Config sets up a Backend.
+type Config struct {
+	DataDir string // sprites live in <DataDir>/sprites
+	Sandbox string // SandboxAuto, SandboxBwrap or SandboxNone
+	Limits  Limits
+	// Drain is how long output may trail a command's exit (something it
+	// started in another session still holding the pipes).
+	Drain  time.Duration
+	Logger *slog.Logger
+}
+
+// Backend keeps each sprite as <data dir>/sprites/<name>/{home,workspace,tmp,mounts}
 // and runs its commands under bubblewrap, or as a plain process group in
 // "none" mode.
-type localBackend struct {
+type Backend struct {
 	root     string // <data dir>/sprites
 	sandbox  string // SandboxBwrap or SandboxNone
 	bwrap    string // path of the bwrap binary (bwrap mode)
@@ -41,7 +66,49 @@ type localBackend struct {
 	drain    time.Duration // how long output may trail a dead command
 }
 
-func newLocalBackend(dataDir string, limits Limits, drain time.Duration) (*localBackend, error) {
+var _ sprite.Backend = (*Backend)(nil)
+
+// New makes the sprites directory and settles the sandbox: bwrap mode
+// fails unless the probe run works; auto falls back to none with a loud
+// warning, as none itself warns.
+func New(cfg Config) (*Backend, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	b, err := newBackend(cfg.DataDir, cfg.Limits, cfg.Drain)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	switch cfg.Sandbox {
+	case SandboxBwrap:
+		if err := b.useBwrap(ctx, cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("sandbox bwrap: %w (use --sandbox none to run sessions unsandboxed)", err)
+		}
+	case SandboxAuto:
+		if err := b.useBwrap(ctx, cfg.DataDir); err != nil {
+			log.Warn("!!! SANDBOX OFF: bubblewrap does not work here, so sessions run unsandboxed as the server's user "+
+				"and can read and change everything it can, including the data dir. Install bubblewrap or use --sandbox bwrap to refuse.",
+				"probe_error", err.Error())
+		}
+	case SandboxNone:
+		log.Warn("!!! SANDBOX OFF (--sandbox none): sessions run unsandboxed as the server's user " +
+			"and can read and change everything it can, including the data dir")
+	default:
+		return nil, fmt.Errorf("unknown sandbox %q (want auto, bwrap or none)", cfg.Sandbox)
+	}
+	if b.prlimit == "" {
+		log.Warn("prlimit (util-linux) not found: sprites run without process, file size and CPU limits")
+	}
+	return b, nil
+}
+
+// Sandbox reports the isolation in use: SandboxBwrap or SandboxNone.
+func (b *Backend) Sandbox() string { return b.sandbox }
+
+func newBackend(dataDir string, limits Limits, drain time.Duration) (*Backend, error) {
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, err
@@ -50,14 +117,15 @@ func newLocalBackend(dataDir string, limits Limits, drain time.Duration) (*local
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create sprites dir: %w", err)
 	}
-	b := &localBackend{root: root, sandbox: SandboxNone, limits: limits, drain: drain}
-	b.prlimit = findBinary("prlimit")
+	b := &Backend{root: root, sandbox: SandboxNone, limits: limits, drain: drain}
+	b.prlimit = FindBinary("prlimit")
 	return b, nil
 }
 
-// findBinary looks name up in PATH, then in the usual system directories
-// (a server started with a minimal PATH still finds them).
-func findBinary(name string) string {
+// FindBinary looks a host command up in PATH, then in the usual system
+// directories (a server started with a minimal PATH still finds them); ""
+// when it is nowhere.
+func FindBinary(name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		if abs, err := filepath.Abs(p); err == nil {
 			return abs
@@ -75,8 +143,8 @@ func findBinary(name string) string {
 // useBwrap switches the backend to bubblewrap and proves it works: a tiny
 // sandbox built exactly like a session's must start and must not see the
 // sprites directory.
-func (b *localBackend) useBwrap(ctx context.Context, dataDir string) error {
-	bin := findBinary("bwrap")
+func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
+	bin := FindBinary("bwrap")
 	if bin == "" {
 		return errors.New("bwrap not found in PATH")
 	}
@@ -93,7 +161,7 @@ func (b *localBackend) useBwrap(ctx context.Context, dataDir string) error {
 	return nil
 }
 
-func (b *localBackend) probe(ctx context.Context) error {
+func (b *Backend) probe(ctx context.Context) error {
 	dir, err := os.MkdirTemp(b.root, ".probe-")
 	if err != nil {
 		return err
@@ -104,9 +172,9 @@ func (b *localBackend) probe(ctx context.Context) error {
 		return err
 	}
 	var stderr bytes.Buffer
-	p, err := sp.Start(ctx, ExecRequest{
+	p, err := sp.Start(ctx, sprite.ExecRequest{
 		Argv:   []string{"/bin/sh", "-c", `test ! -e "$1"`, "sh", b.root},
-		Env:    []string{"PATH=" + defaultPath},
+		Env:    []string{"PATH=" + sprite.DefaultPath},
 		Stderr: &stderr,
 	})
 	if err != nil {
@@ -185,14 +253,14 @@ func underAny(p string, dirs []string) bool {
 	return false
 }
 
-func (b *localBackend) spriteDir(name string) (string, error) {
+func (b *Backend) spriteDir(name string) (string, error) {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
 		return "", fmt.Errorf("invalid sprite name %q", name)
 	}
 	return filepath.Join(b.root, name), nil
 }
 
-func (b *localBackend) sprite(name string, opts SpriteOptions) (*localSprite, error) {
+func (b *Backend) newSprite(name string, opts sprite.Options) (*localSprite, error) {
 	dir, err := b.spriteDir(name)
 	if err != nil {
 		return nil, err
@@ -200,24 +268,24 @@ func (b *localBackend) sprite(name string, opts SpriteOptions) (*localSprite, er
 	s := &localSprite{b: b, name: name, dir: dir, mounts: make([]string, len(opts.Mounts))}
 	for i, m := range opts.Mounts {
 		m = path.Clean(m)
-		if m == "" || !path.IsAbs(m) || under(m, HomeDir) || under(m, WorkspaceDir) || under(m, TmpDir) {
+		if m == "" || !path.IsAbs(m) || under(m, sprite.HomeDir) || under(m, sprite.WorkspaceDir) || under(m, sprite.TmpDir) {
 			continue // lands in the sprite's own tree
 		}
 		s.mounts[i] = m
 	}
 	for _, bd := range opts.ReadOnlyBinds {
 		at := path.Clean(bd.At)
-		if !path.IsAbs(at) || at == "/" || under(at, HomeDir) || under(at, WorkspaceDir) || under(at, TmpDir) ||
+		if !path.IsAbs(at) || at == "/" || under(at, sprite.HomeDir) || under(at, sprite.WorkspaceDir) || under(at, sprite.TmpDir) ||
 			!filepath.IsAbs(bd.Host) {
 			return nil, fmt.Errorf("invalid read-only bind %s -> %s", bd.Host, bd.At)
 		}
-		s.binds = append(s.binds, Bind{Host: filepath.Clean(bd.Host), At: at})
+		s.binds = append(s.binds, sprite.Bind{Host: filepath.Clean(bd.Host), At: at})
 	}
 	return s, nil
 }
 
-func (b *localBackend) Create(ctx context.Context, name string, opts SpriteOptions) (Sprite, error) {
-	s, err := b.sprite(name, opts)
+func (b *Backend) Create(ctx context.Context, name string, opts sprite.Options) (sprite.Sprite, error) {
+	s, err := b.newSprite(name, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -227,18 +295,18 @@ func (b *localBackend) Create(ctx context.Context, name string, opts SpriteOptio
 	return s, nil
 }
 
-func (b *localBackend) Get(ctx context.Context, name string, opts SpriteOptions) (Sprite, error) {
-	s, err := b.sprite(name, opts)
+func (b *Backend) Get(ctx context.Context, name string, opts sprite.Options) (sprite.Sprite, error) {
+	s, err := b.newSprite(name, opts)
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
-		return nil, ErrSpriteNotFound
+		return nil, sprite.ErrNotFound
 	}
 	return s, nil
 }
 
-func (b *localBackend) Delete(ctx context.Context, name string) error {
+func (b *Backend) Delete(ctx context.Context, name string) error {
 	dir, err := b.spriteDir(name)
 	if err != nil {
 		return err
@@ -257,7 +325,7 @@ func (b *localBackend) Delete(ctx context.Context, name string) error {
 	return os.RemoveAll(dir)
 }
 
-func (b *localBackend) List(ctx context.Context) ([]string, error) {
+func (b *Backend) List(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(b.root)
 	if err != nil {
 		return nil, err
@@ -273,11 +341,11 @@ func (b *localBackend) List(ctx context.Context) ([]string, error) {
 
 // localSprite is one session's directory tree.
 type localSprite struct {
-	b      *localBackend
+	b      *Backend
 	name   string
 	dir    string
-	mounts []string // by resource position; "" = in the sprite tree
-	binds  []Bind   // shared host directories, read-only
+	mounts []string      // by resource position; "" = in the sprite tree
+	binds  []sprite.Bind // shared host directories, read-only
 }
 
 func (s *localSprite) Name() string { return s.name }
@@ -301,7 +369,7 @@ func (s *localSprite) makeDirs() error {
 // outside the sprite.
 func (s *localSprite) hostPath(p string) string {
 	p = path.Clean(p)
-	for _, m := range []struct{ at, dir string }{{HomeDir, "home"}, {WorkspaceDir, "workspace"}, {TmpDir, "tmp"}} {
+	for _, m := range []struct{ at, dir string }{{sprite.HomeDir, "home"}, {sprite.WorkspaceDir, "workspace"}, {sprite.TmpDir, "tmp"}} {
 		if under(p, m.at) {
 			return filepath.Join(s.dir, m.dir, strings.TrimPrefix(p, m.at))
 		}
@@ -388,15 +456,15 @@ func (s *localSprite) bwrapArgs(dir string) []string {
 		}
 	}
 	sort.Slice(binds, func(i, j int) bool { return binds[i].dst < binds[j].dst })
-	binds = append(binds, bind{filepath.Join(s.dir, "home"), HomeDir}, bind{filepath.Join(s.dir, "workspace"), WorkspaceDir},
-		bind{filepath.Join(s.dir, "tmp"), TmpDir})
+	binds = append(binds, bind{filepath.Join(s.dir, "home"), sprite.HomeDir}, bind{filepath.Join(s.dir, "workspace"), sprite.WorkspaceDir},
+		bind{filepath.Join(s.dir, "tmp"), sprite.TmpDir})
 	for _, b := range binds {
 		args = append(args, "--bind", b.src, b.dst)
 	}
 	return append(args, "--chdir", dir, "--")
 }
 
-func (s *localSprite) Start(ctx context.Context, req ExecRequest) (Process, error) {
+func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite.Process, error) {
 	if len(req.Argv) == 0 {
 		return nil, errors.New("empty command")
 	}
@@ -404,11 +472,11 @@ func (s *localSprite) Start(ctx context.Context, req ExecRequest) (Process, erro
 		return nil, err
 	}
 	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("sprite %s: directory missing: %w", s.name, ErrSpriteNotFound)
+		return nil, fmt.Errorf("sprite %s: directory missing: %w", s.name, sprite.ErrNotFound)
 	}
 	dir := req.Dir
 	if dir == "" {
-		dir = HomeDir
+		dir = sprite.HomeDir
 	}
 	var argv []string
 	var cwd string
@@ -427,10 +495,8 @@ func (s *localSprite) Start(ctx context.Context, req ExecRequest) (Process, erro
 			}
 		}
 	}
-	if s.b.prlimit != "" {
-		l := s.b.limits
-		argv = append([]string{s.b.prlimit, "--nproc=" + strconv.FormatUint(l.Processes, 10),
-			"--fsize=" + strconv.FormatUint(l.FileSizeBytes, 10), "--cpu=" + strconv.FormatUint(l.CPUSeconds, 10), "--"}, argv...)
+	if args := s.b.prlimitArgs(); len(args) > 0 {
+		argv = append(append(args, "--"), argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = req.Env
@@ -493,6 +559,27 @@ func (s *localSprite) Start(ctx context.Context, req ExecRequest) (Process, erro
 		}()
 	}
 	return p, nil
+}
+
+// prlimitArgs is the prlimit command setting the non-zero limits, nil
+// when there is none to set or no prlimit.
+func (b *Backend) prlimitArgs() []string {
+	if b.prlimit == "" {
+		return nil
+	}
+	var args []string
+	for _, l := range []struct {
+		flag string
+		v    uint64
+	}{{"--nproc=", b.limits.Processes}, {"--fsize=", b.limits.FileSizeBytes}, {"--cpu=", b.limits.CPUSeconds}} {
+		if l.v > 0 {
+			args = append(args, l.flag+strconv.FormatUint(l.v, 10))
+		}
+	}
+	if args == nil {
+		return nil
+	}
+	return append([]string{b.prlimit}, args...)
 }
 
 // copyOut reads one output pipe in chunks of at most 32 KiB until every
@@ -561,7 +648,7 @@ func (p *localProcess) Signal(sig syscall.Signal) error {
 	return nil
 }
 
-func (p *localProcess) Wait() (ExitStatus, error) {
+func (p *localProcess) Wait() (sprite.ExitStatus, error) {
 	// Wait for the exit without reaping: while the leader is a zombie its
 	// pid, and so the group id, cannot be recycled, so the kill below only
 	// reaches what the command left running (`sleep 1000 &`).
@@ -596,14 +683,14 @@ func (p *localProcess) Wait() (ExitStatus, error) {
 	p.errR.Close()
 	var exitErr *exec.ExitError
 	if werr != nil && !errors.As(werr, &exitErr) {
-		return ExitStatus{}, werr
+		return sprite.ExitStatus{}, werr
 	}
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok {
-		return ExitStatus{Code: p.cmd.ProcessState.ExitCode()}, nil
+		return sprite.ExitStatus{Code: p.cmd.ProcessState.ExitCode()}, nil
 	}
 	if ws.Signaled() {
-		return ExitStatus{Code: 128 + int(ws.Signal())}, nil
+		return sprite.ExitStatus{Code: 128 + int(ws.Signal())}, nil
 	}
-	return ExitStatus{Code: ws.ExitStatus()}, nil
+	return sprite.ExitStatus{Code: ws.ExitStatus()}, nil
 }

@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -21,6 +22,8 @@ import (
 //     refuses to run outside a git repository;
 //   - `codex exec [same flags] resume <thread_id>` (flags before resume)
 //     continues the thread, prompt again on stdin;
+//   - `-c model_providers.aod.base_url="…"` (a TOML value) overrides
+//     config.toml's, on exec and on resume;
 //   - a custom provider in $CODEX_HOME/config.toml (model_provider =
 //     "aod", [model_providers.aod] base_url, env_key, wire_api =
 //     "responses") sends Authorization: Bearer $OPENAI_API_KEY to
@@ -31,16 +34,19 @@ import (
 //     env_http_headers, or command, args, env_vars and an env table, are
 //     accepted; `required = true` makes every turn fail when the server
 //     cannot be reached ("required MCP servers failed to initialize").
-type codexRuntime struct{ ep ModelEndpoints }
+type codexRuntime struct{ ep Endpoints }
 
 // codexHome is CODEX_HOME: config.toml and the saved threads live there.
-const codexHome = HomeDir + "/.codex"
+const codexHome = sprite.HomeDir + "/.codex"
 
 func (codexRuntime) Name() string { return "codex" }
 
-func (codexRuntime) Argv(s *store.Session, turn int) []string {
+// Argv passes the provider's base_url on every turn (-c overrides
+// config.toml, on resumes too): config.toml is written once, at
+// provisioning, and a server started later may talk to another endpoint.
+func (c codexRuntime) Argv(s *store.Session, turn int) []string {
 	argv := []string{"codex", "exec", "--json", "--skip-git-repo-check", "-m", modelID(s),
-		"--dangerously-bypass-approvals-and-sandbox"}
+		"--dangerously-bypass-approvals-and-sandbox", "-c", "model_providers.aod.base_url=" + tomlString(c.baseURL())}
 	switch {
 	case turn <= 1:
 		return argv
@@ -52,7 +58,7 @@ func (codexRuntime) Argv(s *store.Session, turn int) []string {
 	}
 }
 
-func (c codexRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+func (c codexRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	env["CODEX_HOME"] = sp.Path(codexHome)
 	if c.ep.OpenAI != "" && !hasAny(env, "OPENAI_API_KEY") {
 		env["OPENAI_API_KEY"] = placeholderKey
@@ -70,8 +76,10 @@ func (c codexRuntime) baseURL() string {
 
 // Configure writes $CODEX_HOME/config.toml, which aod owns (it is written
 // before the CLI first runs): an env_key provider, so the key stays in
-// the environment and no auth.json is written, then the MCP servers.
-func (c codexRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
+// the environment and no auth.json is written, then the MCP servers. The
+// base_url in it is a fallback for running codex by hand; turns pass the
+// current one (see Argv).
+func (c codexRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
 	doc, err := c.config(mcp)
 	if err != nil {
 		return err
@@ -81,9 +89,10 @@ func (c codexRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session
 
 var bearerRef = regexp.MustCompile(`^Bearer \$\{([A-Za-z_][A-Za-z0-9_]*)\}$`)
 
-func (c codexRuntime) config(mcp []mcpServer) ([]byte, error) {
+func (c codexRuntime) config(mcp []MCPServer) ([]byte, error) {
 	var d tomlDoc
 	d.comment("Written by aod at provisioning: the model provider and the agent's MCP servers.")
+	d.comment("Each turn passes the current base_url with -c, so the one below is only a fallback.")
 	d.str("model_provider", "aod")
 	d.table("model_providers", "aod")
 	d.str("name", "aod")
@@ -156,16 +165,16 @@ func (c codexRuntime) config(mcp []mcpServer) ([]byte, error) {
 
 func (codexRuntime) Skills() (string, string) { return codexHome + "/skills", "codex" }
 func (codexRuntime) NewSessionID() string     { return "" }
-func (codexRuntime) Parser() outputParser     { return &codexParser{} }
+func (codexRuntime) Parser() Parser           { return &codexParser{} }
 
 // codexParser reads exec --json events: thread.started's thread_id and
 // turn.completed's usage (the thread's running total).
 type codexParser struct {
-	rep   turnReport
-	total *usage
+	rep   Report
+	total *Usage
 }
 
-func (p *codexParser) line(b []byte) {
+func (p *codexParser) Line(b []byte) {
 	var ev struct {
 		Type     string `json:"type"`
 		ThreadID string `json:"thread_id"`
@@ -182,24 +191,24 @@ func (p *codexParser) line(b []byte) {
 	switch ev.Type {
 	case "thread.started":
 		if ev.ThreadID != "" {
-			p.rep.sessionID = ev.ThreadID
+			p.rep.SessionID = ev.ThreadID
 		}
 	case "turn.completed":
 		if ev.Usage == nil {
 			return
 		}
 		// Each turn.completed carries the total so far: the last one wins.
-		p.total = &usage{
+		p.total = &Usage{
 			InputTokens: ev.Usage.InputTokens, CachedInputTokens: ev.Usage.CachedInputTokens,
 			OutputTokens: ev.Usage.OutputTokens, ReasoningOutputTokens: ev.Usage.ReasoningOutputTokens,
 		}
 	}
 }
 
-func (p *codexParser) report() turnReport {
+func (p *codexParser) Report() Report {
 	rep := p.rep
 	if p.total != nil {
-		rep.usage, rep.cumulative = p.total, true
+		rep.Usage, rep.Cumulative = p.total, true
 	}
 	return rep
 }

@@ -1,4 +1,4 @@
-package runner
+package runtimes
 
 import (
 	"testing"
@@ -11,19 +11,18 @@ import (
 // runtime it names must have an adapter here, and every runtime except the
 // built-in shell an npm pin the installer accepts.
 func TestCatalogueEntriesHaveAdapters(t *testing.T) {
-	r := &Runner{}
 	for _, entry := range catalogue.Runtimes() {
 		t.Run(entry.Name, func(t *testing.T) {
 			is := is.New(t)
-			rt := r.runtime(entry.Name)
-			_, missing := rt.(unavailableRuntime)
+			rt := For(entry.Name, Endpoints{})
+			_, missing := rt.(Unavailable)
 			is.True(!missing)                 // the catalogue's adapter name has an adapter
 			is.Equal(rt.Name(), entry.Name)   // the adapter drives this runtime
 			is.True(len(entry.Providers) > 0) // it serves some provider
 			for p := range entry.Credentials {
 				is.True(entry.Serves(p)) // credentials only for providers it serves
 			}
-			pkg := r.pin(rt)
+			pkg := Pin(rt, nil)
 			if entry.Name == "shell" {
 				is.True(pkg == nil) // shell installs nothing
 				return
@@ -33,6 +32,6 @@ func TestCatalogueEntriesHaveAdapters(t *testing.T) {
 			is.True(pkg.Bin != "")                      // and the command it installs
 		})
 	}
-	_, missing := r.runtime("cobol").(unavailableRuntime)
+	_, missing := For("cobol", Endpoints{}).(Unavailable)
 	is.New(t).True(missing) // a name outside the catalogue has no adapter
 }

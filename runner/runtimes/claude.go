@@ -1,10 +1,11 @@
-package runner
+package runtimes
 
 import (
 	"context"
 	"encoding/json"
 
 	"github.com/aod/aod/catalogue"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 )
 
@@ -25,7 +26,7 @@ import (
 //     plain-http 127.0.0.1 endpoint from inside bwrap (--share-net);
 //   - MCP servers in ~/.claude.json's mcpServers and skills in
 //     ~/.claude/skills/<name>/SKILL.md show up in system/init.
-type claudeRuntime struct{ ep ModelEndpoints }
+type claudeRuntime struct{ ep Endpoints }
 
 func (claudeRuntime) Name() string { return "claude" }
 
@@ -44,7 +45,7 @@ func (claudeRuntime) Argv(s *store.Session, turn int) []string {
 	}
 }
 
-func (c claudeRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
+func (c claudeRuntime) Env(s *store.Session, sp sprite.Sprite, env map[string]string) {
 	setDefault(env, "IS_SANDBOX", "1") // the sprite is the sandbox; the CLI runs as root under bwrap
 	setDefault(env, "DISABLE_AUTOUPDATER", "1")
 	setDefault(env, "DISABLE_TELEMETRY", "1")
@@ -59,9 +60,9 @@ func (c claudeRuntime) Env(s *store.Session, sp Sprite, env map[string]string) {
 
 // claudeConfig is Claude Code's user config file, which it also uses for
 // its own state (userID, migrations, projects…): only mcpServers is ours.
-const claudeConfig = HomeDir + "/.claude.json"
+const claudeConfig = sprite.HomeDir + "/.claude.json"
 
-func (claudeRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session, mcp []mcpServer) error {
+func (claudeRuntime) Configure(ctx context.Context, sp sprite.Sprite, s *store.Session, mcp []MCPServer) error {
 	if len(mcp) == 0 {
 		return nil
 	}
@@ -91,15 +92,17 @@ func (claudeRuntime) Configure(ctx context.Context, sp Sprite, s *store.Session,
 	})
 }
 
-func (claudeRuntime) Skills() (string, string) { return HomeDir + "/.claude/skills", "claude-code" }
-func (claudeRuntime) NewSessionID() string     { return newUUID() }
-func (claudeRuntime) Parser() outputParser     { return &claudeParser{} }
+func (claudeRuntime) Skills() (string, string) {
+	return sprite.HomeDir + "/.claude/skills", "claude-code"
+}
+func (claudeRuntime) NewSessionID() string { return newUUID() }
+func (claudeRuntime) Parser() Parser       { return &claudeParser{} }
 
 // claudeParser reads stream-json: the session id of system/init and the
 // result line's usage and cost (per run, so per turn).
-type claudeParser struct{ rep turnReport }
+type claudeParser struct{ rep Report }
 
-func (p *claudeParser) line(b []byte) {
+func (p *claudeParser) Line(b []byte) {
 	var ev struct {
 		Type      string   `json:"type"`
 		Subtype   string   `json:"subtype"`
@@ -117,20 +120,20 @@ func (p *claudeParser) line(b []byte) {
 	}
 	switch {
 	case ev.Type == "system" && ev.Subtype == "init" && ev.SessionID != "":
-		p.rep.sessionID = ev.SessionID
+		p.rep.SessionID = ev.SessionID
 	case ev.Type == "result":
 		if ev.SessionID != "" {
-			p.rep.sessionID = ev.SessionID
+			p.rep.SessionID = ev.SessionID
 		}
-		u := &usage{CostUSD: ev.TotalCost}
+		u := &Usage{CostUSD: ev.TotalCost}
 		if ev.Usage != nil {
 			u.InputTokens = ev.Usage.InputTokens
 			u.OutputTokens = ev.Usage.OutputTokens
 			u.CachedInputTokens = ev.Usage.CacheReadInputTokens
 			u.CacheCreationInputTokens = ev.Usage.CacheCreationInputTokens
 		}
-		p.rep.usage = u
+		p.rep.Usage = u
 	}
 }
 
-func (p *claudeParser) report() turnReport { return p.rep }
+func (p *claudeParser) Report() Report { return p.rep }

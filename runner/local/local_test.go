@@ -1,0 +1,115 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aod/aod/runner/sprite"
+	"github.com/matryer/is"
+)
+
+// sandboxModes are the modes a test runs under: none always, bwrap when it
+// works here (CI installs it).
+func sandboxModes(t *testing.T) []string {
+	return []string{SandboxNone, SandboxBwrap}
+}
+
+// requireBwrap skips loudly where bubblewrap cannot run; with
+// AOD_REQUIRE_BWRAP=1 (set by .ci/run) it fails instead, so CI never
+// passes without running the sandbox tests.
+func requireBwrap(t *testing.T) {
+	t.Helper()
+	skip := t.Skipf
+	if os.Getenv("AOD_REQUIRE_BWRAP") == "1" {
+		skip = t.Fatalf
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil && FindBinary("bwrap") == "" {
+		skip("!!! SKIPPING SANDBOX TEST: bubblewrap (bwrap) is not installed; install the bubblewrap package to run it !!!")
+	}
+	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	if err != nil {
+		t.Fatalf("backend: %v", err)
+	}
+	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
+		skip("!!! SKIPPING SANDBOX TEST: bubblewrap does not work on this machine: %v !!!", err)
+	}
+}
+
+func TestSystemRootArgs(t *testing.T) {
+	is := is.New(t)
+	args, err := systemRootArgs("/tmp/aod-data")
+	is.NoErr(err) // build the root
+	joined := " " + strings.Join(args, " ") + " "
+	is.True(strings.Contains(joined, " --ro-bind /usr /usr "))     // /usr is read-only
+	is.True(strings.Contains(joined, " --ro-bind /etc /etc "))     // so is /etc
+	is.True(strings.Contains(joined, " --proc /proc --dev /dev ")) // with a private /proc and /dev
+	is.True(!strings.Contains(joined, " --tmpfs "))                // a data dir outside the system dirs needs no mask
+	for i := 0; i+2 < len(args); i++ {
+		is.True(!(args[i+1] == "/" && (args[i] == "--ro-bind" || args[i] == "--bind"))) // never the host's whole root
+	}
+	args, err = systemRootArgs("/etc/aod-data")
+	is.NoErr(err) // a data dir inside a bound system dir
+	joined = " " + strings.Join(args, " ") + " "
+	is.True(strings.Contains(joined, " --tmpfs /etc/aod-data "))                                           // is hidden under a tmpfs
+	is.True(strings.Index(joined, "--tmpfs /etc/aod-data") > strings.Index(joined, "--ro-bind /etc /etc")) // after /etc is bound
+}
+
+func TestBwrapModeFailsClosed(t *testing.T) {
+	is := is.New(t)
+	dir, ctx := t.TempDir(), context.Background()
+	t.Setenv("PATH", t.TempDir()) // no bwrap in PATH
+	lb, err := newBackend(dir, Limits{Processes: 100, FileSizeBytes: 1 << 20, CPUSeconds: 10}, 0)
+	is.NoErr(err) // a backend
+	if FindBinary("bwrap") != "" {
+		// bwrap is installed in a system dir FindBinary also searches:
+		// break the probe by hiding the sprites dir's parent instead.
+		lb.root = filepath.Join(dir, "missing", "sprites")
+	}
+	is.True(lb.useBwrap(ctx, dir) != nil) // a failing probe is an error
+	is.Equal(lb.sandbox, SandboxNone)     // and leaves the backend unsandboxed, not half-configured
+}
+
+func TestRuntimeDirMountedReadOnly(t *testing.T) {
+	for _, mode := range sandboxModes(t) {
+		t.Run(mode, func(t *testing.T) {
+			if mode == SandboxBwrap {
+				requireBwrap(t)
+			}
+			is := is.New(t)
+			host := t.TempDir()
+			is.NoErr(os.MkdirAll(filepath.Join(host, "node_modules", ".bin"), 0o755))                                                        // an installed tree
+			is.NoErr(os.WriteFile(filepath.Join(host, "node_modules", ".bin", "hello-cli"), []byte("#!/bin/sh\necho hi from cli\n"), 0o755)) // with a command
+			at := "/aod/runtimes/hello@1.0.0"
+			lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+			is.NoErr(err) // a backend
+			if mode == SandboxBwrap {
+				is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
+			}
+			sp, err := lb.Create(context.Background(), "s1", sprite.Options{ReadOnlyBinds: []sprite.Bind{{Host: host, At: at}}})
+			is.NoErr(err) // a sprite with the tree bound in
+			var out, errOut bytes.Buffer
+			p, err := sp.Start(context.Background(), sprite.ExecRequest{
+				Argv: []string{"sh", "-c", `hello-cli; touch "$1/x" 2>/dev/null && echo writable || echo read-only`, "sh", sp.Path(at)},
+				Env:  []string{"PATH=" + sp.Path(at) + "/node_modules/.bin:" + sprite.DefaultPath}, Stdout: &out, Stderr: &errOut,
+			})
+			is.NoErr(err) // start a command using the CLI from PATH
+			st, err := p.Wait()
+			is.NoErr(err)        // it runs
+			is.Equal(st.Code, 0) // and succeeds
+			want := "hi from cli\nread-only\n"
+			if mode == SandboxNone {
+				want = "hi from cli\nwritable\n" // unsandboxed there is no read-only mount: the host path itself is used
+				is.Equal(sp.Path(at), host)      // which is where Path points
+			}
+			is.Equal(out.String(), want) // the CLI is found on PATH; under bwrap its tree cannot be changed
+			_, err = lb.Create(context.Background(), "s2", sprite.Options{ReadOnlyBinds: []sprite.Bind{{Host: host, At: sprite.HomeDir + "/x"}}})
+			is.True(err != nil) // a bind may not cover the sprite's own tree
+		})
+	}
+}
