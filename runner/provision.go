@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -486,21 +487,17 @@ func (r *Runner) spriteOpts(sess *store.Session, rt runtimes.Runtime) sprite.Opt
 	return opts
 }
 
-// packageManagers in install order: apt first, language managers often
-// need system libraries.
-var packageManagers = []string{"apt", "cargo", "gem", "go", "npm", "pip"}
-
 // provisionScript is the one script provisioning runs: packages, clones,
 // then the environment's setup script. "" when there is nothing to do.
 func provisionScript(environment *store.Environment, resources []store.Resource, sp sprite.Sprite) (string, error) {
 	var b strings.Builder
 	if environment != nil {
 		for m := range environment.Packages {
-			if !contains(packageManagers, m) {
+			if !slices.Contains(store.PackageManagers, m) {
 				return "", fmt.Errorf("unknown package manager: %s", m)
 			}
 		}
-		for _, m := range packageManagers {
+		for _, m := range store.PackageManagers { // in install order
 			pkgs := environment.Packages[m]
 			if len(pkgs) == 0 {
 				continue
@@ -545,15 +542,6 @@ func provisionScript(environment *store.Environment, resources []store.Resource,
 		return "", nil
 	}
 	return "#!/bin/bash\nset -e\n" + b.String(), nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 var shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/aod/aod/runner/sprite"
+	"github.com/aod/aod/store"
 )
 
 // MCPServer is one entry of an agent's mcp_servers, as the API validated
@@ -183,11 +183,7 @@ func (d *tomlDoc) strs(k string, vs []string) {
 }
 
 func (d *tomlDoc) inline(k string, m map[string]string) {
-	keys := make([]string, 0, len(m))
-	for mk := range m {
-		keys = append(keys, mk)
-	}
-	sort.Strings(keys)
+	keys := store.SortedKeys(m)
 	q := make([]string, len(keys))
 	for i, mk := range keys {
 		q[i] = tomlKey(mk) + " = " + tomlString(m[mk])
