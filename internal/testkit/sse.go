@@ -25,6 +25,8 @@ type Frame struct {
 	Comments []string       // the comment lines, without their ':' and one space
 	Data     map[string]any // Text decoded, when it is a JSON object
 	Err      error          // why Text did not decode as a JSON object (nil without data)
+	event    Event          // Text decoded as a session event
+	eventErr error          // why it did not
 }
 
 // IsEvent reports whether the frame carries data (heartbeats do not).
@@ -68,15 +70,12 @@ type Event struct {
 	SessionID  string `json:"session_id"`
 }
 
-// Event decodes the frame's data as a session event (zero when it is not
-// one).
-func (f Frame) Event() Event {
-	var e Event
-	if f.HasData {
-		_ = json.Unmarshal([]byte(f.Text), &e)
-	}
-	return e
-}
+// Event is the frame's data as a session event (zero when it is not one).
+func (f Frame) Event() Event { return f.event }
+
+// EventErr is why the frame's data is not a session event (nil without
+// data): a field of the wrong JSON type, say.
+func (f Frame) EventErr() error { return f.eventErr }
 
 // ErrNotJSON is what NextEvent and Read report for a data: field that is
 // not a JSON object; aod's session streams never send one.
@@ -111,6 +110,7 @@ func parseBlock(lines []string) Frame {
 		} else if f.Data == nil {
 			f.Err = fmt.Errorf("%w: %q", ErrNotJSON, f.Text)
 		}
+		f.eventErr = json.Unmarshal([]byte(f.Text), &f.event)
 	}
 	return f
 }
@@ -217,10 +217,13 @@ func (s Transcript) Last() Frame {
 }
 
 // Types lists the events' types in order.
-func (s Transcript) Types() []string {
-	out := make([]string, len(s.Events))
-	for i, e := range s.Events {
-		out[i] = e.Type()
+func (s Transcript) Types() []string { return Types(s.Events) }
+
+// Types lists the frames' data types in order.
+func Types(frames []Frame) []string {
+	out := make([]string, len(frames))
+	for i, f := range frames {
+		out[i] = f.Type()
 	}
 	return out
 }
@@ -295,8 +298,8 @@ func Get(ctx context.Context, url string, header map[string]string) (*http.Reque
 // default: a deadlock guard, not a latency assertion.
 const StreamPatience = 5 * time.Second
 
-// Stream is an open event stream whose blocks arrive as they are sent,
-// for tests that act between events.
+// Stream is an open session event stream whose blocks arrive as they are
+// sent, for tests that act between events.
 type Stream struct {
 	Response *http.Response
 	Patience time.Duration // bound of each wait (default StreamPatience)
@@ -336,8 +339,16 @@ func Connect(t testing.TB, ctx context.Context, url string, header map[string]st
 	return &Stream{Response: resp, Patience: StreamPatience, frames: frames}
 }
 
+// streamErr is what makes a block's data no session event.
+func (f Frame) streamErr() error {
+	if f.Err != nil {
+		return f.Err
+	}
+	return f.eventErr
+}
+
 // Next returns the stream's next block, failing the test if the stream
-// closes or stalls, or the block's data is not JSON.
+// closes or stalls, or the block's data is not a session event.
 func (s *Stream) Next(t testing.TB) Frame {
 	t.Helper()
 	select {
@@ -345,8 +356,8 @@ func (s *Stream) Next(t testing.TB) Frame {
 		if !ok {
 			t.Fatal("stream closed early")
 		}
-		if f.Err != nil {
-			t.Fatalf("bad JSON in %q: %v", f.Raw, f.Err)
+		if err := f.streamErr(); err != nil {
+			t.Fatalf("bad JSON in %q: %v", f.Raw, err)
 		}
 		return f
 	case <-time.After(s.Patience):
@@ -376,8 +387,8 @@ func (s *Stream) Rest(t testing.TB) []Frame {
 			if !ok {
 				return out
 			}
-			if f.Err != nil {
-				t.Fatalf("bad JSON in %q: %v", f.Raw, f.Err)
+			if err := f.streamErr(); err != nil {
+				t.Fatalf("bad JSON in %q: %v", f.Raw, err)
 			}
 			out = append(out, f)
 		case <-deadline:
