@@ -68,8 +68,12 @@ func TestBrowserJourney(t *testing.T) {
 	ctx := context.Background()
 	srv := apitest.New(t, apitest.Options{Runner: apitest.RealRunner, UI: &ui.Config{Registration: "open"}})
 
+	// Chromium's profile and its temporary files (singleton socket and
+	// cookie) go under the test's temp dir, so nothing is left in /tmp.
+	browserTmp := t.TempDir()
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Env("TMPDIR="+browserTmp), chromedp.UserDataDir(filepath.Join(browserTmp, "profile")),
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
 		chromedp.WindowSize(1280, 900),
