@@ -25,8 +25,6 @@ type Frame struct {
 	Comments []string       // the comment lines, without their ':' and one space
 	Data     map[string]any // Text decoded, when it is a JSON object
 	Err      error          // why Text did not decode as a JSON object (nil without data)
-	event    Event          // Text decoded as a session event
-	eventErr error          // why it did not
 }
 
 // IsEvent reports whether the frame carries data (heartbeats do not).
@@ -71,11 +69,19 @@ type Event struct {
 }
 
 // Event is the frame's data as a session event (zero when it is not one).
-func (f Frame) Event() Event { return f.event }
+func (f Frame) Event() Event { e, _ := f.DecodeEvent(); return e }
 
-// EventErr is why the frame's data is not a session event (nil without
-// data): a field of the wrong JSON type, say.
-func (f Frame) EventErr() error { return f.eventErr }
+// DecodeEvent decodes the frame's data as a session event; the error says
+// why it is not one (a field of the wrong JSON type, say; nil without
+// data).
+func (f Frame) DecodeEvent() (Event, error) {
+	var e Event
+	if !f.HasData {
+		return e, nil
+	}
+	err := json.Unmarshal([]byte(f.Text), &e)
+	return e, err
+}
 
 // ErrNotJSON is what NextEvent and Read report for a data: field that is
 // not a JSON object; aod's session streams never send one.
@@ -110,7 +116,6 @@ func parseBlock(lines []string) Frame {
 		} else if f.Data == nil {
 			f.Err = fmt.Errorf("%w: %q", ErrNotJSON, f.Text)
 		}
-		f.eventErr = json.Unmarshal([]byte(f.Text), &f.event)
 	}
 	return f
 }
@@ -344,7 +349,8 @@ func (f Frame) streamErr() error {
 	if f.Err != nil {
 		return f.Err
 	}
-	return f.eventErr
+	_, err := f.DecodeEvent()
+	return err
 }
 
 // Next returns the stream's next block, failing the test if the stream

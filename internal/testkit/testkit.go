@@ -15,7 +15,7 @@ import (
 // -test.parallel is not given. aod's tests mostly wait on child processes,
 // timers and sockets, not on the CPU, so the default (GOMAXPROCS) would
 // leave a small machine idle while a ten-second turn timeout ticks.
-const MinParallel = 32
+const MinParallel = 16
 
 // Run runs a package's tests from its TestMain, with at least MinParallel
 // parallel tests at once unless -test.parallel was given, and returns the
