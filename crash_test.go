@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/matryer/is"
 )
 
@@ -27,10 +29,11 @@ var (
 	buildErr  error
 )
 
-// TestMain removes the built binary's directory once every test is done (a
-// per-test t.TempDir would vanish under the tests that share the build).
+// TestMain runs the tests (in parallel, see testkit.Run) and removes the
+// built binary's directory once every test is done (a per-test t.TempDir
+// would vanish under the tests that share the build).
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testkit.Run(m)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
@@ -62,8 +65,10 @@ func aodBinary(t *testing.T) string {
 
 // serverProc is `aod serve` running as a child process.
 type serverProc struct {
+	t    *testing.T
 	cmd  *exec.Cmd
 	base string
+	api  *apitest.Client
 	logs *strings.Builder
 }
 
@@ -96,83 +101,37 @@ func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
 	if m == nil {
 		t.Fatalf("no address in %q", line)
 	}
-	return &serverProc{cmd: cmd, base: m[1], logs: logs}
+	return &serverProc{t: t, cmd: cmd, base: m[1], api: apitest.NewClient(t, m[1]), logs: logs}
 }
 
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = strings.NewReader(string(b))
-	}
-	req, _ := http.NewRequest(method, url, rd)
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	json.NewDecoder(res.Body).Decode(&out)
-	return res.StatusCode, out
-}
-
-// sseEvent is one parsed SSE frame.
-type sseEvent struct {
-	ID   string
-	Data map[string]any
+// call sends a request with the kit's API client and returns the status
+// and the JSON object it answered.
+func (s *serverProc) call(method, path, token string, body any) (int, map[string]any) {
+	s.t.Helper()
+	r := s.api.Do(method, path, token, body)
+	return r.Status, r.Obj()
 }
 
 // readStream reads a session's stream until it closes or ctx ends, sending
 // each event to fn; fn returning false stops reading.
-func readStream(ctx context.Context, t *testing.T, base, token, id string, fn func(sseEvent) bool) error {
-	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/sessions/"+id+"/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
+func readStream(ctx context.Context, base, token, id string, fn func(testkit.Frame) bool) error {
+	req, err := testkit.Get(ctx, base+"/sessions/"+id+"/stream", map[string]string{"Authorization": "Bearer " + token})
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 4<<20)
-	var ev sseEvent
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "data: "):
-			ev.Data = nil
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.Data); err != nil {
-				return fmt.Errorf("bad data line %q: %v", line, err)
-			}
-		case line == "":
-			if ev.Data != nil && !fn(ev) {
-				return nil
-			}
-			ev = sseEvent{}
-		}
-	}
-	return sc.Err()
-}
-
-func isTerminal(typ any) bool {
-	switch typ {
-	case "exit", "error", "terminated", "stale":
-		return true
-	}
-	return false
+	_, err = testkit.Read(http.DefaultClient, req, func(e testkit.Frame) bool { return !fn(e) })
+	return err
 }
 
 // TestCrashRecovery kills the server with SIGKILL mid-turn, restarts it on
 // the same data dir, and checks that every session reaches a terminal state
 // with a terminal event and that no event stored before the crash is lost.
 func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	srv := startServer(t, dataDir, "--max-running", "1")
@@ -180,25 +139,25 @@ func TestCrashRecovery(t *testing.T) {
 	is.NoErr(err) // token
 	token := lastLine(out)
 
-	code, agent := call(t, "POST", srv.base+"/agents", token, map[string]any{"name": "sh", "runtime": "shell", "model": "local/shell"})
+	code, agent := srv.call("POST", "/agents", token, map[string]any{"name": "sh", "runtime": "shell", "model": "local/shell"})
 	is.Equal(code, 201) // agent
 	agentID := agent["id"].(string)
 
 	// One session finishes before the crash.
-	code, done := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agentID, "prompt": "echo finished"})
+	code, done := srv.call("POST", "/sessions", token, map[string]any{"agent_id": agentID, "prompt": "echo finished"})
 	is.Equal(code, 202) // first session
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	is.NoErr(readStream(ctx, t, srv.base, token, done["id"].(string), func(e sseEvent) bool { return !isTerminal(e.Data["type"]) })) // first session ends
+	is.NoErr(readStream(ctx, srv.base, token, done["id"].(string), func(e testkit.Frame) bool { return !e.Terminal() })) // first session ends
 
 	// One runs (printing slowly) when the server dies; two more wait in the
 	// queue behind it (--max-running 1).
-	code, running := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agentID,
+	code, running := srv.call("POST", "/sessions", token, map[string]any{"agent_id": agentID,
 		"prompt": "for i in $(seq 1 100000); do echo line $i; sleep 0.01; done"})
 	is.Equal(code, 202) // running session
 	var queued []string
 	for i := range 2 {
-		code, q := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agentID, "prompt": fmt.Sprintf("echo queued %d", i)})
+		code, q := srv.call("POST", "/sessions", token, map[string]any{"agent_id": agentID, "prompt": fmt.Sprintf("echo queued %d", i)})
 		is.Equal(code, 202) // queued session
 		queued = append(queued, q["id"].(string))
 	}
@@ -207,7 +166,7 @@ func TestCrashRecovery(t *testing.T) {
 	// every stored event seen.
 	seen := map[string]string{}
 	lines := 0
-	is.NoErr(readStream(ctx, t, srv.base, token, running["id"].(string), func(e sseEvent) bool {
+	is.NoErr(readStream(ctx, srv.base, token, running["id"].(string), func(e testkit.Frame) bool {
 		if e.ID != "" {
 			b, _ := json.Marshal(e.Data)
 			seen[e.ID] = string(b)
@@ -226,13 +185,13 @@ func TestCrashRecovery(t *testing.T) {
 	check := func(id string) map[string]any {
 		var last map[string]any
 		replayed := map[string]string{}
-		err := readStream(ctx, t, srv2.base, token, id, func(e sseEvent) bool {
-			if e.ID != "" && !isTerminal(e.Data["type"]) {
+		err := readStream(ctx, srv2.base, token, id, func(e testkit.Frame) bool {
+			if e.ID != "" && !e.Terminal() {
 				b, _ := json.Marshal(e.Data)
 				replayed[e.ID] = string(b)
 			}
 			last = e.Data
-			return !isTerminal(e.Data["type"])
+			return !e.Terminal()
 		})
 		is.NoErr(err) // replay after restart
 		if id == running["id"] {
@@ -251,7 +210,7 @@ func TestCrashRecovery(t *testing.T) {
 		is.Equal(last["type"], "exit") // queued sessions ran after the restart
 		is.Equal(last["code"], 0.0)    // and succeeded
 	}
-	code, s := call(t, "GET", srv2.base+"/sessions/"+running["id"].(string), token, nil)
+	code, s := srv2.call("GET", "/sessions/"+running["id"].(string), token, nil)
 	is.Equal(code, 200)             // session readable
 	is.Equal(s["status"], "failed") // and failed
 }
@@ -261,16 +220,17 @@ func TestCrashRecovery(t *testing.T) {
 // recorded failed with the reason, and open streams get their terminal
 // events before the server exits.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	srv := startServer(t, dataDir, "--shutdown-grace", "2s")
 	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "term")
 	is.NoErr(err) // token
 	token := lastLine(out)
-	code, agent := call(t, "POST", srv.base+"/agents", token, map[string]any{"name": "sh", "runtime": "shell", "model": "local/shell"})
+	code, agent := srv.call("POST", "/agents", token, map[string]any{"name": "sh", "runtime": "shell", "model": "local/shell"})
 	is.Equal(code, 201) // agent
 	start := func(prompt string) string {
-		code, s := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": prompt})
+		code, s := srv.call("POST", "/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": prompt})
 		is.Equal(code, 202) // session
 		return s["id"].(string)
 	}
@@ -285,12 +245,12 @@ func TestGracefulShutdown(t *testing.T) {
 		go func() {
 			var last map[string]any
 			once := sync.OnceFunc(func() { close(started) })
-			readStream(ctx, t, srv.base, token, id, func(e sseEvent) bool {
+			readStream(ctx, srv.base, token, id, func(e testkit.Frame) bool {
 				if e.Data["type"] == "output" {
 					once()
 				}
 				last = e.Data
-				return !isTerminal(e.Data["type"])
+				return !e.Terminal()
 			})
 			once()
 			terminals <- last
@@ -316,10 +276,10 @@ func TestGracefulShutdown(t *testing.T) {
 	is.Equal(got["error"]["message"], "Session failed: server shut down during the turn") // the long one was cut, with the reason
 
 	srv2 := startServer(t, dataDir)
-	code, s := call(t, "GET", srv2.base+"/sessions/"+long, token, nil)
+	code, s := srv2.call("GET", "/sessions/"+long, token, nil)
 	is.Equal(code, 200)             // still there after a restart
 	is.Equal(s["status"], "failed") // and failed
-	code, s = call(t, "GET", srv2.base+"/sessions/"+short, token, nil)
+	code, s = srv2.call("GET", "/sessions/"+short, token, nil)
 	is.Equal(code, 200)                // the finished one
 	is.Equal(s["status"], "completed") // completed
 }
@@ -329,30 +289,27 @@ func TestGracefulShutdown(t *testing.T) {
 // (installed from npm into the shared test cache) talks to the in-process
 // fake model API.
 func TestServeFakeModelQuickstart(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	cache := os.Getenv("AOD_TEST_RUNTIME_DIR")
-	if cache == "" {
-		cache = filepath.Join(os.TempDir(), "aod-test-runtimes")
-	}
-	srv := startServer(t, dataDir, "--fake-model", "--runtime-dir", cache)
+	srv := startServer(t, dataDir, "--fake-model", "--runtime-dir", apitest.RuntimeDir())
 	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "quick")
 	is.NoErr(err) // token
 	token := lastLine(out)
-	code, agent := call(t, "POST", srv.base+"/agents", token, map[string]any{"name": "hello", "model": "anthropic/claude-sonnet-4-6", "runtime": "claude"})
+	code, agent := srv.call("POST", "/agents", token, map[string]any{"name": "hello", "model": "anthropic/claude-sonnet-4-6", "runtime": "claude"})
 	is.Equal(code, 201) // the quickstart's agent
-	code, sess := call(t, "POST", srv.base+"/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": "Say hello", "timeout": 120})
+	code, sess := srv.call("POST", "/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": "Say hello", "timeout": 120})
 	is.Equal(code, 202) // accepted with no ANTHROPIC_API_KEY anywhere
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var output strings.Builder
 	var last map[string]any
-	is.NoErr(readStream(ctx, t, srv.base, token, sess["id"].(string), func(e sseEvent) bool {
+	is.NoErr(readStream(ctx, srv.base, token, sess["id"].(string), func(e testkit.Frame) bool {
 		if e.Data["type"] == "output" {
 			output.WriteString(e.Data["data"].(string))
 		}
 		last = e.Data
-		return !isTerminal(e.Data["type"])
+		return !e.Terminal()
 	})) // stream
 	is.Equal(last["type"], "exit")                                         // the turn ended
 	is.Equal(last["code"], 0.0)                                            // successfully

@@ -61,6 +61,7 @@ func serveTest(t *testing.T, env map[string]string) string {
 }
 
 func TestServeAndQuickstart(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	env := map[string]string{"AOD_DATA_DIR": dir, "AOD_LISTEN": "127.0.0.1:0"}
@@ -124,6 +125,7 @@ func TestServeAndQuickstart(t *testing.T) {
 }
 
 func TestFlagsOverrideEnvironment(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	envDir := filepath.Join(t.TempDir(), "env")
 	flagDir := filepath.Join(t.TempDir(), "flag")
@@ -140,6 +142,7 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	out, err := cli(t, nil, "version")
 	is.NoErr(err)                           // version runs
@@ -147,6 +150,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestServeStopsOnCancel(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	env := map[string]string{"AOD_DATA_DIR": t.TempDir(), "AOD_LISTEN": "127.0.0.1:0"}
@@ -189,6 +193,7 @@ func TestServeStopsOnCancel(t *testing.T) {
 }
 
 func TestFakeModelCommand(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()

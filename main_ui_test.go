@@ -19,6 +19,7 @@ import (
 // TestUserSetPassword: an operator gives someone a web UI login from the
 // CLI; the password comes from stdin, never from the command line.
 func TestUserSetPassword(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	openStore := func(ctx context.Context) (*store.DB, error) { return store.Open(ctx, dir, store.Options{}) }
@@ -51,6 +52,7 @@ func TestUserSetPassword(t *testing.T) {
 // TestServeUI: serve mounts the web UI; --registration closed (here from
 // the environment) closes sign-up, and a bad value stops serve.
 func TestServeUI(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	env := map[string]string{"AOD_DATA_DIR": dir, "AOD_LISTEN": "127.0.0.1:0", "AOD_REGISTRATION": "closed"}

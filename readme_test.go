@@ -16,6 +16,7 @@ import (
 // serve's flags from drifting: every flag has a row and every row with a
 // flag has one, with the same environment variable and the same default.
 func TestReadmeConfigurationTable(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	readme, err := os.ReadFile("README.md")
 	is.NoErr(err) // the README is at the root

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,9 +16,8 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/aod/aod/fakemodel"
+	"github.com/aod/aod/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // fixedNow makes "created" timestamps, and so golden transcripts, stable.
 var fixedNow = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -86,41 +82,28 @@ func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
 	return resp, raw
 }
 
-// sseEvent is one server-sent event: its "event:" name ("" when absent) and
-// its data decoded as JSON (nil for non-JSON data such as "[DONE]").
-type sseEvent struct {
-	Name string
-	Raw  string
-	Data map[string]any
-}
+// sseEvent is one server-sent event: its "event:" name in Name ("" when
+// absent), its data as sent in Text and decoded as JSON in Data (nil for
+// non-JSON data such as "[DONE]").
+type sseEvent = testkit.Frame
 
 // parseSSE splits a stream into events, failing on anything that isn't
 // "event:"/"data:" lines separated by blank lines.
 func parseSSE(t *testing.T, raw []byte) []sseEvent {
 	t.Helper()
-	var events []sseEvent
-	text := string(raw)
-	if !strings.HasSuffix(text, "\n\n") {
-		t.Fatalf("stream does not end with a blank line: %q", text)
+	if !strings.HasSuffix(string(raw), "\n\n") {
+		t.Fatalf("stream does not end with a blank line: %q", raw)
 	}
-	for _, block := range strings.Split(strings.TrimSuffix(text, "\n\n"), "\n\n") {
-		var ev sseEvent
-		for _, line := range strings.Split(block, "\n") {
-			switch {
-			case strings.HasPrefix(line, "event: "):
-				ev.Name = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				ev.Raw = strings.TrimPrefix(line, "data: ")
-			default:
+	events := testkit.Parse(raw)
+	for _, ev := range events {
+		for _, line := range strings.Split(ev.Raw, "\n") {
+			if !strings.HasPrefix(line, "event: ") && !strings.HasPrefix(line, "data: ") {
 				t.Fatalf("unexpected SSE line %q", line)
 			}
 		}
-		if ev.Raw != "[DONE]" {
-			if err := json.Unmarshal([]byte(ev.Raw), &ev.Data); err != nil {
-				t.Fatalf("event data is not a JSON object: %q: %v", ev.Raw, err)
-			}
+		if ev.Text != "[DONE]" && ev.Err != nil {
+			t.Fatalf("event data is not a JSON object: %q: %v", ev.Text, ev.Err)
 		}
-		events = append(events, ev)
 	}
 	return events
 }
@@ -189,19 +172,6 @@ func path(v any, keys ...any) any {
 		}
 	}
 	return v
-}
-
-// golden compares got with testdata/fakemodel/name, rewriting it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	is := is.New(t)
-	file := filepath.Join("..", "testdata", "fakemodel", name)
-	if *update {
-		is.NoErr(os.WriteFile(file, got, 0o644)) // golden file written
-	}
-	want, err := os.ReadFile(file)
-	is.NoErr(err)                       // golden file exists (run with -update to create it)
-	is.Equal(string(got), string(want)) // transcript matches the golden file
 }
 
 func TestUnknownRouteIs404AndRecorded(t *testing.T) {
@@ -391,28 +361,25 @@ func ask(url, api, msg string) (string, error) {
 		return "", err
 	}
 	var text strings.Builder
-	for _, block := range strings.Split(string(out), "\n\n") {
-		for _, line := range strings.Split(block, "\n") {
-			data, ok := strings.CutPrefix(line, "data: ")
-			if !ok || data == "[DONE]" {
-				continue
+	for _, ev := range testkit.Parse(out) {
+		if !ev.HasData || ev.Text == "[DONE]" {
+			continue
+		}
+		if ev.Err != nil {
+			return "", ev.Err
+		}
+		v := any(ev.Data)
+		for _, keys := range [][]any{
+			{"delta", "text"}, // anthropic text_delta
+			{"choices", 0, "delta", "content"},
+			{"candidates", 0, "content", "parts", 0, "text"},
+		} {
+			if s, ok := path(v, keys...).(string); ok {
+				text.WriteString(s)
 			}
-			var v any
-			if err := json.Unmarshal([]byte(data), &v); err != nil {
-				return "", err
-			}
-			for _, keys := range [][]any{
-				{"delta", "text"}, // anthropic text_delta
-				{"choices", 0, "delta", "content"},
-				{"candidates", 0, "content", "parts", 0, "text"},
-			} {
-				if s, ok := path(v, keys...).(string); ok {
-					text.WriteString(s)
-				}
-			}
-			if path(v, "type") == "response.output_text.delta" {
-				text.WriteString(path(v, "delta").(string))
-			}
+		}
+		if path(v, "type") == "response.output_text.delta" {
+			text.WriteString(path(v, "delta").(string))
 		}
 	}
 	return text.String(), nil

@@ -169,8 +169,8 @@ func TestChatStream(t *testing.T) {
 	is.Equal(text, "fake reply to: hi opencode")                          // deltas spell the default reply
 	is.Equal(path(events[3].Data, "choices", 0, "finish_reason"), "stop") // then a finish
 	_, ok := path(events[3].Data, "usage", "total_tokens").(float64)
-	is.True(ok)                       // with usage
-	is.Equal(events[4].Raw, "[DONE]") // and [DONE]
+	is.True(ok)                        // with usage
+	is.Equal(events[4].Text, "[DONE]") // and [DONE]
 
 	_, raw = post(t, url+"/v1/chat/completions", chatBody("use bash please", true))
 	events = parseSSE(t, raw)
@@ -186,7 +186,7 @@ func TestChatStream(t *testing.T) {
 	}
 	is.Equal(args.String(), input)                                                 // arguments reassemble
 	is.Equal(path(events[last].Data, "choices", 0, "finish_reason"), "tool_calls") // finish for the tool
-	is.Equal(events[last+1].Raw, "[DONE]")                                         // then [DONE]
+	is.Equal(events[last+1].Text, "[DONE]")                                        // then [DONE]
 }
 
 func TestChatNonStreamAndFollowUp(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/aod/aod/fakemodel"
+	"github.com/aod/aod/internal/testkit"
 )
 
 // reply asks through the non-streaming Anthropic API and returns the text.
@@ -172,7 +173,7 @@ func TestGoldenTranscripts(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			_, url := start(t, script)
 			_, raw := post(t, url+tc.path, tc.body)
-			golden(t, tc.file, raw)
+			testkit.Golden(t, filepath.Join("..", "testdata", "fakemodel", tc.file), raw) // the transcript matches the golden file
 		})
 	}
 }

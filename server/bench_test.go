@@ -1,21 +1,17 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/aod/aod/runner"
-	"github.com/aod/aod/server"
-	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/store"
 )
 
@@ -53,11 +49,11 @@ func BenchmarkFirstOutput(b *testing.B) {
 	})
 	for _, mode := range []string{runner.SandboxNone, runner.SandboxBwrap} {
 		b.Run("sandbox-"+mode, func(b *testing.B) {
-			base, token, agentID := benchServer(b, mode)
+			a, token, agentID := benchServer(b, mode)
 			for b.Loop() {
 				lat := make([]time.Duration, 0, benchSessions)
 				for range benchSessions {
-					lat = append(lat, firstOutput(b, base, token, agentID))
+					lat = append(lat, firstOutput(b, a, token, agentID))
 				}
 				reportPercentiles(b, lat)
 			}
@@ -75,70 +71,42 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(0, "ns/op") // the percentiles are the figures; ns/op would count all 200 sessions
 }
 
-func benchServer(b *testing.B, mode string) (base, token, agentID string) {
+func benchServer(b *testing.B, mode string) (a *apitest.Server, token, agentID string) {
 	b.Helper()
-	ctx := context.Background()
-	dir := b.TempDir()
-	db, err := store.Open(ctx, dir, store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	run, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: mode})
+	a, err := apitest.Start(b, apitest.Options{Runner: apitest.RealRunner, Sandbox: mode})
 	if err != nil {
 		b.Skipf("BENCHMARK NOT RUN: sandbox %s unavailable here: %v", mode, err)
 	}
-	if err := run.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	ts := httptest.NewServer(server.New(db, sessions.New(db, run, store.SessionPolicy{}), server.Config{}))
-	b.Cleanup(func() {
-		ts.CloseClientConnections()
-		ts.Close()
-		run.Shutdown(ctx, 0)
-		db.Close()
-	})
-	u, _ := db.EnsureUser(ctx, "bench")
-	_, token, _ = db.CreateAPIKey(ctx, u.ID, "bench", nil)
-	a, err := db.CreateAgent(ctx, u.ID, store.AgentInput{Name: "sh", Model: store.Model{Runtime: "shell", Provider: "local", Model: store.ShellModel}})
+	ctx := context.Background()
+	u, _ := a.DB.EnsureUser(ctx, "bench")
+	_, token, _ = a.DB.CreateAPIKey(ctx, u.ID, "bench", nil)
+	ag, err := a.DB.CreateAgent(ctx, u.ID, store.AgentInput{Name: "sh", Model: store.Model{Runtime: "shell", Provider: "local", Model: store.ShellModel}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return ts.URL, token, a.ID
+	return a, token, ag.ID
 }
 
 // firstOutput creates a session, opens its stream at once and returns the
 // time from sending the POST to reading the first output event.
-func firstOutput(b *testing.B, base, token, agentID string) time.Duration {
+func firstOutput(b *testing.B, a *apitest.Server, token, agentID string) time.Duration {
 	start := time.Now()
-	req, _ := http.NewRequest("POST", base+"/sessions", strings.NewReader(fmt.Sprintf(`{"agent_id":%q,"prompt":"echo hi"}`, agentID)))
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
+	r := a.Do("POST", "/sessions", token, fmt.Sprintf(`{"agent_id":%q,"prompt":"echo hi"}`, agentID))
+	if r.Status != http.StatusAccepted {
+		b.Fatalf("POST /sessions: %d", r.Status)
 	}
-	var ack struct{ ID string }
-	json.NewDecoder(res.Body).Decode(&ack)
-	res.Body.Close()
-	if res.StatusCode != http.StatusAccepted {
-		b.Fatalf("POST /sessions: %d", res.StatusCode)
-	}
-	req, _ = http.NewRequest("GET", base+"/sessions/"+ack.ID+"/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err = http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), `data: {"type": "output"`) {
-			d := time.Since(start)
-			// Drain to the end so the session is finished before the next.
-			for sc.Scan() {
-			}
-			return d
+	id, _ := r.Obj()["id"].(string)
+	req, _ := testkit.Get(context.Background(), a.URL+"/sessions/"+id+"/stream", map[string]string{"Authorization": "Bearer " + token})
+	var d time.Duration
+	// Read to the end so the session is finished before the next.
+	_, err := testkit.Read(a.HTTP, req, func(f testkit.Frame) bool {
+		if d == 0 && f.Type() == "output" {
+			d = time.Since(start)
 		}
+		return false
+	})
+	if err != nil || d == 0 {
+		b.Fatalf("stream of %s ended without output (%v)", id, err)
 	}
-	b.Fatalf("stream of %s ended without output", ack.ID)
-	return 0
+	return d
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/validate"
 	"github.com/matryer/is"
@@ -51,7 +52,7 @@ func hasNullKey(m map[string]any, key string) bool {
 
 // envLocItem returns the 422 list item whose loc equals loc (ints may be
 // given as Go ints), or nil.
-func envLocItem(r response, loc ...any) map[string]any {
+func envLocItem(r apitest.Response, loc ...any) map[string]any {
 	want := make([]any, len(loc))
 	for i, l := range loc {
 		if n, ok := l.(int); ok {
@@ -60,7 +61,7 @@ func envLocItem(r response, loc ...any) map[string]any {
 			want[i] = l
 		}
 	}
-	items, _ := r.obj()["detail"].([]any)
+	items, _ := r.Obj()["detail"].([]any)
 	for _, it := range items {
 		m, _ := it.(map[string]any)
 		if reflect.DeepEqual(m["loc"], want) {
@@ -72,8 +73,8 @@ func envLocItem(r response, loc ...any) map[string]any {
 
 // envWellFormed422 checks a 422 list detail: every item has the pydantic
 // keys type, loc, msg and input.
-func envWellFormed422(is *is.I, r response) {
-	items, ok := r.obj()["detail"].([]any)
+func envWellFormed422(is *is.I, r apitest.Response) {
+	items, ok := r.Obj()["detail"].([]any)
 	is.True(ok && len(items) > 0) // 422 detail is a non-empty list
 	for _, it := range items {
 		m, _ := it.(map[string]any)
@@ -86,8 +87,8 @@ func envWellFormed422(is *is.I, r response) {
 }
 
 // wantLoc is a scenario check: a well-formed 422 naming loc.
-func wantLoc(loc ...any) func(is *is.I, r response) {
-	return func(is *is.I, r response) {
+func wantLoc(loc ...any) func(is *is.I, r apitest.Response) {
+	return func(is *is.I, r apitest.Response) {
 		envWellFormed422(is, r)
 		is.True(envLocItem(r, loc...) != nil) // a 422 item names the field
 	}
@@ -95,7 +96,7 @@ func wantLoc(loc ...any) func(is *is.I, r response) {
 
 // envRawDB opens the server's SQLite file directly, for rows the API cannot
 // create yet (sessions).
-func envRawDB(t *testing.T, a *api) *sql.DB {
+func envRawDB(t *testing.T, a *apitest.Server) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(a.Dir, "aod.db")+"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)")
 	if err != nil {
@@ -123,7 +124,7 @@ func envInsertSession(t *testing.T, db *sql.DB, username, envID string) string {
 }
 
 // envSecrets decrypts an environment's env vars through the store.
-func envSecrets(a *api, username, envID string) (map[string]string, error) {
+func envSecrets(a *apitest.Server, username, envID string) (map[string]string, error) {
 	u, err := a.DB.UserByName(context.Background(), username)
 	if err != nil {
 		return nil, err
@@ -132,21 +133,22 @@ func envSecrets(a *api, username, envID string) (map[string]string, error) {
 }
 
 func TestEnvironmentCreate(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	a.run(t, "", []scenario{
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	a.Run(t, "", []apitest.Scenario{
 		{
-			name: "full", method: "POST", path: "/environments", token: tok,
-			body: map[string]any{
+			Name: "full", Method: "POST", Path: "/environments", Token: tok,
+			Body: map[string]any{
 				"name":         "full-env",
 				"packages":     map[string]any{"pip": []any{"pytest", "requests==2.32.0"}, "npm": []any{"typescript"}, "cargo": []any{"ripgrep@14.0.0"}},
 				"env_vars":     map[string]any{"FOO": "bar", "EMPTY": ""},
 				"setup_script": "echo hello > /tmp/x",
 				"networking":   map[string]any{"type": "unrestricted"},
 			},
-			wantStatus: http.StatusCreated,
-			check: func(is *is.I, r response) {
-				o := r.obj()
+			WantStatus: http.StatusCreated,
+			Check: func(is *is.I, r apitest.Response) {
+				o := r.Obj()
 				is.True(sameKeys(o, envFieldKeys))                                                                                                                // exactly the environment fields, no env_vars
 				is.Equal(o["type"], "environment")                                                                                                                // type
 				is.Equal(o["name"], "full-env")                                                                                                                   // name echoed
@@ -160,11 +162,11 @@ func TestEnvironmentCreate(t *testing.T) {
 			},
 		},
 		{
-			name: "minimal", method: "POST", path: "/environments", token: tok,
-			body:       map[string]any{"name": "minimal-env"},
-			wantStatus: http.StatusCreated,
-			check: func(is *is.I, r response) {
-				o := r.obj()
+			Name: "minimal", Method: "POST", Path: "/environments", Token: tok,
+			Body:       map[string]any{"name": "minimal-env"},
+			WantStatus: http.StatusCreated,
+			Check: func(is *is.I, r apitest.Response) {
+				o := r.Obj()
 				is.True(sameKeys(o, envFieldKeys))                                // the environment fields
 				is.Equal(o["packages"], map[string]any{})                         // packages default {}
 				is.True(hasNullKey(o, "setup_script"))                            // setup_script null
@@ -174,42 +176,43 @@ func TestEnvironmentCreate(t *testing.T) {
 			},
 		},
 		{
-			name: "limited with hosts and extra keys", method: "POST", path: "/environments", token: tok,
-			body: map[string]any{"name": "limited-env", "networking": map[string]any{
+			Name: "limited with hosts and extra keys", Method: "POST", Path: "/environments", Token: tok,
+			Body: map[string]any{"name": "limited-env", "networking": map[string]any{
 				"type": "limited", "allowed_hosts": []any{"api.example.com", "*.github.com"}, "allow_package_managers": true}},
-			wantStatus: http.StatusCreated,
-			check: func(is *is.I, r response) {
+			WantStatus: http.StatusCreated,
+			Check: func(is *is.I, r apitest.Response) {
 				want := map[string]any{"type": "limited", "allowed_hosts": []any{"api.example.com", "*.github.com"}, "allow_package_managers": true}
-				is.Equal(r.obj()["networking"], want) // limited networking echoed with hosts in order and extra keys
+				is.Equal(r.Obj()["networking"], want) // limited networking echoed with hosts in order and extra keys
 			},
 		},
 		{
-			name: "unrestricted drops other keys", method: "POST", path: "/environments", token: tok,
-			body:       map[string]any{"name": "unrestricted-extra", "networking": map[string]any{"type": "unrestricted", "allowed_hosts": []any{"x.example"}}},
-			wantStatus: http.StatusCreated,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["networking"], map[string]any{"type": "unrestricted"}) // unrestricted renders only its type
+			Name: "unrestricted drops other keys", Method: "POST", Path: "/environments", Token: tok,
+			Body:       map[string]any{"name": "unrestricted-extra", "networking": map[string]any{"type": "unrestricted", "allowed_hosts": []any{"x.example"}}},
+			WantStatus: http.StatusCreated,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["networking"], map[string]any{"type": "unrestricted"}) // unrestricted renders only its type
 			},
 		},
 		{
-			name: "networking without type is unrestricted", method: "POST", path: "/environments", token: tok,
-			body:       map[string]any{"name": "no-type", "networking": map[string]any{}},
-			wantStatus: http.StatusCreated,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["networking"], map[string]any{"type": "unrestricted"}) // absent type means unrestricted
+			Name: "networking without type is unrestricted", Method: "POST", Path: "/environments", Token: tok,
+			Body:       map[string]any{"name": "no-type", "networking": map[string]any{}},
+			WantStatus: http.StatusCreated,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["networking"], map[string]any{"type": "unrestricted"}) // absent type means unrestricted
 			},
 		},
 	})
 }
 
 func TestEnvironmentCreateValidation(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	post := func(name string, body any, status int, detail string, check func(*is.I, response)) scenario {
-		return scenario{name: name, method: "POST", path: "/environments", token: tok, body: body,
-			wantStatus: status, wantDetail: detail, check: check}
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	post := func(name string, body any, status int, detail string, check func(*is.I, apitest.Response)) apitest.Scenario {
+		return apitest.Scenario{Name: name, Method: "POST", Path: "/environments", Token: tok, Body: body,
+			WantStatus: status, WantDetail: detail, Check: check}
 	}
-	a.run(t, "", []scenario{
+	a.Run(t, "", []apitest.Scenario{
 		post("unknown package manager", map[string]any{"name": "e", "packages": map[string]any{"brew": []any{"wget"}}}, 422,
 			"Unknown package manager: brew. Must be one of: ['apt', 'cargo', 'gem', 'go', 'npm', 'pip']", wantLoc("packages")),
 		post("networking type invalid", map[string]any{"name": "e", "networking": map[string]any{"type": "open"}}, 422,
@@ -249,201 +252,205 @@ func TestEnvironmentCreateValidation(t *testing.T) {
 		post("JSON array", `[{"name": "e"}]`, 400, "Invalid JSON", nil),
 		post("trailing garbage", `{"name": "e"} x`, 400, "Invalid JSON", nil),
 		{
-			name: "nothing was created", method: "GET", path: "/environments", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(len(r.data()), 0) // no rejected create stored a row
+			Name: "nothing was created", Method: "GET", Path: "/environments", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(len(r.Data()), 0) // no rejected create stored a row
 			},
 		},
 	})
 	t.Run("invalid JSON detail is exact", func(t *testing.T) {
 		is := is.New(t)
-		r := a.do("POST", "/environments", tok, `{nope`)
+		r := a.Do("POST", "/environments", tok, `{nope`)
 		is.Equal(r.Status, 400)                                     // status
-		is.Equal(r.obj(), map[string]any{"detail": "Invalid JSON"}) // exact body
+		is.Equal(r.Obj(), map[string]any{"detail": "Invalid JSON"}) // exact body
 	})
 }
 
 func TestEnvironmentNames(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	first := a.mustCreate("/environments", tok, map[string]any{"name": "dup"})
-	a.mustCreate("/environments", tok, map[string]any{"name": "alpha"})
-	beta := a.mustCreate("/environments", tok, map[string]any{"name": "beta"})
-	gamma := a.mustCreate("/environments", tok, map[string]any{"name": "gamma"})
-	a.run(t, "", []scenario{
-		{name: "duplicate active name", method: "POST", path: "/environments", token: tok, body: map[string]any{"name": "dup"},
-			wantStatus: 409, check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "An active environment named 'dup' already exists"}) // exact 409 body
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	first := a.MustCreate("/environments", tok, map[string]any{"name": "dup"})
+	a.MustCreate("/environments", tok, map[string]any{"name": "alpha"})
+	beta := a.MustCreate("/environments", tok, map[string]any{"name": "beta"})
+	gamma := a.MustCreate("/environments", tok, map[string]any{"name": "gamma"})
+	a.Run(t, "", []apitest.Scenario{
+		{Name: "duplicate active name", Method: "POST", Path: "/environments", Token: tok, Body: map[string]any{"name": "dup"},
+			WantStatus: 409, Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "An active environment named 'dup' already exists"}) // exact 409 body
 			}},
-		{name: "archive the first", method: "POST", path: "/environments/" + first["id"].(string) + "/archive", token: tok, wantStatus: 200},
-		{name: "archived name is reusable", method: "POST", path: "/environments", token: tok, body: map[string]any{"name": "dup"},
-			wantStatus: 201, check: func(is *is.I, r response) {
-				is.True(r.obj()["id"] != first["id"])    // a new environment
-				is.Equal(r.obj()["version"], float64(1)) // at version 1
+		{Name: "archive the first", Method: "POST", Path: "/environments/" + first["id"].(string) + "/archive", Token: tok, WantStatus: 200},
+		{Name: "archived name is reusable", Method: "POST", Path: "/environments", Token: tok, Body: map[string]any{"name": "dup"},
+			WantStatus: 201, Check: func(is *is.I, r apitest.Response) {
+				is.True(r.Obj()["id"] != first["id"])    // a new environment
+				is.Equal(r.Obj()["version"], float64(1)) // at version 1
 			}},
-		{name: "name quoted like python repr", method: "POST", path: "/environments", token: tok, body: map[string]any{"name": "it's"},
-			wantStatus: 201},
-		{name: "duplicate name with a quote", method: "POST", path: "/environments", token: tok, body: map[string]any{"name": "it's"},
-			wantStatus: 409, wantDetail: `An active environment named "it's" already exists`},
-		{name: "rename onto an active name", method: "PUT", path: "/environments/" + beta["id"].(string), token: tok,
-			body: map[string]any{"version": 1, "name": "alpha", "setup_script": "echo changed"}, wantStatus: 409,
-			wantDetail: "An active environment named 'alpha' already exists"},
-		{name: "nothing changed", method: "GET", path: "/environments/" + beta["id"].(string), token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["name"], "beta")            // name unchanged
-				is.Equal(r.obj()["version"], float64(1))     // version unchanged
-				is.True(hasNullKey(r.obj(), "setup_script")) // the rest of the rejected PUT was not applied
+		{Name: "name quoted like python repr", Method: "POST", Path: "/environments", Token: tok, Body: map[string]any{"name": "it's"},
+			WantStatus: 201},
+		{Name: "duplicate name with a quote", Method: "POST", Path: "/environments", Token: tok, Body: map[string]any{"name": "it's"},
+			WantStatus: 409, WantDetail: `An active environment named "it's" already exists`},
+		{Name: "rename onto an active name", Method: "PUT", Path: "/environments/" + beta["id"].(string), Token: tok,
+			Body: map[string]any{"version": 1, "name": "alpha", "setup_script": "echo changed"}, WantStatus: 409,
+			WantDetail: "An active environment named 'alpha' already exists"},
+		{Name: "nothing changed", Method: "GET", Path: "/environments/" + beta["id"].(string), Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["name"], "beta")            // name unchanged
+				is.Equal(r.Obj()["version"], float64(1))     // version unchanged
+				is.True(hasNullKey(r.Obj(), "setup_script")) // the rest of the rejected PUT was not applied
 			}},
-		{name: "no version snapshot for the rejected rename", method: "GET", path: "/environments/" + beta["id"].(string) + "/versions", token: tok,
-			wantStatus: 200, check: func(is *is.I, r response) {
-				is.Equal(len(r.data()), 1) // only version 1
+		{Name: "no version snapshot for the rejected rename", Method: "GET", Path: "/environments/" + beta["id"].(string) + "/versions", Token: tok,
+			WantStatus: 200, Check: func(is *is.I, r apitest.Response) {
+				is.Equal(len(r.Data()), 1) // only version 1
 			}},
-		{name: "archive gamma", method: "POST", path: "/environments/" + gamma["id"].(string) + "/archive", token: tok, wantStatus: 200},
-		{name: "rename onto an archived name", method: "PUT", path: "/environments/" + beta["id"].(string), token: tok,
-			body: map[string]any{"version": 1, "name": "gamma"}, wantStatus: 200, check: func(is *is.I, r response) {
-				is.Equal(r.obj()["name"], "gamma")       // renamed
-				is.Equal(r.obj()["version"], float64(2)) // rename bumps the version
+		{Name: "archive gamma", Method: "POST", Path: "/environments/" + gamma["id"].(string) + "/archive", Token: tok, WantStatus: 200},
+		{Name: "rename onto an archived name", Method: "PUT", Path: "/environments/" + beta["id"].(string), Token: tok,
+			Body: map[string]any{"version": 1, "name": "gamma"}, WantStatus: 200, Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["name"], "gamma")       // renamed
+				is.Equal(r.Obj()["version"], float64(2)) // rename bumps the version
 			}},
-		{name: "renaming to its own name is a no-op", method: "PUT", path: "/environments/" + beta["id"].(string), token: tok,
-			body: map[string]any{"version": 2, "name": "gamma"}, wantStatus: 200, check: func(is *is.I, r response) {
-				is.Equal(r.obj()["version"], float64(2)) // same name keeps the version
+		{Name: "renaming to its own name is a no-op", Method: "PUT", Path: "/environments/" + beta["id"].(string), Token: tok,
+			Body: map[string]any{"version": 2, "name": "gamma"}, WantStatus: 200, Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["version"], float64(2)) // same name keeps the version
 			}},
 	})
 }
 
 func TestEnvironmentGet(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	created := a.mustCreate("/environments", tok, map[string]any{"name": "e", "env_vars": map[string]any{"K": "v"},
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	created := a.MustCreate("/environments", tok, map[string]any{"name": "e", "env_vars": map[string]any{"K": "v"},
 		"packages": map[string]any{"apt": []any{"jq"}}})
 	id := created["id"].(string)
-	a.run(t, id, []scenario{
-		{name: "get", method: "GET", path: "/environments/{id}", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), created) // GET returns what create returned
-				_, has := r.obj()["env_vars"]
+	a.Run(t, id, []apitest.Scenario{
+		{Name: "get", Method: "GET", Path: "/environments/{id}", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), created) // GET returns what create returned
+				_, has := r.Obj()["env_vars"]
 				is.True(!has) // no env_vars
 			}},
-		{name: "uppercase id", method: "GET", path: "/environments/" + strings.ToUpper(id), token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["id"], id) // ids match case-insensitively and come back lowercase
+		{Name: "uppercase id", Method: "GET", Path: "/environments/" + strings.ToUpper(id), Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["id"], id) // ids match case-insensitively and come back lowercase
 			}},
-		{name: "unknown", method: "GET", path: "/environments/" + missingEnvID, token: tok, wantStatus: 404,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Environment not found"}) // exact 404 body
+		{Name: "unknown", Method: "GET", Path: "/environments/" + missingEnvID, Token: tok, WantStatus: 404,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Environment not found"}) // exact 404 body
 			}},
-		{name: "not a uuid", method: "GET", path: "/environments/not-a-uuid", token: tok, wantStatus: 404},
-		{name: "uuid without hyphens", method: "GET", path: "/environments/" + strings.ReplaceAll(missingEnvID, "-", ""), token: tok, wantStatus: 404},
+		{Name: "not a uuid", Method: "GET", Path: "/environments/not-a-uuid", Token: tok, WantStatus: 404},
+		{Name: "uuid without hyphens", Method: "GET", Path: "/environments/" + strings.ReplaceAll(missingEnvID, "-", ""), Token: tok, WantStatus: 404},
 	})
 }
 
 func TestEnvironmentList(t *testing.T) {
-	a := newAPI(t)
-	alice, bob, carol := a.token("alice"), a.token("bob"), a.token("carol")
-	e1 := a.mustCreate("/environments", alice, map[string]any{"name": "one", "env_vars": map[string]any{"K": "v"}})["id"]
-	e2 := a.mustCreate("/environments", alice, map[string]any{"name": "two"})["id"]
-	e3 := a.mustCreate("/environments", alice, map[string]any{"name": "three"})["id"]
-	b1 := a.mustCreate("/environments", bob, map[string]any{"name": "one"})["id"]
-	if r := a.do("POST", "/environments/"+e2.(string)+"/archive", alice, nil); r.Status != 200 {
+	t.Parallel()
+	a := apitest.New(t, recording)
+	alice, bob, carol := a.Token("alice"), a.Token("bob"), a.Token("carol")
+	e1 := a.MustCreate("/environments", alice, map[string]any{"name": "one", "env_vars": map[string]any{"K": "v"}})["id"]
+	e2 := a.MustCreate("/environments", alice, map[string]any{"name": "two"})["id"]
+	e3 := a.MustCreate("/environments", alice, map[string]any{"name": "three"})["id"]
+	b1 := a.MustCreate("/environments", bob, map[string]any{"name": "one"})["id"]
+	if r := a.Do("POST", "/environments/"+e2.(string)+"/archive", alice, nil); r.Status != 200 {
 		t.Fatalf("archive: %d %s", r.Status, r.Raw)
 	}
-	ids := func(r response) []any {
+	ids := func(r apitest.Response) []any {
 		var out []any
-		for _, it := range r.data() {
+		for _, it := range r.Data() {
 			m, _ := it.(map[string]any)
 			out = append(out, m["id"])
 		}
 		return out
 	}
-	a.run(t, "", []scenario{
-		{name: "caller's non-archived, newest first", method: "GET", path: "/environments", token: alice, wantStatus: 200,
-			check: func(is *is.I, r response) {
+	a.Run(t, "", []apitest.Scenario{
+		{Name: "caller's non-archived, newest first", Method: "GET", Path: "/environments", Token: alice, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(ids(r), []any{e3, e1}) // archived two hidden, bob's hidden, newest first
-				for _, it := range r.data() {
+				for _, it := range r.Data() {
 					m, _ := it.(map[string]any)
 					is.True(sameKeys(m, envFieldKeys)) // list items are environments without env_vars
 				}
 			}},
-		{name: "other user sees only theirs", method: "GET", path: "/environments", token: bob, wantStatus: 200,
-			check: func(is *is.I, r response) {
+		{Name: "other user sees only theirs", Method: "GET", Path: "/environments", Token: bob, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(ids(r), []any{b1}) // only bob's
 			}},
-		{name: "empty list is an empty array", method: "GET", path: "/environments", token: carol, wantStatus: 200,
-			check: func(is *is.I, r response) {
+		{Name: "empty list is an empty array", Method: "GET", Path: "/environments", Token: carol, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(string(bytes.TrimSpace(r.Raw)), `{"data":[]}`) // data is [] not null, and nothing else
 			}},
-		{name: "query parameters are ignored", method: "GET", path: "/environments?limit=1&archived=true", token: alice, wantStatus: 200,
-			check: func(is *is.I, r response) {
+		{Name: "query parameters are ignored", Method: "GET", Path: "/environments?limit=1&archived=true", Token: alice, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(ids(r), []any{e3, e1}) // same list
 			}},
 	})
 }
 
 func TestEnvironmentUpdate(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	env := a.mustCreate("/environments", tok, map[string]any{"name": "upd", "packages": map[string]any{"pip": []any{"pytest"}},
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	env := a.MustCreate("/environments", tok, map[string]any{"name": "upd", "packages": map[string]any{"pip": []any{"pytest"}},
 		"env_vars": map[string]any{"A": "1", "B": "2"}, "setup_script": "echo 1"})
 	id := env["id"].(string)
-	version := func(want int) func(is *is.I, r response) {
-		return func(is *is.I, r response) {
-			is.Equal(r.obj()["version"], float64(want)) // version
-			_, has := r.obj()["env_vars"]
+	version := func(want int) func(is *is.I, r apitest.Response) {
+		return func(is *is.I, r apitest.Response) {
+			is.Equal(r.Obj()["version"], float64(want)) // version
+			_, has := r.Obj()["env_vars"]
 			is.True(!has) // no env_vars
 		}
 	}
-	put := func(name string, body any, status int, detail string, check func(*is.I, response)) scenario {
-		return scenario{name: name, method: "PUT", path: "/environments/{id}", token: tok, body: body,
-			wantStatus: status, wantDetail: detail, check: check}
+	put := func(name string, body any, status int, detail string, check func(*is.I, apitest.Response)) apitest.Scenario {
+		return apitest.Scenario{Name: name, Method: "PUT", Path: "/environments/{id}", Token: tok, Body: body,
+			WantStatus: status, WantDetail: detail, Check: check}
 	}
-	a.run(t, id, []scenario{
+	a.Run(t, id, []apitest.Scenario{
 		put("packages bump the version", map[string]any{"version": 1, "packages": map[string]any{"pip": []any{"pytest", "black"}}}, 200, "",
-			func(is *is.I, r response) {
+			func(is *is.I, r apitest.Response) {
 				version(2)(is, r)
-				is.Equal(r.obj()["packages"], map[string]any{"pip": []any{"pytest", "black"}}) // packages replaced
-				is.Equal(r.obj()["setup_script"], "echo 1")                                    // untouched field unchanged
-				is.Equal(r.obj()["name"], "upd")                                               // name unchanged
-				is.Equal(r.obj()["created_at"], env["created_at"])                             // created_at kept
+				is.Equal(r.Obj()["packages"], map[string]any{"pip": []any{"pytest", "black"}}) // packages replaced
+				is.Equal(r.Obj()["setup_script"], "echo 1")                                    // untouched field unchanged
+				is.Equal(r.Obj()["name"], "upd")                                               // name unchanged
+				is.Equal(r.Obj()["created_at"], env["created_at"])                             // created_at kept
 			}),
-		put("stale version", map[string]any{"version": 1, "setup_script": "echo stale"}, 409, "", func(is *is.I, r response) {
-			is.Equal(r.obj(), map[string]any{"detail": "Version mismatch: expected 2, got 1"}) // exact 409 body
+		put("stale version", map[string]any{"version": 1, "setup_script": "echo stale"}, 409, "", func(is *is.I, r apitest.Response) {
+			is.Equal(r.Obj(), map[string]any{"detail": "Version mismatch: expected 2, got 1"}) // exact 409 body
 		}),
 		put("future version", map[string]any{"version": 7}, 409, "Version mismatch: expected 2, got 7", nil),
 		put("same packages is a no-op", map[string]any{"version": 2, "packages": map[string]any{"pip": []any{"pytest", "black"}}}, 200, "", version(2)),
 		put("only the version is a no-op", map[string]any{"version": 2}, 200, "", version(2)),
 		put("null fields are left alone", map[string]any{"version": 2, "name": nil, "packages": nil, "env_vars": nil, "setup_script": nil, "networking": nil}, 200, "",
-			func(is *is.I, r response) {
+			func(is *is.I, r apitest.Response) {
 				version(2)(is, r)
-				is.Equal(r.obj()["setup_script"], "echo 1") // null setup_script leaves it
+				is.Equal(r.Obj()["setup_script"], "echo 1") // null setup_script leaves it
 			}),
 		put("identical networking keeps the version", map[string]any{"version": 2, "networking": map[string]any{"type": "unrestricted"}}, 200, "", version(2)),
 		put("networking change bumps", map[string]any{"version": 2, "networking": map[string]any{"type": "limited", "allowed_hosts": []any{"pypi.org"}}}, 200, "",
-			func(is *is.I, r response) {
+			func(is *is.I, r apitest.Response) {
 				version(3)(is, r)
-				is.Equal(r.obj()["networking"], map[string]any{"type": "limited", "allowed_hosts": []any{"pypi.org"}}) // networking replaced
+				is.Equal(r.Obj()["networking"], map[string]any{"type": "limited", "allowed_hosts": []any{"pypi.org"}}) // networking replaced
 			}),
 		put("identical limited networking keeps", map[string]any{"version": 3, "networking": map[string]any{"type": "limited", "allowed_hosts": []any{"pypi.org"}}}, 200, "", version(3)),
 		put("changed hosts bump", map[string]any{"version": 3, "networking": map[string]any{"type": "limited", "allowed_hosts": []any{"pypi.org", "files.pythonhosted.org"}}}, 200, "", version(4)),
-		put("setup_script change bumps", map[string]any{"version": 4, "setup_script": "echo 2"}, 200, "", func(is *is.I, r response) {
+		put("setup_script change bumps", map[string]any{"version": 4, "setup_script": "echo 2"}, 200, "", func(is *is.I, r apitest.Response) {
 			version(5)(is, r)
-			is.Equal(r.obj()["setup_script"], "echo 2") // setup_script replaced
+			is.Equal(r.Obj()["setup_script"], "echo 2") // setup_script replaced
 		}),
-		put("empty setup_script clears it", map[string]any{"version": 5, "setup_script": ""}, 200, "", func(is *is.I, r response) {
+		put("empty setup_script clears it", map[string]any{"version": 5, "setup_script": ""}, 200, "", func(is *is.I, r apitest.Response) {
 			version(6)(is, r)
-			is.True(hasNullKey(r.obj(), "setup_script")) // cleared script is null
+			is.True(hasNullKey(r.Obj(), "setup_script")) // cleared script is null
 		}),
-		put("packages replace the whole map", map[string]any{"version": 6, "packages": map[string]any{"npm": []any{"typescript"}}}, 200, "", func(is *is.I, r response) {
+		put("packages replace the whole map", map[string]any{"version": 6, "packages": map[string]any{"npm": []any{"typescript"}}}, 200, "", func(is *is.I, r apitest.Response) {
 			version(7)(is, r)
-			is.Equal(r.obj()["packages"], map[string]any{"npm": []any{"typescript"}}) // pip gone
+			is.Equal(r.Obj()["packages"], map[string]any{"npm": []any{"typescript"}}) // pip gone
 		}),
-		put("env_vars change bumps and replaces the map", map[string]any{"version": 7, "env_vars": map[string]any{"B": "20", "C": ""}}, 200, "", func(is *is.I, r response) {
+		put("env_vars change bumps and replaces the map", map[string]any{"version": 7, "env_vars": map[string]any{"B": "20", "C": ""}}, 200, "", func(is *is.I, r apitest.Response) {
 			version(8)(is, r)
 			vars, err := envSecrets(a, "alice", id)
 			is.NoErr(err)                                         // decrypt env vars
 			is.Equal(vars, map[string]string{"B": "20", "C": ""}) // A removed, B replaced, C kept empty
 		}),
 		put("same env_vars is a no-op", map[string]any{"version": 8, "env_vars": map[string]any{"C": "", "B": "20"}}, 200, "", version(8)),
-		put("empty env_vars clears", map[string]any{"version": 8, "env_vars": map[string]any{}}, 200, "", func(is *is.I, r response) {
+		put("empty env_vars clears", map[string]any{"version": 8, "env_vars": map[string]any{}}, 200, "", func(is *is.I, r apitest.Response) {
 			version(9)(is, r)
 			vars, err := envSecrets(a, "alice", id)
 			is.NoErr(err)          // decrypt env vars
@@ -464,157 +471,161 @@ func TestEnvironmentUpdate(t *testing.T) {
 		put("bad env var key", map[string]any{"version": 9, "env_vars": map[string]any{"BAD-KEY": "x"}}, 422, "BAD-KEY", wantLoc("env_vars")),
 		put("name not a string", map[string]any{"version": 9, "name": 5}, 422, "", wantLoc("name")),
 		put("setup_script not a string", map[string]any{"version": 9, "setup_script": []any{}}, 422, "", wantLoc("setup_script")),
-		{name: "rejected updates changed nothing", method: "GET", path: "/environments/{id}", token: tok, wantStatus: 200, check: version(9)},
-		{name: "every change has a snapshot", method: "GET", path: "/environments/{id}/versions", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(len(r.data()), 9) // versions 1..9
+		{Name: "rejected updates changed nothing", Method: "GET", Path: "/environments/{id}", Token: tok, WantStatus: 200, Check: version(9)},
+		{Name: "every change has a snapshot", Method: "GET", Path: "/environments/{id}/versions", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(len(r.Data()), 9) // versions 1..9
 			}},
-		{name: "unknown", method: "PUT", path: "/environments/" + missingEnvID, token: tok, body: map[string]any{"version": 1}, wantStatus: 404,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Environment not found"}) // exactly Environment not found
+		{Name: "unknown", Method: "PUT", Path: "/environments/" + missingEnvID, Token: tok, Body: map[string]any{"version": 1}, WantStatus: 404,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Environment not found"}) // exactly Environment not found
 			}},
-		{name: "not a uuid", method: "PUT", path: "/environments/nope", token: tok, body: map[string]any{"version": 1}, wantStatus: 404,
-			wantDetail: "Environment not found"},
+		{Name: "not a uuid", Method: "PUT", Path: "/environments/nope", Token: tok, Body: map[string]any{"version": 1}, WantStatus: 404,
+			WantDetail: "Environment not found"},
 	})
 }
 
 func TestEnvironmentArchive(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	env := a.mustCreate("/environments", tok, map[string]any{"name": "arch", "setup_script": "echo"})
-	a.run(t, env["id"].(string), []scenario{
-		{name: "archive", method: "POST", path: "/environments/{id}/archive", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				o := r.obj()
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	env := a.MustCreate("/environments", tok, map[string]any{"name": "arch", "setup_script": "echo"})
+	a.Run(t, env["id"].(string), []apitest.Scenario{
+		{Name: "archive", Method: "POST", Path: "/environments/{id}/archive", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				o := r.Obj()
 				is.True(sameKeys(o, envFieldKeys)) // environment shape
 				s, _ := o["archived_at"].(string)
 				is.True(wireTimePattern.MatchString(s)) // archived_at set to a timestamp
 				is.Equal(o["version"], float64(1))      // archiving is not a new version
 				is.Equal(o["setup_script"], "echo")     // content unchanged
 			}},
-		{name: "archived is still readable", method: "GET", path: "/environments/{id}", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.True(r.obj()["archived_at"] != nil) // GET shows archived_at
+		{Name: "archived is still readable", Method: "GET", Path: "/environments/{id}", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.True(r.Obj()["archived_at"] != nil) // GET shows archived_at
 			}},
-		{name: "archive again", method: "POST", path: "/environments/{id}/archive", token: tok, wantStatus: 409,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Environment is already archived"}) // exact 409 body
+		{Name: "archive again", Method: "POST", Path: "/environments/{id}/archive", Token: tok, WantStatus: 409,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Environment is already archived"}) // exact 409 body
 			}},
-		{name: "update archived", method: "PUT", path: "/environments/{id}", token: tok, body: map[string]any{"version": 1, "name": "x"},
-			wantStatus: 409, check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Cannot update an archived environment"}) // exact 409 body
+		{Name: "update archived", Method: "PUT", Path: "/environments/{id}", Token: tok, Body: map[string]any{"version": 1, "name": "x"},
+			WantStatus: 409, Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Cannot update an archived environment"}) // exact 409 body
 			}},
-		{name: "update archived with invalid JSON", method: "PUT", path: "/environments/{id}", token: tok, body: `{not json`,
-			wantStatus: 409, wantDetail: "Cannot update an archived environment"},
-		{name: "update archived with an invalid body", method: "PUT", path: "/environments/{id}", token: tok, body: map[string]any{"name": 5},
-			wantStatus: 409, wantDetail: "Cannot update an archived environment"},
-		{name: "update archived with a stale version", method: "PUT", path: "/environments/{id}", token: tok, body: map[string]any{"version": 99},
-			wantStatus: 409, wantDetail: "Cannot update an archived environment"},
-		{name: "archive unknown", method: "POST", path: "/environments/" + missingEnvID + "/archive", token: tok, wantStatus: 404,
-			wantDetail: "Environment not found"},
-		{name: "archive non-uuid", method: "POST", path: "/environments/xyz/archive", token: tok, wantStatus: 404},
+		{Name: "update archived with invalid JSON", Method: "PUT", Path: "/environments/{id}", Token: tok, Body: `{not json`,
+			WantStatus: 409, WantDetail: "Cannot update an archived environment"},
+		{Name: "update archived with an invalid body", Method: "PUT", Path: "/environments/{id}", Token: tok, Body: map[string]any{"name": 5},
+			WantStatus: 409, WantDetail: "Cannot update an archived environment"},
+		{Name: "update archived with a stale version", Method: "PUT", Path: "/environments/{id}", Token: tok, Body: map[string]any{"version": 99},
+			WantStatus: 409, WantDetail: "Cannot update an archived environment"},
+		{Name: "archive unknown", Method: "POST", Path: "/environments/" + missingEnvID + "/archive", Token: tok, WantStatus: 404,
+			WantDetail: "Environment not found"},
+		{Name: "archive non-uuid", Method: "POST", Path: "/environments/xyz/archive", Token: tok, WantStatus: 404},
 	})
 }
 
 func TestEnvironmentDelete(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	env := a.mustCreate("/environments", tok, map[string]any{"name": "del"})
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	env := a.MustCreate("/environments", tok, map[string]any{"name": "del"})
 	id := env["id"].(string)
-	agent := a.mustCreate("/agents", tok, map[string]any{"name": "ag", "model": "local/shell", "runtime": "shell", "environment_id": id})
-	archived := a.mustCreate("/environments", tok, map[string]any{"name": "old"})
-	a.run(t, id, []scenario{
-		{name: "agent uses it", method: "GET", path: "/agents/" + agent["id"].(string), token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["environment_id"], id) // precondition: the agent's default env
+	agent := a.MustCreate("/agents", tok, map[string]any{"name": "ag", "model": "local/shell", "runtime": "shell", "environment_id": id})
+	archived := a.MustCreate("/environments", tok, map[string]any{"name": "old"})
+	a.Run(t, id, []apitest.Scenario{
+		{Name: "agent uses it", Method: "GET", Path: "/agents/" + agent["id"].(string), Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["environment_id"], id) // precondition: the agent's default env
 			}},
-		{name: "POST to delete", method: "POST", path: "/environments/{id}/delete", token: tok, wantStatus: 405,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405
+		{Name: "POST to delete", Method: "POST", Path: "/environments/{id}/delete", Token: tok, WantStatus: 405,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405
 				is.True(strings.Contains(r.Header.Get("Allow"), "DELETE"))        // Allow names DELETE
 			}},
-		{name: "GET to delete", method: "GET", path: "/environments/{id}/delete", token: tok, wantStatus: 405, wantDetail: "Method not allowed"},
-		{name: "DELETE the resource path", method: "DELETE", path: "/environments/{id}", token: tok, wantStatus: 405,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405
+		{Name: "GET to delete", Method: "GET", Path: "/environments/{id}/delete", Token: tok, WantStatus: 405, WantDetail: "Method not allowed"},
+		{Name: "DELETE the resource path", Method: "DELETE", Path: "/environments/{id}", Token: tok, WantStatus: 405,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405
 				is.True(r.Header.Get("Allow") != "")                              // Allow header
 			}},
-		{name: "PATCH the collection", method: "PATCH", path: "/environments", token: tok, body: map[string]any{}, wantStatus: 405,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Method not allowed"}) // exactly Method not allowed
+		{Name: "PATCH the collection", Method: "PATCH", Path: "/environments", Token: tok, Body: map[string]any{}, WantStatus: 405,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Method not allowed"}) // exactly Method not allowed
 			}},
-		{name: "still there after the 405s", method: "GET", path: "/environments/{id}", token: tok, wantStatus: 200},
-		{name: "delete", method: "DELETE", path: "/environments/{id}/delete", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Environment deleted"}) // exact body
+		{Name: "still there after the 405s", Method: "GET", Path: "/environments/{id}", Token: tok, WantStatus: 200},
+		{Name: "delete", Method: "DELETE", Path: "/environments/{id}/delete", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Environment deleted"}) // exact body
 			}},
-		{name: "gone", method: "GET", path: "/environments/{id}", token: tok, wantStatus: 404, wantDetail: "Environment not found"},
-		{name: "versions gone", method: "GET", path: "/environments/{id}/versions", token: tok, wantStatus: 404},
-		{name: "not listed", method: "GET", path: "/environments", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				for _, it := range r.data() {
+		{Name: "gone", Method: "GET", Path: "/environments/{id}", Token: tok, WantStatus: 404, WantDetail: "Environment not found"},
+		{Name: "versions gone", Method: "GET", Path: "/environments/{id}/versions", Token: tok, WantStatus: 404},
+		{Name: "not listed", Method: "GET", Path: "/environments", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				for _, it := range r.Data() {
 					is.True(it.(map[string]any)["id"] != id) // deleted env not listed
 				}
 			}},
-		{name: "agent lost its default", method: "GET", path: "/agents/" + agent["id"].(string), token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.True(hasNullKey(r.obj(), "environment_id")) // environment_id null
+		{Name: "agent lost its default", Method: "GET", Path: "/agents/" + agent["id"].(string), Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.True(hasNullKey(r.Obj(), "environment_id")) // environment_id null
 			}},
-		{name: "agent versions lost it too", method: "GET", path: "/agents/" + agent["id"].(string) + "/versions", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(len(r.data()), 1)                                          // the agent's one version
-				is.True(hasNullKey(r.data()[0].(map[string]any), "environment_id")) // snapshot's environment_id null
+		{Name: "agent versions lost it too", Method: "GET", Path: "/agents/" + agent["id"].(string) + "/versions", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(len(r.Data()), 1)                                          // the agent's one version
+				is.True(hasNullKey(r.Data()[0].(map[string]any), "environment_id")) // snapshot's environment_id null
 			}},
-		{name: "delete again", method: "DELETE", path: "/environments/{id}/delete", token: tok, wantStatus: 404,
-			wantDetail: "Environment not found"},
-		{name: "delete unknown", method: "DELETE", path: "/environments/" + missingEnvID + "/delete", token: tok, wantStatus: 404,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Environment not found"}) // exact 404
+		{Name: "delete again", Method: "DELETE", Path: "/environments/{id}/delete", Token: tok, WantStatus: 404,
+			WantDetail: "Environment not found"},
+		{Name: "delete unknown", Method: "DELETE", Path: "/environments/" + missingEnvID + "/delete", Token: tok, WantStatus: 404,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Environment not found"}) // exact 404
 			}},
-		{name: "delete non-uuid", method: "DELETE", path: "/environments/zzz/delete", token: tok, wantStatus: 404},
-		{name: "archive another", method: "POST", path: "/environments/" + archived["id"].(string) + "/archive", token: tok, wantStatus: 200},
-		{name: "archived environments can be deleted", method: "DELETE", path: "/environments/" + archived["id"].(string) + "/delete", token: tok,
-			wantStatus: 200, wantDetail: "Environment deleted"},
+		{Name: "delete non-uuid", Method: "DELETE", Path: "/environments/zzz/delete", Token: tok, WantStatus: 404},
+		{Name: "archive another", Method: "POST", Path: "/environments/" + archived["id"].(string) + "/archive", Token: tok, WantStatus: 200},
+		{Name: "archived environments can be deleted", Method: "DELETE", Path: "/environments/" + archived["id"].(string) + "/delete", Token: tok,
+			WantStatus: 200, WantDetail: "Environment deleted"},
 	})
 }
 
 func TestEnvironmentDeleteWithSessions(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
-	a := newAPI(t)
-	tok := a.token("alice")
-	id := a.mustCreate("/environments", tok, map[string]any{"name": "busy"})["id"].(string)
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	id := a.MustCreate("/environments", tok, map[string]any{"name": "busy"})["id"].(string)
 	db := envRawDB(t, a)
 	sessionID := envInsertSession(t, db, "alice", id)
 
-	r := a.do("DELETE", "/environments/"+id+"/delete", tok, nil)
+	r := a.Do("DELETE", "/environments/"+id+"/delete", tok, nil)
 	is.Equal(r.Status, 409)                                                                         // refused while a session references it
-	is.Equal(r.obj(), map[string]any{"detail": "Cannot delete environment with existing sessions"}) // exact 409 body
-	is.Equal(a.do("GET", "/environments/"+id, tok, nil).Status, 200)                                // still there
+	is.Equal(r.Obj(), map[string]any{"detail": "Cannot delete environment with existing sessions"}) // exact 409 body
+	is.Equal(a.Do("GET", "/environments/"+id, tok, nil).Status, 200)                                // still there
 
 	_, err := db.Exec(`DELETE FROM sessions WHERE id = ?`, sessionID)
 	is.NoErr(err) // remove the session
-	r = a.do("DELETE", "/environments/"+id+"/delete", tok, nil)
+	r = a.Do("DELETE", "/environments/"+id+"/delete", tok, nil)
 	is.Equal(r.Status, 200) // a deleted session no longer counts
 }
 
 func TestEnvironmentVersions(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	env := a.mustCreate("/environments", tok, map[string]any{"name": "v", "packages": map[string]any{"pip": []any{"a"}},
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	env := a.MustCreate("/environments", tok, map[string]any{"name": "v", "packages": map[string]any{"pip": []any{"a"}},
 		"env_vars": map[string]any{"S": "secret"}})
 	id := env["id"].(string)
 	for i, body := range []map[string]any{
 		{"version": 1, "packages": map[string]any{"pip": []any{"b"}}},
 		{"version": 2, "name": "v-renamed", "networking": map[string]any{"type": "limited", "allowed_hosts": []any{"h.example"}}},
 	} {
-		if r := a.do("PUT", "/environments/"+id, tok, body); r.Status != 200 {
+		if r := a.Do("PUT", "/environments/"+id, tok, body); r.Status != 200 {
 			t.Fatalf("update %d: %d %s", i, r.Status, r.Raw)
 		}
 	}
-	a.run(t, id, []scenario{
-		{name: "newest first", method: "GET", path: "/environments/{id}/versions", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				items := r.data()
+	a.Run(t, id, []apitest.Scenario{
+		{Name: "newest first", Method: "GET", Path: "/environments/{id}/versions", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				items := r.Data()
 				is.Equal(len(items), 3) // three versions
 				var versions []any
 				for _, it := range items {
@@ -634,40 +645,41 @@ func TestEnvironmentVersions(t *testing.T) {
 				is.Equal(v1["name"], "v")                                                                          // v1 name
 				is.True(hasNullKey(v1, "setup_script"))                                                            // empty script is null
 			}},
-		{name: "unknown", method: "GET", path: "/environments/" + missingEnvID + "/versions", token: tok, wantStatus: 404,
-			wantDetail: "Environment not found"},
-		{name: "non-uuid", method: "GET", path: "/environments/abc/versions", token: tok, wantStatus: 404},
+		{Name: "unknown", Method: "GET", Path: "/environments/" + missingEnvID + "/versions", Token: tok, WantStatus: 404,
+			WantDetail: "Environment not found"},
+		{Name: "non-uuid", Method: "GET", Path: "/environments/abc/versions", Token: tok, WantStatus: 404},
 	})
 }
 
 func TestEnvironmentOwnership(t *testing.T) {
-	a := newAPI(t)
-	alice, bob := a.token("alice"), a.token("bob")
-	env := a.mustCreate("/environments", alice, map[string]any{"name": "mine"})
+	t.Parallel()
+	a := apitest.New(t, recording)
+	alice, bob := a.Token("alice"), a.Token("bob")
+	env := a.MustCreate("/environments", alice, map[string]any{"name": "mine"})
 	id := env["id"].(string)
-	bobAgent := a.mustCreate("/agents", bob, map[string]any{"name": "b", "model": "local/shell", "runtime": "shell"})
-	notFound := func(is *is.I, r response) {
-		is.Equal(r.obj(), map[string]any{"detail": "Environment not found"}) // indistinguishable from missing
+	bobAgent := a.MustCreate("/agents", bob, map[string]any{"name": "b", "model": "local/shell", "runtime": "shell"})
+	notFound := func(is *is.I, r apitest.Response) {
+		is.Equal(r.Obj(), map[string]any{"detail": "Environment not found"}) // indistinguishable from missing
 	}
-	a.run(t, id, []scenario{
-		{name: "get", method: "GET", path: "/environments/{id}", token: bob, wantStatus: 404, check: notFound},
-		{name: "put", method: "PUT", path: "/environments/{id}", token: bob, body: map[string]any{"version": 1, "name": "stolen"}, wantStatus: 404, check: notFound},
-		{name: "archive", method: "POST", path: "/environments/{id}/archive", token: bob, wantStatus: 404, check: notFound},
-		{name: "delete", method: "DELETE", path: "/environments/{id}/delete", token: bob, wantStatus: 404, check: notFound},
-		{name: "versions", method: "GET", path: "/environments/{id}/versions", token: bob, wantStatus: 404, check: notFound},
-		{name: "not in bob's list", method: "GET", path: "/environments", token: bob, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(len(r.data()), 0) // bob has none
+	a.Run(t, id, []apitest.Scenario{
+		{Name: "get", Method: "GET", Path: "/environments/{id}", Token: bob, WantStatus: 404, Check: notFound},
+		{Name: "put", Method: "PUT", Path: "/environments/{id}", Token: bob, Body: map[string]any{"version": 1, "name": "stolen"}, WantStatus: 404, Check: notFound},
+		{Name: "archive", Method: "POST", Path: "/environments/{id}/archive", Token: bob, WantStatus: 404, Check: notFound},
+		{Name: "delete", Method: "DELETE", Path: "/environments/{id}/delete", Token: bob, WantStatus: 404, Check: notFound},
+		{Name: "versions", Method: "GET", Path: "/environments/{id}/versions", Token: bob, WantStatus: 404, Check: notFound},
+		{Name: "not in bob's list", Method: "GET", Path: "/environments", Token: bob, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(len(r.Data()), 0) // bob has none
 			}},
-		{name: "bob can create the same name", method: "POST", path: "/environments", token: bob, body: map[string]any{"name": "mine"}, wantStatus: 201},
-		{name: "attach on agent create", method: "POST", path: "/agents", token: bob,
-			body: map[string]any{"name": "b2", "model": "local/shell", "runtime": "shell", "environment_id": id}, wantStatus: 404,
-			wantDetail: "Environment not found"},
-		{name: "attach on agent update", method: "PUT", path: "/agents/" + bobAgent["id"].(string), token: bob,
-			body: map[string]any{"version": 1, "environment_id": id}, wantStatus: 404, wantDetail: "Environment not found"},
-		{name: "alice's environment untouched", method: "GET", path: "/environments/{id}", token: alice, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), env) // same as created: not renamed, archived or deleted
+		{Name: "bob can create the same name", Method: "POST", Path: "/environments", Token: bob, Body: map[string]any{"name": "mine"}, WantStatus: 201},
+		{Name: "attach on agent create", Method: "POST", Path: "/agents", Token: bob,
+			Body: map[string]any{"name": "b2", "model": "local/shell", "runtime": "shell", "environment_id": id}, WantStatus: 404,
+			WantDetail: "Environment not found"},
+		{Name: "attach on agent update", Method: "PUT", Path: "/agents/" + bobAgent["id"].(string), Token: bob,
+			Body: map[string]any{"version": 1, "environment_id": id}, WantStatus: 404, WantDetail: "Environment not found"},
+		{Name: "alice's environment untouched", Method: "GET", Path: "/environments/{id}", Token: alice, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), env) // same as created: not renamed, archived or deleted
 			}},
 	})
 }
@@ -675,16 +687,17 @@ func TestEnvironmentOwnership(t *testing.T) {
 // TestEnvironmentSecretsNeverExposed proves env var values never leave the
 // server and never reach the disk in plaintext.
 func TestEnvironmentSecretsNeverExposed(t *testing.T) {
+	t.Parallel()
 	const secret = "s3cr3t-value-XYZ"
 	const secretNumber = "7331733173317331"
 	is := is.New(t)
-	a := newAPI(t)
-	tok := a.token("alice")
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
 
-	var responses []response
-	call := func(method, path string, body any, want int) response {
+	var responses []apitest.Response
+	call := func(method, path string, body any, want int) apitest.Response {
 		t.Helper()
-		r := a.do(method, path, tok, body)
+		r := a.Do(method, path, tok, body)
 		if r.Status != want {
 			t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.Status, want, r.Raw)
 		}
@@ -693,7 +706,7 @@ func TestEnvironmentSecretsNeverExposed(t *testing.T) {
 	}
 
 	created := call("POST", "/environments", map[string]any{"name": "sec", "env_vars": map[string]any{"API_TOKEN": secret}}, 201)
-	id, _ := created.obj()["id"].(string)
+	id, _ := created.Obj()["id"].(string)
 	call("GET", "/environments/"+id, nil, 200)
 	call("GET", "/environments", nil, 200)
 	call("PUT", "/environments/"+id, map[string]any{"version": 1, "env_vars": map[string]any{"API_TOKEN": secret, "OTHER": secret + "-2"}}, 200)
@@ -735,17 +748,18 @@ func TestEnvironmentSecretsNeverExposed(t *testing.T) {
 // echoes its own key (it used to echo the whole object, so a 59 KB request
 // answered 355 MB), and the list stops at validate.MaxErrors with a count.
 func TestEnvironmentHostile422IsBounded(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
-	a := newAPI(t)
-	tok := a.token("alice")
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
 	pkgs := map[string]any{}
 	for i := range 4000 {
 		pkgs[fmt.Sprintf("manager%04d", i)] = []any{"x"}
 	}
 	req, _ := json.Marshal(map[string]any{"name": "e", "packages": pkgs})
-	r := a.do("POST", "/environments", tok, req)
+	r := a.Do("POST", "/environments", tok, req)
 	is.Equal(r.Status, http.StatusUnprocessableEntity) // refused
-	items, _ := r.obj()["detail"].([]any)
+	items, _ := r.Obj()["detail"].([]any)
 	is.Equal(len(items), validate.MaxErrors+1) // the first problems and a count of the rest
 	is.True(len(r.Raw) < len(req))             // smaller than the request
 }

@@ -2,14 +2,12 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/matryer/is"
 )
 
@@ -19,127 +17,103 @@ var canonicalIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4
 // wireTimePattern is the contract's timestamp: UTC, microseconds, +00:00.
 var wireTimePattern = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$`)
 
-// sendWithHeaders sends a request with exactly the given headers (no
-// Authorization unless given), for what a.do cannot express.
-func sendWithHeaders(t *testing.T, a *api, method, path string, headers map[string]string, body io.Reader) response {
-	t.Helper()
-	req, err := http.NewRequest(method, a.URL+path, body)
-	if err != nil {
-		t.Fatalf("new request: %v", err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	res, err := a.HTTP.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatalf("read body: %v", err)
-	}
-	r := response{Status: res.StatusCode, Header: res.Header, Raw: raw}
-	var v any
-	if json.Unmarshal(raw, &v) == nil {
-		r.Body = v
-	}
-	return r
-}
-
 // isJSONDetail checks the error envelope: JSON content type and a non-empty
 // string detail.
-func isJSONDetail(is *is.I, r response) {
+func isJSONDetail(is *is.I, r apitest.Response) {
 	is.True(strings.Contains(r.Header.Get("Content-Type"), "application/json")) // JSON content type
-	d, ok := r.obj()["detail"].(string)
+	d, ok := r.Obj()["detail"].(string)
 	is.True(ok && d != "") // string detail
 }
 
 func TestHealth(t *testing.T) {
-	a := newAPI(t)
-	a.run(t, "", []scenario{
-		{name: "public GET", method: "GET", path: "/health", wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["status"], "ok") // status ok
+	t.Parallel()
+	a := apitest.New(t, recording)
+	a.Run(t, "", []apitest.Scenario{
+		{Name: "public GET", Method: "GET", Path: "/health", WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["status"], "ok") // status ok
 			}},
-		{name: "GET with a bad token is still public", method: "GET", path: "/health", token: "aod_invalid_key", wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["status"], "ok") // status ok
+		{Name: "GET with a bad token is still public", Method: "GET", Path: "/health", Token: "aod_invalid_key", WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["status"], "ok") // status ok
 			}},
-		{name: "POST", method: "POST", path: "/health", wantStatus: 405,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405 body
+		{Name: "POST", Method: "POST", Path: "/health", WantStatus: 405,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405 body
 				is.True(strings.Contains(r.Header.Get("Allow"), "GET"))           // Allow names GET
 			}},
 	})
 }
 
 func TestAuthMissing(t *testing.T) {
-	a := newAPI(t)
-	owner := a.token("alice")
-	id := a.mustCreate("/environments", owner, map[string]any{"name": "e"})["id"].(string)
-	unauthorized := func(is *is.I, r response) {
+	t.Parallel()
+	a := apitest.New(t, recording)
+	owner := a.Token("alice")
+	id := a.MustCreate("/environments", owner, map[string]any{"name": "e"})["id"].(string)
+	unauthorized := func(is *is.I, r apitest.Response) {
 		isJSONDetail(is, r)
 	}
-	a.run(t, id, []scenario{
-		{name: "POST /environments", method: "POST", path: "/environments", body: map[string]any{"name": "x"}, wantStatus: 401, check: unauthorized},
-		{name: "GET /environments", method: "GET", path: "/environments", wantStatus: 401, check: unauthorized},
-		{name: "GET /environments/{id}", method: "GET", path: "/environments/{id}", wantStatus: 401, check: unauthorized},
-		{name: "PUT /environments/{id}", method: "PUT", path: "/environments/{id}", body: map[string]any{"version": 1}, wantStatus: 401, check: unauthorized},
-		{name: "DELETE /environments/{id}/delete", method: "DELETE", path: "/environments/{id}/delete", wantStatus: 401, check: unauthorized},
-		{name: "POST /environments/{id}/archive", method: "POST", path: "/environments/{id}/archive", wantStatus: 401, check: unauthorized},
-		{name: "GET /environments/{id}/versions", method: "GET", path: "/environments/{id}/versions", wantStatus: 401, check: unauthorized},
-		{name: "POST /agents", method: "POST", path: "/agents", body: map[string]any{"name": "x"}, wantStatus: 401, check: unauthorized},
-		{name: "GET /agents", method: "GET", path: "/agents", wantStatus: 401, check: unauthorized},
-		{name: "invalid JSON still 401 first", method: "POST", path: "/environments", body: `{bad`, wantStatus: 401, check: unauthorized},
-		{name: "nothing was changed", method: "GET", path: "/environments/{id}", token: owner, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["version"], float64(1))    // not updated
-				is.True(hasNullKey(r.obj(), "archived_at")) // not archived
+	a.Run(t, id, []apitest.Scenario{
+		{Name: "POST /environments", Method: "POST", Path: "/environments", Body: map[string]any{"name": "x"}, WantStatus: 401, Check: unauthorized},
+		{Name: "GET /environments", Method: "GET", Path: "/environments", WantStatus: 401, Check: unauthorized},
+		{Name: "GET /environments/{id}", Method: "GET", Path: "/environments/{id}", WantStatus: 401, Check: unauthorized},
+		{Name: "PUT /environments/{id}", Method: "PUT", Path: "/environments/{id}", Body: map[string]any{"version": 1}, WantStatus: 401, Check: unauthorized},
+		{Name: "DELETE /environments/{id}/delete", Method: "DELETE", Path: "/environments/{id}/delete", WantStatus: 401, Check: unauthorized},
+		{Name: "POST /environments/{id}/archive", Method: "POST", Path: "/environments/{id}/archive", WantStatus: 401, Check: unauthorized},
+		{Name: "GET /environments/{id}/versions", Method: "GET", Path: "/environments/{id}/versions", WantStatus: 401, Check: unauthorized},
+		{Name: "POST /agents", Method: "POST", Path: "/agents", Body: map[string]any{"name": "x"}, WantStatus: 401, Check: unauthorized},
+		{Name: "GET /agents", Method: "GET", Path: "/agents", WantStatus: 401, Check: unauthorized},
+		{Name: "invalid JSON still 401 first", Method: "POST", Path: "/environments", Body: `{bad`, WantStatus: 401, Check: unauthorized},
+		{Name: "nothing was changed", Method: "GET", Path: "/environments/{id}", Token: owner, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["version"], float64(1))    // not updated
+				is.True(hasNullKey(r.Obj(), "archived_at")) // not archived
 			}},
-		{name: "nothing was created", method: "GET", path: "/environments", token: owner, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(len(r.data()), 1) // only the one environment
+		{Name: "nothing was created", Method: "GET", Path: "/environments", Token: owner, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(len(r.Data()), 1) // only the one environment
 			}},
 	})
 }
 
 func TestAuthRejectedKeys(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
-	a := newAPI(t)
+	a := apitest.New(t, recording)
 	ctx := context.Background()
 	u, err := a.DB.EnsureUser(ctx, "alice")
 	is.NoErr(err) // create user
 
-	r := a.do("GET", "/environments", "aod_invalid_key", nil)
+	r := a.Do("GET", "/environments", "aod_invalid_key", nil)
 	is.Equal(r.Status, 401)                                                     // unknown key
-	is.Equal(r.obj(), map[string]any{"detail": "Invalid API key"})              // exact body
+	is.Equal(r.Obj(), map[string]any{"detail": "Invalid API key"})              // exact body
 	is.True(strings.Contains(r.Header.Get("Content-Type"), "application/json")) // JSON content type
 
-	revoked := a.token("alice")
-	is.Equal(a.do("GET", "/environments", revoked, nil).Status, 200) // the key works before revocation
+	revoked := a.Token("alice")
+	is.Equal(a.Do("GET", "/environments", revoked, nil).Status, 200) // the key works before revocation
 	_, err = a.DB.RevokeAPIKeyByPrefix(ctx, revoked[:12])
 	is.NoErr(err) // revoke
-	r = a.do("GET", "/environments", revoked, nil)
+	r = a.Do("GET", "/environments", revoked, nil)
 	is.Equal(r.Status, 401)                           // revoked key
-	is.True(strings.Contains(r.detail(), "inactive")) // detail says inactive
+	is.True(strings.Contains(r.Detail(), "inactive")) // detail says inactive
 
 	past := time.Now().Add(-time.Hour)
 	_, expired, err := a.DB.CreateAPIKey(ctx, u.ID, "old", &past)
 	is.NoErr(err) // create an expired key
-	r = a.do("GET", "/environments", expired, nil)
+	r = a.Do("GET", "/environments", expired, nil)
 	is.Equal(r.Status, 401)                          // expired key
-	is.True(strings.Contains(r.detail(), "expired")) // detail says expired
+	is.True(strings.Contains(r.Detail(), "expired")) // detail says expired
 
 	future := time.Now().Add(time.Hour)
 	_, valid, err := a.DB.CreateAPIKey(ctx, u.ID, "new", &future)
 	is.NoErr(err)                                                  // create a key expiring later
-	is.Equal(a.do("GET", "/environments", valid, nil).Status, 200) // a not-yet-expired key works
+	is.Equal(a.Do("GET", "/environments", valid, nil).Status, 200) // a not-yet-expired key works
 }
 
 func TestAuthMalformedHeader(t *testing.T) {
-	a := newAPI(t)
-	valid := a.token("alice")
+	t.Parallel()
+	a := apitest.New(t, recording)
+	valid := a.Token("alice")
 	for _, c := range []struct{ name, header string }{
 		{"other scheme", "Token x"},
 		{"scheme only", "Bearer"},
@@ -151,123 +125,128 @@ func TestAuthMalformedHeader(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			is := is.New(t)
-			r := sendWithHeaders(t, a, "GET", "/environments", map[string]string{"Authorization": c.header}, nil)
+			r := a.Send("GET", "/environments", map[string]string{"Authorization": c.header}, nil)
 			is.Equal(r.Status, 401) // malformed Authorization header
 			isJSONDetail(is, r)
 		})
 	}
 	t.Run("well-formed header works", func(t *testing.T) {
 		is := is.New(t)
-		r := sendWithHeaders(t, a, "GET", "/environments", map[string]string{"Authorization": "Bearer " + valid}, nil)
+		r := a.Send("GET", "/environments", map[string]string{"Authorization": "Bearer " + valid}, nil)
 		is.Equal(r.Status, 200) // control: the same token with the Bearer scheme
 	})
 }
 
 func TestMethodNotAllowedBeforeAuth(t *testing.T) {
-	a := newAPI(t)
+	t.Parallel()
+	a := apitest.New(t, recording)
 	id := missingEnvID
-	notAllowed := func(allow string) func(is *is.I, r response) {
-		return func(is *is.I, r response) {
-			is.Equal(r.obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405 body
+	notAllowed := func(allow string) func(is *is.I, r apitest.Response) {
+		return func(is *is.I, r apitest.Response) {
+			is.Equal(r.Obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405 body
 			is.True(strings.Contains(r.Header.Get("Allow"), allow))           // Allow names the right method
 		}
 	}
-	rows := []scenario{
-		{name: "PATCH /environments", method: "PATCH", path: "/environments", wantStatus: 405, check: notAllowed("POST")},
-		{name: "DELETE /environments", method: "DELETE", path: "/environments", wantStatus: 405, check: notAllowed("GET")},
-		{name: "DELETE /environments/{id}", method: "DELETE", path: "/environments/{id}", wantStatus: 405, check: notAllowed("PUT")},
-		{name: "POST /environments/{id}/delete", method: "POST", path: "/environments/{id}/delete", wantStatus: 405, check: notAllowed("DELETE")},
-		{name: "GET /environments/{id}/archive", method: "GET", path: "/environments/{id}/archive", wantStatus: 405, check: notAllowed("POST")},
-		{name: "POST /environments/{id}/versions", method: "POST", path: "/environments/{id}/versions", wantStatus: 405, check: notAllowed("GET")},
-		{name: "PATCH /agents", method: "PATCH", path: "/agents", wantStatus: 405, check: notAllowed("GET")},
-		{name: "DELETE /agents/{id}", method: "DELETE", path: "/agents/{id}", wantStatus: 405, check: notAllowed("GET")},
-		{name: "PUT /health", method: "PUT", path: "/health", wantStatus: 405, check: notAllowed("GET")},
+	rows := []apitest.Scenario{
+		{Name: "PATCH /environments", Method: "PATCH", Path: "/environments", WantStatus: 405, Check: notAllowed("POST")},
+		{Name: "DELETE /environments", Method: "DELETE", Path: "/environments", WantStatus: 405, Check: notAllowed("GET")},
+		{Name: "DELETE /environments/{id}", Method: "DELETE", Path: "/environments/{id}", WantStatus: 405, Check: notAllowed("PUT")},
+		{Name: "POST /environments/{id}/delete", Method: "POST", Path: "/environments/{id}/delete", WantStatus: 405, Check: notAllowed("DELETE")},
+		{Name: "GET /environments/{id}/archive", Method: "GET", Path: "/environments/{id}/archive", WantStatus: 405, Check: notAllowed("POST")},
+		{Name: "POST /environments/{id}/versions", Method: "POST", Path: "/environments/{id}/versions", WantStatus: 405, Check: notAllowed("GET")},
+		{Name: "PATCH /agents", Method: "PATCH", Path: "/agents", WantStatus: 405, Check: notAllowed("GET")},
+		{Name: "DELETE /agents/{id}", Method: "DELETE", Path: "/agents/{id}", WantStatus: 405, Check: notAllowed("GET")},
+		{Name: "PUT /health", Method: "PUT", Path: "/health", WantStatus: 405, Check: notAllowed("GET")},
 	}
-	invalid := make([]scenario, 0, len(rows))
+	invalid := make([]apitest.Scenario, 0, len(rows))
 	for _, sc := range rows {
-		sc.name += " with an invalid token"
-		sc.token = "aod_invalid_key"
+		sc.Name += " with an invalid token"
+		sc.Token = "aod_invalid_key"
 		invalid = append(invalid, sc)
 	}
-	a.run(t, id, append(rows, invalid...))
+	a.Run(t, id, append(rows, invalid...))
 }
 
 func TestUnknownRoutes(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	rows := []scenario{
-		{name: "unknown path", method: "GET", path: "/nope", wantStatus: 404},
-		{name: "unknown nested path", method: "GET", path: "/environments/" + missingEnvID + "/nope", wantStatus: 404},
-		{name: "api prefix", method: "GET", path: "/v1/agents", wantStatus: 404},
-		{name: "trailing slash agents", method: "GET", path: "/agents/", wantStatus: 404},
-		{name: "trailing slash POST agents", method: "POST", path: "/agents/", body: map[string]any{}, wantStatus: 404},
-		{name: "trailing slash environments", method: "GET", path: "/environments/", wantStatus: 404},
-		{name: "trailing slash health", method: "GET", path: "/health/", wantStatus: 404},
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	rows := []apitest.Scenario{
+		{Name: "unknown path", Method: "GET", Path: "/nope", WantStatus: 404},
+		{Name: "unknown nested path", Method: "GET", Path: "/environments/" + missingEnvID + "/nope", WantStatus: 404},
+		{Name: "api prefix", Method: "GET", Path: "/v1/agents", WantStatus: 404},
+		{Name: "trailing slash agents", Method: "GET", Path: "/agents/", WantStatus: 404},
+		{Name: "trailing slash POST agents", Method: "POST", Path: "/agents/", Body: map[string]any{}, WantStatus: 404},
+		{Name: "trailing slash environments", Method: "GET", Path: "/environments/", WantStatus: 404},
+		{Name: "trailing slash health", Method: "GET", Path: "/health/", WantStatus: 404},
 	}
-	var all []scenario
+	var all []apitest.Scenario
 	for _, sc := range rows {
-		sc.check = func(is *is.I, r response) {
+		sc.Check = func(is *is.I, r apitest.Response) {
 			isJSONDetail(is, r)
 		}
 		all = append(all, sc)
 		authed := sc
-		authed.name += " authenticated"
-		authed.token = tok
+		authed.Name += " authenticated"
+		authed.Token = tok
 		all = append(all, authed)
 	}
-	a.run(t, "", all)
+	a.Run(t, "", all)
 }
 
 // TestJSONContentTypeEverywhere walks one response of every status the API
 // has so far and checks each is JSON with the right Content-Type.
 func TestJSONContentTypeEverywhere(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	id := a.mustCreate("/environments", tok, map[string]any{"name": "taken"})["id"].(string)
-	jsonBody := func(is *is.I, r response) {
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	id := a.MustCreate("/environments", tok, map[string]any{"name": "taken"})["id"].(string)
+	jsonBody := func(is *is.I, r apitest.Response) {
 		is.True(strings.Contains(r.Header.Get("Content-Type"), "application/json")) // JSON content type
 		_, ok := r.Body.(map[string]any)
 		is.True(ok) // body is a JSON object
 	}
-	a.run(t, id, []scenario{
-		{name: "200 health", method: "GET", path: "/health", wantStatus: 200, check: jsonBody},
-		{name: "200 list", method: "GET", path: "/environments", token: tok, wantStatus: 200, check: jsonBody},
-		{name: "201 create", method: "POST", path: "/environments", token: tok, body: map[string]any{"name": "new"}, wantStatus: 201, check: jsonBody},
-		{name: "400 invalid JSON", method: "POST", path: "/environments", token: tok, body: "{", wantStatus: 400, check: jsonBody},
-		{name: "401", method: "GET", path: "/environments", wantStatus: 401, check: jsonBody},
-		{name: "404 resource", method: "GET", path: "/environments/" + missingEnvID, token: tok, wantStatus: 404, check: jsonBody},
-		{name: "404 route", method: "GET", path: "/nowhere", wantStatus: 404, check: jsonBody},
-		{name: "405", method: "PATCH", path: "/environments", wantStatus: 405, check: jsonBody},
-		{name: "409", method: "POST", path: "/environments", token: tok, body: map[string]any{"name": "taken"}, wantStatus: 409, check: jsonBody},
-		{name: "422", method: "POST", path: "/environments", token: tok, body: map[string]any{}, wantStatus: 422, check: jsonBody},
-		{name: "200 delete", method: "DELETE", path: "/environments/{id}/delete", token: tok, wantStatus: 200, check: jsonBody},
+	a.Run(t, id, []apitest.Scenario{
+		{Name: "200 health", Method: "GET", Path: "/health", WantStatus: 200, Check: jsonBody},
+		{Name: "200 list", Method: "GET", Path: "/environments", Token: tok, WantStatus: 200, Check: jsonBody},
+		{Name: "201 create", Method: "POST", Path: "/environments", Token: tok, Body: map[string]any{"name": "new"}, WantStatus: 201, Check: jsonBody},
+		{Name: "400 invalid JSON", Method: "POST", Path: "/environments", Token: tok, Body: "{", WantStatus: 400, Check: jsonBody},
+		{Name: "401", Method: "GET", Path: "/environments", WantStatus: 401, Check: jsonBody},
+		{Name: "404 resource", Method: "GET", Path: "/environments/" + missingEnvID, Token: tok, WantStatus: 404, Check: jsonBody},
+		{Name: "404 route", Method: "GET", Path: "/nowhere", WantStatus: 404, Check: jsonBody},
+		{Name: "405", Method: "PATCH", Path: "/environments", WantStatus: 405, Check: jsonBody},
+		{Name: "409", Method: "POST", Path: "/environments", Token: tok, Body: map[string]any{"name": "taken"}, WantStatus: 409, Check: jsonBody},
+		{Name: "422", Method: "POST", Path: "/environments", Token: tok, Body: map[string]any{}, WantStatus: 422, Check: jsonBody},
+		{Name: "200 delete", Method: "DELETE", Path: "/environments/{id}/delete", Token: tok, WantStatus: 200, Check: jsonBody},
 	})
 }
 
 func TestBodyTooLarge(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
-	id := a.mustCreate("/environments", tok, map[string]any{"name": "e"})["id"].(string)
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	id := a.MustCreate("/environments", tok, map[string]any{"name": "e"})["id"].(string)
 	huge := `{"name": "` + strings.Repeat("a", 4<<20) + `"}`
-	tooLarge := func(is *is.I, r response) {
+	tooLarge := func(is *is.I, r apitest.Response) {
 		isJSONDetail(is, r)
 	}
-	a.run(t, id, []scenario{
-		{name: "create", method: "POST", path: "/environments", token: tok, body: huge, wantStatus: 413, check: tooLarge},
-		{name: "update", method: "PUT", path: "/environments/{id}", token: tok, body: `{"version": 1, "setup_script": "` + strings.Repeat("b", 4<<20) + `"}`,
-			wantStatus: 413, check: tooLarge},
-		{name: "nothing stored", method: "GET", path: "/environments/{id}", token: tok, wantStatus: 200,
-			check: func(is *is.I, r response) {
-				is.Equal(r.obj()["version"], float64(1)) // the oversized update did nothing
+	a.Run(t, id, []apitest.Scenario{
+		{Name: "create", Method: "POST", Path: "/environments", Token: tok, Body: huge, WantStatus: 413, Check: tooLarge},
+		{Name: "update", Method: "PUT", Path: "/environments/{id}", Token: tok, Body: `{"version": 1, "setup_script": "` + strings.Repeat("b", 4<<20) + `"}`,
+			WantStatus: 413, Check: tooLarge},
+		{Name: "nothing stored", Method: "GET", Path: "/environments/{id}", Token: tok, WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(r.Obj()["version"], float64(1)) // the oversized update did nothing
 			}},
-		{name: "just under the limit is not 413", method: "POST", path: "/environments", token: tok,
-			body: `{"name": "big", "setup_script": "` + strings.Repeat("c", 4<<20-100) + `"}`, wantStatus: 201},
+		{Name: "just under the limit is not 413", Method: "POST", Path: "/environments", Token: tok,
+			Body: `{"name": "big", "setup_script": "` + strings.Repeat("c", 4<<20-100) + `"}`, WantStatus: 201},
 	})
 }
 
 func TestCORS(t *testing.T) {
-	a := newAPI(t)
-	tok := a.token("alice")
+	t.Parallel()
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
 	origin := map[string]string{"Origin": "https://app.example.com"}
 	t.Run("API responses allow any origin", func(t *testing.T) {
 		for _, c := range []struct {
@@ -282,7 +261,7 @@ func TestCORS(t *testing.T) {
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				is := is.New(t)
-				r := sendWithHeaders(t, a, c.method, c.path, c.headers, nil)
+				r := a.Send(c.method, c.path, c.headers, nil)
 				is.Equal(r.Status, c.status)                                          // status
 				is.Equal(r.Header.Get("Access-Control-Allow-Origin"), "*")            // any origin
 				is.Equal(r.Header.Get("Access-Control-Allow-Credentials"), "")        // no credentials mode
@@ -293,7 +272,7 @@ func TestCORS(t *testing.T) {
 	for _, c := range []struct{ path, method string }{{"/agents", "POST"}, {"/environments/" + missingEnvID + "/delete", "DELETE"}, {"/environments", "GET"}} {
 		t.Run("preflight "+c.method+" "+c.path, func(t *testing.T) {
 			is := is.New(t)
-			r := sendWithHeaders(t, a, "OPTIONS", c.path, map[string]string{
+			r := a.Send("OPTIONS", c.path, map[string]string{
 				"Origin":                         origin["Origin"],
 				"Access-Control-Request-Method":  c.method,
 				"Access-Control-Request-Headers": "authorization, content-type",
@@ -311,21 +290,22 @@ func TestCORS(t *testing.T) {
 }
 
 func TestWireIDsAndTimestamps(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
-	a := newAPI(t)
-	tok := a.token("alice")
-	env := a.mustCreate("/environments", tok, map[string]any{"name": "e"})
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	env := a.MustCreate("/environments", tok, map[string]any{"name": "e"})
 	envID, _ := env["id"].(string)
-	agent := a.mustCreate("/agents", tok, map[string]any{"name": "ag", "model": "local/shell", "runtime": "shell", "environment_id": envID})
-	archived := a.do("POST", "/environments/"+envID+"/archive", tok, nil)
+	agent := a.MustCreate("/agents", tok, map[string]any{"name": "ag", "model": "local/shell", "runtime": "shell", "environment_id": envID})
+	archived := a.Do("POST", "/environments/"+envID+"/archive", tok, nil)
 	is.Equal(archived.Status, 200) // archive
-	versions := a.do("GET", "/environments/"+envID+"/versions", tok, nil)
+	versions := a.Do("GET", "/environments/"+envID+"/versions", tok, nil)
 	is.Equal(versions.Status, 200) // versions
-	list := a.do("GET", "/agents", tok, nil)
-	is.Equal(len(list.data()), 1) // the agent is listed
+	list := a.Do("GET", "/agents", tok, nil)
+	is.Equal(len(list.Data()), 1) // the agent is listed
 
-	objects := []map[string]any{env, agent, archived.obj(), list.data()[0].(map[string]any)}
-	for _, v := range versions.data() {
+	objects := []map[string]any{env, agent, archived.Obj(), list.Data()[0].(map[string]any)}
+	for _, v := range versions.Data() {
 		objects = append(objects, v.(map[string]any))
 	}
 	for _, o := range objects {
@@ -344,6 +324,6 @@ func TestWireIDsAndTimestamps(t *testing.T) {
 	}
 	envRef, _ := agent["environment_id"].(string)
 	is.True(canonicalIDPattern.MatchString(envRef)) // referenced ids are canonical too
-	_, hasArchivedAt := archived.obj()["archived_at"].(string)
+	_, hasArchivedAt := archived.Obj()["archived_at"].(string)
 	is.True(hasArchivedAt) // the archived environment carried a timestamp to check
 }

@@ -1,10 +1,8 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
@@ -14,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/matryer/is"
 )
 
@@ -53,60 +53,6 @@ done
 `, strings.Join(reconnectWords, " "), reconnectPad, n, len(reconnectWords), reconnectPace)
 }
 
-// reconnectFrame is one complete SSE frame.
-type reconnectFrame struct {
-	idLine string
-	data   map[string]any
-}
-
-func (f reconnectFrame) typ() string { s, _ := f.data["type"].(string); return s }
-func (f reconnectFrame) id() int64   { n, _ := f.data["id"].(float64); return int64(n) }
-
-// reconnectReadFrame reads one frame, skipping comments. partial reports
-// bytes of a frame that the connection's end cut short.
-func reconnectReadFrame(br *bufio.Reader) (f reconnectFrame, partial bool, err error) {
-	started := false
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return f, started || line != "", err
-		}
-		line = strings.TrimSuffix(line, "\n")
-		switch {
-		case line == "":
-			if f.data != nil {
-				return f, false, nil
-			}
-			started = false
-		case strings.HasPrefix(line, ":"):
-		case strings.HasPrefix(line, "id: "):
-			f.idLine, started = strings.TrimPrefix(line, "id: "), true
-		case strings.HasPrefix(line, "data: "):
-			started = true
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &f.data); err != nil {
-				return f, false, fmt.Errorf("data line is not JSON: %q", line)
-			}
-		}
-	}
-}
-
-// reconnectPartial reads up to n more bytes of the stream without ever
-// completing a frame: the client hangs up somewhere inside the next one.
-func reconnectPartial(br *bufio.Reader, n int) {
-	var prev byte
-	for range n {
-		b, err := br.Peek(1)
-		if err != nil {
-			return
-		}
-		if b[0] == '\n' && prev == '\n' {
-			return // that byte would end a frame
-		}
-		prev = b[0]
-		br.ReadByte()
-	}
-}
-
 func TestStreamReconnect(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -121,12 +67,12 @@ func TestStreamReconnect(t *testing.T) {
 		expected.WriteString(reconnectLine(lines))
 	}
 
-	a := newAPI(t)
-	tok := a.token("alice")
-	agent := sessShellAgent(a, tok)
-	id := sessStart(a, tok, sessBody(agent, reconnectScript(lines)))
+	a := apitest.New(t, running)
+	tok := a.Token("alice")
+	agent := a.ShellAgent(tok)
+	id := a.StartSession(tok, apitest.SessionBody(agent, reconnectScript(lines)))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*sessPatience)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*apitest.Patience)
 	defer cancel()
 	var (
 		got        bytes.Buffer // every stdout byte received, in order
@@ -135,7 +81,7 @@ func TestStreamReconnect(t *testing.T) {
 		reconnects int
 		live       int // reconnects made while the session was still running
 		cut        int // connections hung up inside the terminal frame
-		terminals  []reconnectFrame
+		terminals  []testkit.Frame
 		stderr     string
 		problems   []string // protocol violations, reported once at the end
 	)
@@ -146,7 +92,7 @@ func TestStreamReconnect(t *testing.T) {
 	}
 	for len(terminals) == 0 {
 		if ctx.Err() != nil {
-			t.Fatalf("no terminal event after %d reconnects within %s", reconnects, 3*sessPatience)
+			t.Fatalf("no terminal event after %d reconnects within %s", reconnects, 3*apitest.Patience)
 		}
 		// How much this connection reads before hanging up: a random
 		// number (0-3) of row events, few enough that the reconnects
@@ -154,7 +100,7 @@ func TestStreamReconnect(t *testing.T) {
 		// frame. After the last reconnect: everything.
 		limit, extra := -1, 0
 		if reconnects < reconnectWant {
-			if st := sessGet(a, tok, id)["status"]; st == "running" || st == "pending" {
+			if st := a.Session(tok, id)["status"]; st == "running" || st == "pending" {
 				live++
 			}
 			limit = rng.Intn(4)
@@ -179,48 +125,48 @@ func TestStreamReconnect(t *testing.T) {
 			res.Body.Close()
 			t.Fatalf("connection %d: status %d", reconnects+1, res.StatusCode)
 		}
-		br := bufio.NewReaderSize(res.Body, 1<<17)
+		br := testkit.NewReader(res.Body)
 		rows, first := 0, true
 		for limit < 0 || rows < limit {
-			f, partial, err := reconnectReadFrame(br)
+			f, err := br.NextEvent()
 			if err != nil {
-				if err != io.EOF || partial {
+				if err != io.EOF || br.Partial() {
 					note("connection %d ended inside a frame: %v", reconnects+1, err)
 				}
 				note("connection %d: the server closed the stream before the terminal event", reconnects+1)
 				break
 			}
-			if first && f.typ() != "start" {
-				note("connection %d began with %q, not start", reconnects+1, f.typ())
+			if first && f.Type() != "start" {
+				note("connection %d began with %q, not start", reconnects+1, f.Type())
 			}
 			first = false
-			switch typ := f.typ(); {
+			switch typ := f.Type(); {
 			case typ == "start":
 			case typ == "turn_start":
-				if f.idLine != "" {
-					note("turn_start with an id: line %s", f.idLine)
+				if f.ID != "" {
+					note("turn_start with an id: line %s", f.ID)
 				}
-			case sessIsTerminal(typ) && limit >= 0:
+			case testkit.IsTerminal(typ) && limit >= 0:
 				// Before the last reconnect the client hangs up inside
 				// the terminal frame: it never dispatches it.
 				cut++
 				rows = limit
 				continue
-			case sessIsTerminal(typ):
+			case testkit.IsTerminal(typ):
 				terminals = append(terminals, f)
 			default: // stage and output rows
 				rows++
-				if f.idLine != strconv.FormatInt(f.id(), 10) {
-					note("event %d has id: line %q", f.id(), f.idLine)
+				if f.ID != strconv.FormatInt(f.EventID(), 10) {
+					note("event %d has id: line %q", f.EventID(), f.ID)
 				}
-				if f.id() <= lastID {
-					note("event id %d after %d: duplicated or out of order", f.id(), lastID)
+				if f.EventID() <= lastID {
+					note("event id %d after %d: duplicated or out of order", f.EventID(), lastID)
 				}
-				lastID = f.id()
-				ids = append(ids, f.id())
+				lastID = f.EventID()
+				ids = append(ids, f.EventID())
 				if typ == "output" {
-					data, _ := f.data["data"].(string)
-					if f.data["stream"] == "stdout" {
+					data, _ := f.Data["data"].(string)
+					if f.Data["stream"] == "stdout" {
 						got.WriteString(data)
 					} else {
 						stderr += data
@@ -229,14 +175,14 @@ func TestStreamReconnect(t *testing.T) {
 			}
 			if len(terminals) > 0 {
 				// Exactly one terminal event, then the server closes.
-				if _, _, err := reconnectReadFrame(br); err != io.EOF {
+				if _, err := br.NextEvent(); err != io.EOF {
 					note("the stream went on after the terminal event: %v", err)
 				}
 				break
 			}
 		}
 		if len(terminals) == 0 {
-			reconnectPartial(br, extra)
+			br.CutShort(extra)
 			reconnects++
 		}
 		hangUp()
@@ -248,9 +194,9 @@ func TestStreamReconnect(t *testing.T) {
 	is.Equal(problems, []string(nil))               // the stream kept the protocol on every connection
 	is.Equal(reconnects, reconnectWant)             // the client reconnected 200 times
 	is.Equal(len(terminals), 1)                     // exactly one terminal event, at the end
-	is.Equal(terminals[0].typ(), "exit")            // the session ended with exit
-	is.Equal(terminals[0].data["code"], float64(0)) // code 0
-	is.Equal(terminals[0].id(), lastID)             // the terminal id repeats the last row id
+	is.Equal(terminals[0].Type(), "exit")           // the session ended with exit
+	is.Equal(terminals[0].Data["code"], float64(0)) // code 0
+	is.Equal(terminals[0].EventID(), lastID)        // the terminal id repeats the last row id
 	is.Equal(stderr, "")                            // nothing on stderr
 	is.Equal(got.Len(), expected.Len())             // as many bytes as the script printed
 	if !bytes.Equal(got.Bytes(), expected.Bytes()) {
@@ -264,11 +210,11 @@ func TestStreamReconnect(t *testing.T) {
 	is.True(bytes.Equal(got.Bytes(), expected.Bytes())) // exactly the bytes the script printed: no gap, no duplicate
 
 	// The ids the client saw are exactly the session's rows: none missing.
-	full := sessStream(a, tok, id, "", nil)
+	full := a.Stream(tok, id, apitest.StreamOptions{})
 	var all []int64
 	for _, e := range full.Events {
-		if t := e.typ(); t == "stage" || t == "output" {
-			all = append(all, e.id())
+		if t := e.Type(); t == "stage" || t == "output" {
+			all = append(all, e.EventID())
 		}
 	}
 	is.Equal(ids, all) // every stored row was received exactly once, in order

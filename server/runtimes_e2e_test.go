@@ -1,10 +1,7 @@
 package server_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +9,8 @@ import (
 	"time"
 
 	"github.com/aod/aod/fakemodel"
+	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/matryer/is"
 )
 
@@ -19,63 +18,37 @@ import (
 // install_runtime stage, against the fake model API: two turns each for
 // claude and codex (the second must resume the first's conversation), one
 // turn each for opencode and gemini. The first run downloads the CLIs into
-// the shared runtime cache (see testRuntimeDir); later runs reuse it.
+// the shared runtime cache (see apitest.RuntimeDir); later runs reuse it.
 
 // turnOutput streams a session to its terminal event and returns the
 // concatenated stdout of the given turn and the terminal event.
-func turnOutput(t *testing.T, a *api, token, id string, turn int) (string, map[string]any) {
+func turnOutput(t *testing.T, a *apitest.Server, token, id string, turn int) (string, map[string]any) {
 	out, end, _ := turnEvents(t, a, token, id, turn)
 	return out, end
 }
 
-// turnEvents is turnOutput plus the stage events seen.
-func turnEvents(t *testing.T, a *api, token, id string, turn int) (string, map[string]any, []map[string]any) {
+// turnEvents is turnOutput plus the stage events seen. The first run
+// installs the CLI from npm: the stream gets ten minutes.
+func turnEvents(t *testing.T, a *apitest.Server, token, id string, turn int) (string, map[string]any, []map[string]any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", a.URL+"/sessions/"+id+"/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := a.HTTP.Do(req)
-	if err != nil {
-		t.Fatalf("stream: %v", err)
+	s := a.Stream(token, id, apitest.StreamOptions{Patience: 10 * time.Minute, Stop: testkit.Frame.Terminal})
+	if !s.Last().Terminal() {
+		t.Fatalf("stream of %s ended without a terminal event (%v)", id, s.Types())
 	}
-	defer res.Body.Close()
-	var out, stderr strings.Builder
 	var stages []map[string]any
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
-			continue
-		}
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("bad event %q: %v", line, err)
-		}
-		switch e["type"] {
-		case "output":
-			if e["turn"] == float64(turn) {
-				if e["stream"] == "stdout" {
-					out.WriteString(e["data"].(string))
-				} else {
-					stderr.WriteString(e["data"].(string))
-				}
+	for _, e := range s.Events {
+		if e.Type() == "stage" {
+			stages = append(stages, e.Data)
+			if e.Data["state"] == "failed" {
+				t.Logf("stage %v failed: %v", e.Data["stage"], e.Data["message"])
 			}
-		case "stage":
-			stages = append(stages, e)
-			if e["state"] == "failed" {
-				t.Logf("stage %v failed: %v", e["stage"], e["message"])
-			}
-		case "exit", "error", "terminated", "stale":
-			if e["type"] != "exit" || e["code"] != 0.0 {
-				t.Logf("turn %d stdout:\n%s\nstderr:\n%s", turn, out.String(), stderr.String())
-			}
-			return out.String(), e, stages
 		}
 	}
-	t.Fatalf("stream of %s ended without a terminal event (%v)", id, sc.Err())
-	return "", nil, nil
+	out, end := s.Output("stdout", turn), s.Last().Data
+	if end["type"] != "exit" || end["code"] != 0.0 {
+		t.Logf("turn %d stdout:\n%s\nstderr:\n%s", turn, out, s.Output("stderr", turn))
+	}
+	return out, end, stages
 }
 
 // assistantText pulls the assistant's text out of a CLI's JSON-lines output
@@ -137,6 +110,7 @@ type runtimeCase struct {
 }
 
 func TestRealRuntimesAgainstFakeModel(t *testing.T) {
+	t.Parallel()
 	cases := []runtimeCase{
 		{"claude", "anthropic/claude-sonnet-4-6", 2, ".claude.json", `"mcpServers"`, ".claude/skills/greeting/SKILL.md"},
 		{"codex", "openai/gpt-4.1", 2, ".codex/config.toml", "[mcp_servers.docs]", ".codex/skills/greeting/SKILL.md"},
@@ -145,18 +119,19 @@ func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.runtime, func(t *testing.T) {
+			t.Parallel()
 			is := is.New(t)
-			a := newAPIWith(t, apiOptions{keyless: true})
-			token := a.token("e2e")
-			agent := a.mustCreate("/agents", token, map[string]any{
+			a := apitest.New(t, apitest.Options{Runner: apitest.RealRunner, Keyless: func(string) bool { return true }})
+			token := a.Token("e2e")
+			agent := a.MustCreate("/agents", token, map[string]any{
 				"name": c.runtime, "runtime": c.runtime, "model": c.model,
 				"system":      "You are a careful test agent.",
 				"mcp_servers": []any{map[string]any{"name": "docs", "command": "true"}},
 				"skills":      []any{map[string]any{"name": "greeting", "description": "Greets people.", "content": e2eSkill}},
 			})
-			r := a.do("POST", "/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": "first question for " + c.runtime, "timeout": 600})
+			r := a.Do("POST", "/sessions", token, map[string]any{"agent_id": agent["id"], "prompt": "first question for " + c.runtime, "timeout": 600})
 			is.Equal(r.Status, 202) // session accepted without a model key: the server points the CLI at the fake
-			id := r.obj()["id"].(string)
+			id := r.Obj()["id"].(string)
 
 			out, end, stages := turnEvents(t, a, token, id, 1)
 			installMsg := ""
@@ -182,7 +157,7 @@ func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 			is.Equal(string(skill), e2eSkill) // with exactly the content sent
 
 			if c.turns == 2 {
-				r = a.do("POST", "/sessions/"+id+"/prompt", token, map[string]any{"prompt": "second question for " + c.runtime})
+				r = a.Do("POST", "/sessions/"+id+"/prompt", token, map[string]any{"prompt": "second question for " + c.runtime})
 				is.Equal(r.Status, 202) // follow-up accepted
 				out, end = turnOutput(t, a, token, id, 2)
 				is.Equal(end["type"], "exit") // turn 2 ended with an exit
@@ -201,8 +176,8 @@ func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 			for _, req := range a.Fake.Requests() {
 				is.True(req.API != fakemodel.APIUnknown) // every model request reached a route the fake serves (see req.Path)
 			}
-			turns := a.do("GET", "/sessions/"+id+"/turns", token, nil)
-			is.Equal(len(turns.data()), c.turns) // one turn row per prompt
+			turns := a.Do("GET", "/sessions/"+id+"/turns", token, nil)
+			is.Equal(len(turns.Data()), c.turns) // one turn row per prompt
 		})
 	}
 }

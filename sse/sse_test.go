@@ -1,16 +1,12 @@
 package sse_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,11 +14,10 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // patience bounds every wait for the stream; it is a deadlock guard, not a
 // latency assertion.
@@ -133,146 +128,6 @@ func (f *fixture) serve(cfg sse.Config) (*httptest.Server, <-chan error) {
 	return srv, returned
 }
 
-// event is a decoded data: payload.
-type event struct {
-	Type       string `json:"type"`
-	ID         *int64 `json:"id"`
-	Turn       *int   `json:"turn"`
-	Stream     string `json:"stream"`
-	Data       string `json:"data"`
-	Stage      string `json:"stage"`
-	State      string `json:"state"`
-	DurationMS *int64 `json:"duration_ms"`
-	Message    string `json:"message"`
-	Code       *int   `json:"code"`
-	Runtime    string `json:"runtime"`
-	Provider   string `json:"provider"`
-	SessionID  string `json:"session_id"`
-}
-
-// frame is one blank-line-terminated block of the stream.
-type frame struct {
-	raw    string // the block's lines, joined by \n
-	idLine string // value of the "id: " line, "" without one
-	data   string // JSON after "data: ", "" for a comment
-	ev     event
-	err    error
-}
-
-func parseFrame(lines []string) frame {
-	fr := frame{raw: strings.Join(lines, "\n")}
-	for _, l := range lines {
-		switch {
-		case strings.HasPrefix(l, "id: "):
-			fr.idLine = strings.TrimPrefix(l, "id: ")
-		case strings.HasPrefix(l, "data: "):
-			fr.data = strings.TrimPrefix(l, "data: ")
-			fr.err = json.Unmarshal([]byte(fr.data), &fr.ev)
-		}
-	}
-	return fr
-}
-
-// connect opens the stream with optional headers and delivers its frames on
-// a channel that closes when the server ends the response.
-func connect(t *testing.T, ctx context.Context, url string, header map[string]string) (*http.Response, <-chan frame) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); resp.Body.Close() })
-	frames := make(chan frame)
-	go func() {
-		defer close(frames)
-		br := bufio.NewReader(resp.Body)
-		var lines []string
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			line = strings.TrimSuffix(line, "\n")
-			if line != "" {
-				lines = append(lines, line)
-				continue
-			}
-			select {
-			case frames <- parseFrame(lines):
-			case <-done:
-				return
-			}
-			lines = nil
-		}
-	}()
-	return resp, frames
-}
-
-// next returns the stream's next frame, failing if it closes or stalls.
-func next(t *testing.T, frames <-chan frame) frame {
-	t.Helper()
-	select {
-	case fr, ok := <-frames:
-		if !ok {
-			t.Fatal("stream closed early")
-		}
-		if fr.err != nil {
-			t.Fatalf("bad JSON in %q: %v", fr.raw, fr.err)
-		}
-		return fr
-	case <-time.After(patience):
-		t.Fatal("no frame within the deadline")
-	}
-	panic("unreachable")
-}
-
-// nextEvent skips heartbeat comments.
-func nextEvent(t *testing.T, frames <-chan frame) frame {
-	t.Helper()
-	for {
-		if fr := next(t, frames); fr.data != "" {
-			return fr
-		}
-	}
-}
-
-// rest reads frames until the server closes the stream.
-func rest(t *testing.T, frames <-chan frame) []frame {
-	t.Helper()
-	var out []frame
-	deadline := time.After(patience)
-	for {
-		select {
-		case fr, ok := <-frames:
-			if !ok {
-				return out
-			}
-			if fr.err != nil {
-				t.Fatalf("bad JSON in %q: %v", fr.raw, fr.err)
-			}
-			out = append(out, fr)
-		case <-deadline:
-			t.Fatal("stream did not close within the deadline")
-		}
-	}
-}
-
-func types(frames []frame) []string {
-	var out []string
-	for _, fr := range frames {
-		out = append(out, fr.ev.Type)
-	}
-	return out
-}
-
 func streamURL(srv *httptest.Server, id string) string {
 	return srv.URL + "/sessions/" + id + "/stream"
 }
@@ -300,11 +155,13 @@ func (f *fixture) finishedSession() string {
 }
 
 func TestHeadersExact(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{})
-	resp, frames := connect(t, t.Context(), streamURL(srv, f.finishedSession()), nil)
-	rest(t, frames)
+	st := testkit.Connect(t, t.Context(), streamURL(srv, f.finishedSession()), nil)
+	resp := st.Response
+	st.Rest(t)
 
 	is.Equal(resp.StatusCode, http.StatusOK)                                    // streams are 200
 	is.Equal(resp.Header.Values("Content-Type"), []string{"text/event-stream"}) // exact, no charset
@@ -313,6 +170,7 @@ func TestHeadersExact(t *testing.T) {
 }
 
 func TestStartIsFirstWithPythonSpacing(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{})
@@ -329,37 +187,38 @@ func TestStartIsFirstWithPythonSpacing(t *testing.T) {
 }
 
 func TestReplayFinishedSession(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, returned := f.serve(sse.Config{})
-	_, frames := connect(t, t.Context(), streamURL(srv, f.finishedSession()), nil)
-	got := rest(t, frames)
+	st := testkit.Connect(t, t.Context(), streamURL(srv, f.finishedSession()), nil)
+	got := st.Rest(t)
 
 	want := []string{"start", "stage", "stage", "stage", "turn_start", "output", "output", "stage", "turn_start", "output", "output", "exit"}
-	is.Equal(types(got), want) // every row once, derived events in place
+	is.Equal(testkit.Types(got), want) // every row once, derived events in place
 
-	is.Equal(got[2].ev.State, "done")            // second stage row is the done
-	is.Equal(*got[2].ev.DurationMS, int64(1500)) // done carries its duration
-	is.Equal(got[1].ev.DurationMS, nil)          // started has no duration
+	is.Equal(got[2].Event().State, "done")            // second stage row is the done
+	is.Equal(*got[2].Event().DurationMS, int64(1500)) // done carries its duration
+	is.Equal(got[1].Event().DurationMS, nil)          // started has no duration
 
 	for _, i := range []int{4, 8} {
 		ts, out := got[i], got[i+1]
-		is.Equal(ts.idLine, "")             // turn_start has no id: line, so resuming from it keeps the output
-		is.Equal(*ts.ev.ID, *out.ev.ID)     // turn_start shares the id of the output it precedes
-		is.Equal(*ts.ev.Turn, *out.ev.Turn) // and names its turn
+		is.Equal(ts.ID, "")                           // turn_start has no id: line, so resuming from it keeps the output
+		is.Equal(*ts.Event().ID, *out.Event().ID)     // turn_start shares the id of the output it precedes
+		is.Equal(*ts.Event().Turn, *out.Event().Turn) // and names its turn
 	}
-	is.Equal(*got[4].ev.Turn, 1) // first turn
-	is.Equal(*got[8].ev.Turn, 2) // second turn
+	is.Equal(*got[4].Event().Turn, 1) // first turn
+	is.Equal(*got[8].Event().Turn, 2) // second turn
 
 	for _, fr := range got[1:] {
-		if fr.ev.Type != "turn_start" {
-			is.Equal(fr.idLine, fmt.Sprint(*fr.ev.ID)) // id: line equals the JSON id
+		if fr.Event().Type != "turn_start" {
+			is.Equal(fr.ID, fmt.Sprint(*fr.Event().ID)) // id: line equals the JSON id
 		}
 	}
 	exit := got[len(got)-1]
-	is.Equal(*exit.ev.ID, int64(8))       // terminal id repeats the last row id
-	is.Equal(*exit.ev.Code, 0)            // the session's exit code
-	is.Equal(got[10].ev.Stream, "stderr") // stderr rows keep their stream
+	is.Equal(*exit.Event().ID, int64(8))       // terminal id repeats the last row id
+	is.Equal(*exit.Event().Code, 0)            // the session's exit code
+	is.Equal(got[10].Event().Stream, "stderr") // stderr rows keep their stream
 
 	select {
 	case err := <-returned:
@@ -370,6 +229,7 @@ func TestReplayFinishedSession(t *testing.T) {
 }
 
 func TestResumeFromCursor(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{})
 	id := f.finishedSession()
@@ -395,19 +255,20 @@ func TestResumeFromCursor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
-			_, frames := connect(t, t.Context(), streamURL(srv, id)+tt.query, tt.header)
-			got := rest(t, frames)
-			is.Equal(types(got), tt.types) // only what follows the cursor, resumed output led by turn_start
+			st := testkit.Connect(t, t.Context(), streamURL(srv, id)+tt.query, tt.header)
+			got := st.Rest(t)
+			is.Equal(testkit.Types(got), tt.types) // only what follows the cursor, resumed output led by turn_start
 			for _, fr := range got[1 : len(got)-1] {
-				is.True(*fr.ev.ID > tt.after) // nothing at or before the cursor
+				is.True(*fr.Event().ID > tt.after) // nothing at or before the cursor
 			}
-			exit := got[len(got)-1].ev
+			exit := got[len(got)-1].Event()
 			is.Equal(*exit.ID, int64(8)) // the terminal id is the last row id (or the cursor when nothing followed)
 		})
 	}
 }
 
 func TestParseCursor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		query  string
@@ -448,69 +309,72 @@ func TestParseCursor(t *testing.T) {
 }
 
 func TestLiveTail(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{})
 	id := f.session()
 	f.startTurn(id, 1)
-	_, frames := connect(t, t.Context(), streamURL(srv, id), nil)
-	is.Equal(next(t, frames).ev.Type, "start") // the stream is open before any output exists
+	st := testkit.Connect(t, t.Context(), streamURL(srv, id), nil)
+	is.Equal(st.Next(t).Event().Type, "start") // the stream is open before any output exists
 
 	out := f.output(id, 1, "stdout", "live\n")
-	ts := nextEvent(t, frames)
-	is.Equal(ts.ev.Type, "turn_start") // the first output of the turn is announced
-	got := nextEvent(t, frames)
-	is.Equal(got.ev.Type, "output") // a row appended after connecting arrives
-	is.Equal(got.ev.Data, "live\n") // with its bytes
-	is.Equal(*got.ev.ID, out)       // and its row id
+	ts := st.NextEvent(t)
+	is.Equal(ts.Event().Type, "turn_start") // the first output of the turn is announced
+	got := st.NextEvent(t)
+	is.Equal(got.Event().Type, "output") // a row appended after connecting arrives
+	is.Equal(got.Event().Data, "live\n") // with its bytes
+	is.Equal(*got.Event().ID, out)       // and its row id
 
 	f.finishTurn(id, 1, code(0))
-	exit := nextEvent(t, frames)
-	is.Equal(exit.ev.Type, "exit")    // the turn's end ends the stream
-	is.Equal(*exit.ev.ID, out)        // with the last row id
-	is.Equal(len(rest(t, frames)), 0) // and the server closes it
+	exit := st.NextEvent(t)
+	is.Equal(exit.Event().Type, "exit") // the turn's end ends the stream
+	is.Equal(*exit.Event().ID, out)     // with the last row id
+	is.Equal(len(st.Rest(t)), 0)        // and the server closes it
 }
 
 func TestHeartbeatIsAComment(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{Heartbeat: 50 * time.Millisecond})
 	id := f.session()
 	f.startTurn(id, 1)
-	_, frames := connect(t, t.Context(), streamURL(srv, id), nil)
+	st := testkit.Connect(t, t.Context(), streamURL(srv, id), nil)
 	for {
-		fr := next(t, frames)
-		for _, line := range strings.Split(fr.raw, "\n") {
+		fr := st.Next(t)
+		for _, line := range strings.Split(fr.Raw, "\n") {
 			is.True(strings.TrimSpace(strings.TrimPrefix(line, "data:")) != "") // the idle signal is never an empty data: line
 		}
-		if fr.data == "" {
-			is.Equal(fr.raw, ": heartbeat") // a comment clients skip
+		if !fr.HasData {
+			is.Equal(fr.Raw, ": heartbeat") // a comment clients skip
 			return
 		}
 	}
 }
 
 func TestStaleEndsARunningStream(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, returned := f.serve(sse.Config{Heartbeat: 50 * time.Millisecond, Stale: 200 * time.Millisecond})
 	id := f.session()
 	f.startTurn(id, 1)
 	out := f.output(id, 1, "stdout", "thinking\n")
-	_, frames := connect(t, t.Context(), streamURL(srv, id), nil)
+	st := testkit.Connect(t, t.Context(), streamURL(srv, id), nil)
 
-	var evs []frame
-	for _, fr := range rest(t, frames) {
-		if fr.data != "" {
+	var evs []testkit.Frame
+	for _, fr := range st.Rest(t) {
+		if fr.HasData {
 			evs = append(evs, fr)
 		}
 	}
-	is.Equal(types(evs), []string{"start", "turn_start", "output", "stale"}) // quiet too long: stale, then close
+	is.Equal(testkit.Types(evs), []string{"start", "turn_start", "output", "stale"}) // quiet too long: stale, then close
 	stale := evs[3]
-	is.Equal(*stale.ev.ID, out)                      // stale carries the last row id
-	is.Equal(stale.idLine, fmt.Sprint(out))          // and its id: line
-	is.Equal(stale.ev.Message, "No output for 0.2s") // naming the configured interval
-	is.NoErr(<-returned)                             // a stale end is not an error
+	is.Equal(*stale.Event().ID, out)                      // stale carries the last row id
+	is.Equal(stale.ID, fmt.Sprint(out))                   // and its id: line
+	is.Equal(stale.Event().Message, "No output for 0.2s") // naming the configured interval
+	is.NoErr(<-returned)                                  // a stale end is not an error
 
 	s, err := f.db.GetSession(context.Background(), "", id)
 	is.NoErr(err)                           // session still there
@@ -518,6 +382,7 @@ func TestStaleEndsARunningStream(t *testing.T) {
 }
 
 func TestTerminalEvents(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		end     func(f *fixture, id string)
@@ -551,17 +416,17 @@ func TestTerminalEvents(t *testing.T) {
 				last = f.output(id, 1, "stdout", "x")
 			}
 			tt.end(f, id)
-			_, frames := connect(t, t.Context(), streamURL(srv, id), nil)
-			got := rest(t, frames)
+			st := testkit.Connect(t, t.Context(), streamURL(srv, id), nil)
+			got := st.Rest(t)
 			end := got[len(got)-1]
-			is.Equal(end.ev.Type, tt.want)       // the terminal event follows the session state
-			is.Equal(*end.ev.ID, last)           // with the last row id
-			is.Equal(end.ev.Code, tt.code)       // exit code, when there is one
-			is.Equal(end.ev.Message, tt.message) // the message clients show
+			is.Equal(end.Event().Type, tt.want)       // the terminal event follows the session state
+			is.Equal(*end.Event().ID, last)           // with the last row id
+			is.Equal(end.Event().Code, tt.code)       // exit code, when there is one
+			is.Equal(end.Event().Message, tt.message) // the message clients show
 			if last == 0 {
-				is.Equal(end.idLine, "") // id 0 gets no id: line
+				is.Equal(end.ID, "") // id 0 gets no id: line
 			} else {
-				is.Equal(end.idLine, fmt.Sprint(last)) // the id: line repeats it
+				is.Equal(end.ID, fmt.Sprint(last)) // the id: line repeats it
 			}
 		})
 	}
@@ -570,6 +435,7 @@ func TestTerminalEvents(t *testing.T) {
 func ptr(n int) *int { return &n }
 
 func TestFailedStageMessage(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{})
@@ -577,14 +443,15 @@ func TestFailedStageMessage(t *testing.T) {
 	f.stage(id, "create_sprite", store.StageStarted, 0, "")
 	f.stage(id, "create_sprite", store.StageFailed, 20, "Failed to create Sprite: no space")
 	f.must(f.db.FailSession(context.Background(), id, "provisioning failed"))
-	_, frames := connect(t, t.Context(), streamURL(srv, id), nil)
-	got := rest(t, frames)
-	is.Equal(types(got), []string{"start", "stage", "stage", "error"})                                                                                                  // no turn output, straight to the error
-	is.Equal(got[2].data, `{"type": "stage", "id": 2, "stage": "create_sprite", "state": "failed", "duration_ms": 20, "message": "Failed to create Sprite: no space"}`) // key order and spacing as the contract lists them
-	is.Equal(got[3].ev.Message, "Session failed: provisioning failed")                                                                                                  // the recorded reason
+	st := testkit.Connect(t, t.Context(), streamURL(srv, id), nil)
+	got := st.Rest(t)
+	is.Equal(testkit.Types(got), []string{"start", "stage", "stage", "error"})                                                                                          // no turn output, straight to the error
+	is.Equal(got[2].Text, `{"type": "stage", "id": 2, "stage": "create_sprite", "state": "failed", "duration_ms": 20, "message": "Failed to create Sprite: no space"}`) // key order and spacing as the contract lists them
+	is.Equal(got[3].Event().Message, "Session failed: provisioning failed")                                                                                             // the recorded reason
 }
 
 func TestNonASCIIIsEscapedAndRoundTrips(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{})
@@ -593,16 +460,17 @@ func TestNonASCIIIsEscapedAndRoundTrips(t *testing.T) {
 	data := "h\u00e9llo \u4e16\u754c \U0001F389 \"q\" back\\slash\ttab nul\x00 del\x7f cr\r\n"
 	f.output(id, 1, "stdout", data)
 	f.finishTurn(id, 1, code(0))
-	_, frames := connect(t, t.Context(), streamURL(srv, id), nil)
-	got := rest(t, frames)
+	st := testkit.Connect(t, t.Context(), streamURL(srv, id), nil)
+	got := st.Rest(t)
 	out := got[2]
-	is.Equal(out.ev.Type, "output") // the row
+	is.Equal(out.Event().Type, "output") // the row
 	// What Python's json.dumps (ensure_ascii) writes for the same string.
-	is.Equal(out.data, `{"type": "output", "id": 1, "stream": "stdout", "data": "h\u00e9llo \u4e16\u754c \ud83c\udf89 \"q\" back\\slash\ttab nul\u0000 del\u007f cr\r\n", "turn": 1}`) // byte for byte
-	is.Equal(out.ev.Data, data)                                                                                                                                                        // a JSON client gets the stored string back
+	is.Equal(out.Text, `{"type": "output", "id": 1, "stream": "stdout", "data": "h\u00e9llo \u4e16\u754c \ud83c\udf89 \"q\" back\\slash\ttab nul\u0000 del\u007f cr\r\n", "turn": 1}`) // byte for byte
+	is.Equal(out.Event().Data, data)                                                                                                                                                   // a JSON client gets the stored string back
 }
 
 func TestMultiTurnStreamWaitsForTheNextTurn(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, _ := f.serve(sse.Config{})
@@ -612,34 +480,35 @@ func TestMultiTurnStreamWaitsForTheNextTurn(t *testing.T) {
 	f.finishTurn(id, 1, code(0))
 	f.prompt(id)
 
-	_, frames := connect(t, t.Context(), streamURL(srv, id), nil)
-	is.Equal(nextEvent(t, frames).ev.Type, "start") // start
-	is.Equal(*nextEvent(t, frames).ev.Turn, 1)      // turn_start 1
-	is.Equal(*nextEvent(t, frames).ev.ID, one)      // turn 1's output replayed
+	st := testkit.Connect(t, t.Context(), streamURL(srv, id), nil)
+	is.Equal(st.NextEvent(t).Event().Type, "start") // start
+	is.Equal(*st.NextEvent(t).Event().Turn, 1)      // turn_start 1
+	is.Equal(*st.NextEvent(t).Event().ID, one)      // turn 1's output replayed
 
 	f.startTurn(id, 2)
 	two := f.output(id, 2, "stdout", "two\n")
-	ts := nextEvent(t, frames)
-	is.Equal(ts.ev.Type, "turn_start")         // no exit at turn 1's end: the stream carried on
-	is.Equal(*ts.ev.Turn, 2)                   // into turn 2
-	is.Equal(*nextEvent(t, frames).ev.ID, two) // turn 2's output
+	ts := st.NextEvent(t)
+	is.Equal(ts.Event().Type, "turn_start")    // no exit at turn 1's end: the stream carried on
+	is.Equal(*ts.Event().Turn, 2)              // into turn 2
+	is.Equal(*st.NextEvent(t).Event().ID, two) // turn 2's output
 
 	f.finishTurn(id, 2, code(0))
-	exit := nextEvent(t, frames)
-	is.Equal(exit.ev.Type, "exit")    // one terminal event, after the last turn
-	is.Equal(*exit.ev.ID, two)        // carrying the last row id
-	is.Equal(len(rest(t, frames)), 0) // then the stream closes
+	exit := st.NextEvent(t)
+	is.Equal(exit.Event().Type, "exit") // one terminal event, after the last turn
+	is.Equal(*exit.Event().ID, two)     // carrying the last row id
+	is.Equal(len(st.Rest(t)), 0)        // then the stream closes
 }
 
 func TestClientDisconnectEndsStream(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	srv, returned := f.serve(sse.Config{})
 	id := f.session()
 	f.startTurn(id, 1)
 	ctx, cancel := context.WithCancel(t.Context())
-	_, frames := connect(t, ctx, streamURL(srv, id), nil)
-	is.Equal(next(t, frames).ev.Type, "start") // streaming
+	st := testkit.Connect(t, ctx, streamURL(srv, id), nil)
+	is.Equal(st.Next(t).Event().Type, "start") // streaming
 	cancel()
 	select {
 	case err := <-returned:
@@ -650,6 +519,7 @@ func TestClientDisconnectEndsStream(t *testing.T) {
 }
 
 func TestMissingSessionWritesNothing(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	rec := httptest.NewRecorder()
@@ -660,6 +530,7 @@ func TestMissingSessionWritesNothing(t *testing.T) {
 }
 
 func TestWriterThatCannotFlushIsAnError(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	f := newFixture(t)
 	id := f.session()
@@ -673,6 +544,7 @@ func TestWriterThatCannotFlushIsAnError(t *testing.T) {
 // Golden transcripts pin the exact bytes of whole streams. Ids are
 // deterministic in a fresh store; only the session id varies.
 func TestGoldenTranscripts(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		build func(f *fixture) string
@@ -711,14 +583,7 @@ func TestGoldenTranscripts(t *testing.T) {
 			is.NoErr(err) // the stream ends on its own
 			got := strings.ReplaceAll(string(body), id, "SESSION_ID")
 
-			path := filepath.Join("..", "testdata", "sse", tt.name+".txt")
-			if *update {
-				is.NoErr(os.MkdirAll(filepath.Dir(path), 0o755)) // golden dir
-				is.NoErr(os.WriteFile(path, []byte(got), 0o644)) // rewrite golden
-			}
-			want, err := os.ReadFile(path)
-			is.NoErr(err)               // golden exists (go test -run Golden -update writes it)
-			is.Equal(got, string(want)) // the transcript, byte for byte
+			testkit.Golden(t, filepath.Join("..", "testdata", "sse", tt.name+".txt"), []byte(got)) // the transcript, byte for byte
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 )
 
 func TestLanding(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	t.Run("anonymous", func(t *testing.T) {
 		is := is.New(t)
@@ -55,6 +56,7 @@ func TestLanding(t *testing.T) {
 // TestLoginRequired: every page but the landing, login and register pages
 // sends anonymous visitors to the login page, with next for GETs.
 func TestLoginRequired(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	const id = "0195a0c0-0000-7000-8000-000000000001"
 	gets := []string{"/ui/", "/ui/welcome", "/ui/api-keys", "/ui/agents", "/ui/agents/new", "/ui/agents/" + id,
@@ -82,6 +84,7 @@ func TestLoginRequired(t *testing.T) {
 }
 
 func TestRegisterAndWelcome(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	is := is.New(t)
 	v := s.visitor()
@@ -176,6 +179,7 @@ func between(s, start, end string) string {
 }
 
 func TestRegistrationClosed(t *testing.T) {
+	t.Parallel()
 	s := newSiteWith(t, siteOptions{registration: "closed"})
 	is := is.New(t)
 	v := s.visitor()
@@ -194,6 +198,7 @@ func TestRegistrationClosed(t *testing.T) {
 }
 
 func TestLoginLogout(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	_, err := s.DB.RegisterUser(context.Background(), "grace", "s3cret-pass")
 	if err != nil {
@@ -260,6 +265,7 @@ func TestLoginLogout(t *testing.T) {
 }
 
 func TestLoginRateLimit(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	is := is.New(t)
 	if _, err := s.DB.RegisterUser(context.Background(), "target", "s3cret-pass"); err != nil {
@@ -291,7 +297,8 @@ func TestLoginRateLimit(t *testing.T) {
 
 // TestCSRF: every POST needs the form's token.
 func TestCSRF(t *testing.T) {
-	s := newSite(t)
+	t.Parallel()
+	s := newRunningSite(t)
 	v := s.user("csrf")
 	agent := v.shellAgent("a")
 	envPage := v.post("/ui/environments/new", url.Values{"name": {"e"}})
@@ -344,6 +351,7 @@ func TestCSRF(t *testing.T) {
 }
 
 func TestCookieFlags(t *testing.T) {
+	t.Parallel()
 	check := func(t *testing.T, s *site, headers []string, wantSecure bool) {
 		is := is.New(t)
 		_, err := s.DB.RegisterUser(context.Background(), "cookie", "s3cret-pass")
@@ -373,7 +381,8 @@ func TestCookieFlags(t *testing.T) {
 // TestNoCORS: cookie routes never answer cross-origin requests with CORS
 // headers (the API does; it takes bearer tokens only).
 func TestNoCORS(t *testing.T) {
-	s := newSite(t)
+	t.Parallel()
+	s := newRunningSite(t)
 	v := s.user("cors")
 	agent := v.shellAgent("a")
 	sess := v.startSession(agent, "echo hi")

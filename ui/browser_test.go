@@ -3,9 +3,6 @@ package ui_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aod/aod/runner"
-	"github.com/aod/aod/server"
-	"github.com/aod/aod/sessions"
-	"github.com/aod/aod/store"
+	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/aod/aod/ui"
 	"github.com/chromedp/chromedp"
 	"github.com/matryer/is"
@@ -67,26 +62,18 @@ func screenshotDir(t *testing.T) string {
 // and an agent → start a shell session printing lines slowly → the lines
 // appear without a reload → terminate → the status changes.
 func TestBrowserJourney(t *testing.T) {
+	t.Parallel()
 	chrome := chromiumPath(t)
 	is := is.New(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := store.Open(ctx, dir, store.Options{})
-	is.NoErr(err) // store
-	defer db.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	run, err := runner.New(db, runner.Config{DataDir: dir, Logger: quiet, KillGrace: 200 * time.Millisecond})
-	is.NoErr(err)            // runner
-	is.NoErr(run.Start(ctx)) // start it
-	defer run.Shutdown(ctx, 0)
-	sess := sessions.New(db, run, store.SessionPolicy{})
-	h, err := ui.New(db, sess, ui.Config{Registration: "open", Logger: quiet})
-	is.NoErr(err) // the UI parses its templates
-	ts := httptest.NewServer(server.New(db, sess, server.Config{UI: h, Logger: quiet}))
-	defer ts.Close()
+	srv := apitest.New(t, apitest.Options{Runner: apitest.RealRunner, UI: &ui.Config{Registration: "open"}})
 
+	// Chromium's profile and its temporary files (singleton socket and
+	// cookie) go under the test's temp dir, so nothing is left in /tmp.
+	browserTmp := t.TempDir()
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Env("TMPDIR="+browserTmp), chromedp.UserDataDir(filepath.Join(browserTmp, "profile")),
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
 		chromedp.WindowSize(1280, 900),
@@ -113,10 +100,10 @@ func TestBrowserJourney(t *testing.T) {
 	bodyText := chromedp.Text("body", &text, chromedp.ByQuery)
 
 	// Landing page, then register.
-	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/"), shot("landing"), bodyText)) // landing page
-	is.True(strings.Contains(text, "Agent on Demand"))                                     // names the product
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(srv.URL+"/"), shot("landing"), bodyText)) // landing page
+	is.True(strings.Contains(text, "Agent on Demand"))                                      // names the product
 	is.NoErr(chromedp.Run(bctx,
-		chromedp.Navigate(ts.URL+"/ui/register"),
+		chromedp.Navigate(srv.URL+"/ui/register"),
 		chromedp.SendKeys("#id_username", "ada", chromedp.ByQuery),
 		chromedp.SendKeys("#id_password1", "correct horse battery", chromedp.ByQuery),
 		chromedp.SendKeys("#id_password2", "correct horse battery", chromedp.ByQuery),
@@ -131,14 +118,14 @@ func TestBrowserJourney(t *testing.T) {
 	is.True(strings.Contains(text, "export AOD_API_TOKEN=aod_")) // with a copy-paste export line
 	is.NoErr(chromedp.Run(bctx, shot("welcome")))                // screenshot
 
-	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/ui/welcome"), bodyText, chromedp.Location(&url))) // second visit
-	is.True(!strings.Contains(text, "export AOD_API_TOKEN=aod_"))                                            // the token is not shown again
-	is.True(!strings.HasSuffix(url, "/ui/welcome"))                                                          // and the page sends people on
-	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/ui/"), shot("dashboard")))                        // dashboard
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(srv.URL+"/ui/welcome"), bodyText, chromedp.Location(&url))) // second visit
+	is.True(!strings.Contains(text, "export AOD_API_TOKEN=aod_"))                                             // the token is not shown again
+	is.True(!strings.HasSuffix(url, "/ui/welcome"))                                                           // and the page sends people on
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(srv.URL+"/ui/"), shot("dashboard")))                        // dashboard
 
 	// An environment, then an agent using it.
 	is.NoErr(chromedp.Run(bctx,
-		chromedp.Navigate(ts.URL+"/ui/environments/new"),
+		chromedp.Navigate(srv.URL+"/ui/environments/new"),
 		chromedp.SendKeys("#id_name", "scratch", chromedp.ByQuery),
 		chromedp.Click(`form[action="/ui/environments/new"] button[type=submit]`, chromedp.ByQuery),
 		chromedp.WaitVisible("dl.kv", chromedp.ByQuery),
@@ -147,7 +134,7 @@ func TestBrowserJourney(t *testing.T) {
 	)) // create an environment
 	is.True(strings.Contains(text, "Environment created.")) // flash after the redirect
 	is.NoErr(chromedp.Run(bctx,
-		chromedp.Navigate(ts.URL+"/ui/agents/new"),
+		chromedp.Navigate(srv.URL+"/ui/agents/new"),
 		chromedp.SendKeys("#id_name", "slow-printer", chromedp.ByQuery),
 		chromedp.SetValue("#id_runtime", "shell", chromedp.ByQuery),
 		chromedp.SetValue("#id_model", "local/shell", chromedp.ByQuery),
@@ -179,15 +166,13 @@ func TestBrowserJourney(t *testing.T) {
 	is.NoErr(chromedp.Run(bctx, chromedp.Click(`#terminate-form button[type=submit]`, chromedp.ByQuery))) // terminate
 	// The click posts and the page redirects back (PRG): read the status
 	// once the new page is there, retrying through the navigation.
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if chromedp.Run(bctx, chromedp.Text("#session-status", &status, chromedp.ByQuery)) == nil && strings.TrimSpace(status) == "terminated" {
-			break
-		}
-	}
+	testkit.Eventually(30*time.Second, func() bool {
+		return chromedp.Run(bctx, chromedp.Text("#session-status", &status, chromedp.ByQuery)) == nil && strings.TrimSpace(status) == "terminated"
+	})
 	is.NoErr(chromedp.Run(bctx, shot("session-terminated"))) // screenshot
 	is.Equal(strings.TrimSpace(status), "terminated")        // the page shows the new status
-	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(ts.URL+"/ui/sessions"), shot("sessions"),
-		chromedp.Navigate(ts.URL+"/ui/api-keys"), shot("api-keys"))) // the remaining main pages
+	is.NoErr(chromedp.Run(bctx, chromedp.Navigate(srv.URL+"/ui/sessions"), shot("sessions"),
+		chromedp.Navigate(srv.URL+"/ui/api-keys"), shot("api-keys"))) // the remaining main pages
 
 	is.True(len(taken) > 0) // the journey took screenshots
 	for _, name := range taken {

@@ -10,6 +10,7 @@ import (
 
 // TestDocs: the API reference ships with aod and is served at /ui/docs.
 func TestDocs(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	for name, v := range map[string]*visitor{"anonymous": s.visitor(), "logged in": s.user("reader")} {
 		t.Run(name, func(t *testing.T) {
@@ -29,6 +30,7 @@ func TestDocs(t *testing.T) {
 
 // TestNoExternalLinks: the pages link only to what aod serves itself.
 func TestNoExternalLinks(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	v := s.user("links")
 	pages := map[string]page{

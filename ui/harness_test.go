@@ -4,75 +4,51 @@ import (
 	"context"
 	"html"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aod/aod/runner"
-	"github.com/aod/aod/server"
-	"github.com/aod/aod/sessions"
-	"github.com/aod/aod/sse"
+	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/ui"
 )
 
-// site is the real aod server (API and UI) on an httptest listener over a
-// fresh data dir, with the real session runner.
-type site struct {
-	t   *testing.T
-	URL string
-	DB  *store.DB
-}
+func TestMain(m *testing.M) { os.Exit(testkit.Run(m)) }
+
+// site is the real aod server (API and UI) on 127.0.0.1:<random port>
+// over a fresh data dir (apitest), with a runner that only records unless
+// the test's sessions must run.
+type site struct{ *apitest.Server }
 
 // siteOptions adjust the server a test starts.
 type siteOptions struct {
 	registration  string
 	secure        bool
 	maxConcurrent int
-	keyless       map[string]bool
+	run           bool // sessions run for real, with the real runner
 }
 
+// newSite starts a site whose sessions never run.
 func newSite(t *testing.T) *site { return newSiteWith(t, siteOptions{}) }
+
+// newRunningSite starts a site whose sessions run with the real runner.
+func newRunningSite(t *testing.T) *site { return newSiteWith(t, siteOptions{run: true}) }
 
 func newSiteWith(t *testing.T, o siteOptions) *site {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(context.Background(), dir, store.Options{})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
+	opts := apitest.Options{MaxConcurrent: o.maxConcurrent, Heartbeat: time.Second,
+		UI: &ui.Config{Registration: o.registration, Secure: o.secure}}
+	if o.run {
+		opts.Runner = apitest.RealRunner
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	run, err := runner.New(db, runner.Config{DataDir: dir, KillGrace: 200 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatalf("runner: %v", err)
-	}
-	if err := run.Start(context.Background()); err != nil {
-		t.Fatalf("start runner: %v", err)
-	}
-	stream := sse.Config{Heartbeat: time.Second}
-	policy := store.SessionPolicy{MaxConcurrent: o.maxConcurrent}
-	if o.keyless != nil {
-		policy.Keyless = func(p string) bool { return o.keyless[p] }
-	}
-	sess := sessions.New(db, run, policy)
-	h, err := ui.New(db, sess, ui.Config{Registration: o.registration, Secure: o.secure, Stream: stream, Logger: quiet})
-	if err != nil {
-		t.Fatalf("ui: %v", err)
-	}
-	ts := httptest.NewServer(server.New(db, sess, server.Config{UI: h, Logger: quiet, Stream: stream}))
-	t.Cleanup(func() {
-		ts.CloseClientConnections()
-		ts.Close()
-		run.Shutdown(context.Background(), 0)
-		db.Close()
-	})
-	return &site{t: t, URL: ts.URL, DB: db}
+	return &site{apitest.New(t, opts)}
 }
 
 // visitor is one browser: a cookie jar, redirects not followed so tests
@@ -138,15 +114,15 @@ func (p page) Cookie(name string) *http.Cookie {
 var csrfRE = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 
 func (v *visitor) do(req *http.Request) page {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	res, err := v.client.Do(req)
 	if err != nil {
-		v.s.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		v.s.T().Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		v.s.t.Fatalf("read %s: %v", req.URL, err)
+		v.s.T().Fatalf("read %s: %v", req.URL, err)
 	}
 	p := page{Status: res.StatusCode, Header: res.Header, Body: string(b), res: res}
 	if m := csrfRE.FindStringSubmatch(p.Body); m != nil {
@@ -157,10 +133,10 @@ func (v *visitor) do(req *http.Request) page {
 
 // get fetches a path (extra headers as "Name: value").
 func (v *visitor) get(path string, headers ...string) page {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	req, err := http.NewRequest(http.MethodGet, v.s.URL+path, nil)
 	if err != nil {
-		v.s.t.Fatal(err)
+		v.s.T().Fatal(err)
 	}
 	for _, h := range headers {
 		k, val, _ := strings.Cut(h, ": ")
@@ -172,7 +148,7 @@ func (v *visitor) get(path string, headers ...string) page {
 // post submits a form with the CSRF token of the last page seen, unless
 // the form names csrf_token itself (even as "").
 func (v *visitor) post(path string, form url.Values, headers ...string) page {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	if form == nil {
 		form = url.Values{}
 	}
@@ -183,10 +159,10 @@ func (v *visitor) post(path string, form url.Values, headers ...string) page {
 }
 
 func (v *visitor) send(method, path string, form url.Values, headers ...string) page {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	req, err := http.NewRequest(method, v.s.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {
-		v.s.t.Fatal(err)
+		v.s.T().Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for _, h := range headers {
@@ -198,9 +174,9 @@ func (v *visitor) send(method, path string, form url.Values, headers ...string) 
 
 // follow GETs where a redirect points.
 func (v *visitor) follow(p page) page {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	if p.Status != http.StatusFound {
-		v.s.t.Fatalf("want a 302 to follow, got %d: %.300s", p.Status, p.Body)
+		v.s.T().Fatalf("want a 302 to follow, got %d: %.300s", p.Status, p.Body)
 	}
 	return v.get(p.Location())
 }
@@ -208,11 +184,11 @@ func (v *visitor) follow(p page) page {
 // register signs a new user up through the form and leaves the visitor
 // logged in (the welcome key still stashed).
 func (v *visitor) register(name string) page {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	v.get("/ui/register")
 	p := v.post("/ui/register", url.Values{"username": {name}, "password1": {"s3cret-pass"}, "password2": {"s3cret-pass"}})
 	if p.Status != http.StatusFound || p.Location() != "/ui/welcome" {
-		v.s.t.Fatalf("register %s: %d %s %.300s", name, p.Status, p.Location(), p.Body)
+		v.s.T().Fatalf("register %s: %d %s %.300s", name, p.Status, p.Location(), p.Body)
 	}
 	return p
 }
@@ -220,15 +196,15 @@ func (v *visitor) register(name string) page {
 // user is a visitor logged in as a fresh user created in the store (so
 // it has no keys yet), on the dashboard.
 func (s *site) user(name string) *visitor {
-	s.t.Helper()
+	s.T().Helper()
 	if _, err := s.DB.RegisterUser(context.Background(), name, "s3cret-pass"); err != nil {
-		s.t.Fatalf("register %s: %v", name, err)
+		s.T().Fatalf("register %s: %v", name, err)
 	}
 	v := s.visitor()
 	v.get("/ui/login")
 	p := v.post("/ui/login", url.Values{"username": {name}, "password": {"s3cret-pass"}})
 	if p.Status != http.StatusFound {
-		s.t.Fatalf("login %s: %d %.300s", name, p.Status, p.Body)
+		s.T().Fatalf("login %s: %d %.300s", name, p.Status, p.Body)
 	}
 	v.get("/ui/")
 	return v
@@ -237,7 +213,7 @@ func (s *site) user(name string) *visitor {
 var idInPathRE = regexp.MustCompile(`/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
 
 // idOf returns the id a redirect to a detail page names.
-func idOf(t *testing.T, p page) string {
+func idOf(t testing.TB, p page) string {
 	t.Helper()
 	m := idInPathRE.FindStringSubmatch(p.Location())
 	if m == nil {
@@ -248,54 +224,52 @@ func idOf(t *testing.T, p page) string {
 
 // shellAgent creates a shell agent through the form and returns its id.
 func (v *visitor) shellAgent(name string) string {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	v.get("/ui/agents/new")
 	p := v.post("/ui/agents/new", url.Values{"name": {name}, "runtime": {"shell"}, "model": {"local/shell"}})
-	return idOf(v.s.t, p)
+	return idOf(v.s.T(), p)
 }
 
 // startSession starts a session of agent from its page and returns its id.
 func (v *visitor) startSession(agentID, script string) string {
-	v.s.t.Helper()
+	v.s.T().Helper()
 	v.get("/ui/agents/" + agentID)
 	p := v.post("/ui/agents/"+agentID+"/sessions", url.Values{"prompt": {script}, "timeout": {"60"}})
-	return idOf(v.s.t, p)
+	return idOf(v.s.T(), p)
 }
 
 // waitStatus polls the store until the session reaches one of statuses.
 func (s *site) waitStatus(id string, statuses ...string) *store.Session {
-	s.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		sess, err := s.DB.GetSession(context.Background(), "", id)
+	s.T().Helper()
+	var sess *store.Session
+	if !testkit.Eventually(apitest.Patience, func() bool {
+		var err error
+		sess, err = s.DB.GetSession(context.Background(), "", id)
 		if err != nil {
-			s.t.Fatalf("get session: %v", err)
+			s.T().Fatalf("get session: %v", err)
 		}
-		for _, st := range statuses {
-			if sess.Status == st {
-				return sess
-			}
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("session %s still %s, want one of %v", id, sess.Status, statuses)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return slices.Contains(statuses, sess.Status)
+	}) {
+		s.T().Fatalf("session %s still %s, want one of %v", id, sess.Status, statuses)
 	}
+	return sess
 }
 
 // waitOutput waits until a session's log holds output containing text.
 func (s *site) waitOutput(id, text string) {
-	s.t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	s.T().Helper()
+	if !testkit.Eventually(30*time.Second, func() bool {
 		events, err := s.DB.Events(context.Background(), id, 0, 10000)
 		if err != nil {
-			s.t.Fatalf("events: %v", err)
+			s.T().Fatalf("events: %v", err)
 		}
 		for _, e := range events {
 			if e.Kind == store.KindOutput && strings.Contains(e.Data, text) {
-				return
+				return true
 			}
 		}
+		return false
+	}) {
+		s.T().Fatalf("session %s never printed %q", id, text)
 	}
-	s.t.Fatalf("session %s never printed %q", id, text)
 }

@@ -16,6 +16,7 @@ import (
 )
 
 func TestAPIKeys(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	v := s.user("keys")
 	is := is.New(t)
@@ -106,6 +107,7 @@ func storeEnv(name string) store.EnvironmentInput {
 }
 
 func TestAgents(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	v := s.user("builder")
 
@@ -235,6 +237,7 @@ func TestAgents(t *testing.T) {
 }
 
 func TestEnvironments(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	v := s.user("env")
 	t.Run("list", func(t *testing.T) {

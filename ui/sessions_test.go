@@ -1,7 +1,6 @@
 package ui_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit"
 	"github.com/matryer/is"
 )
 
@@ -18,7 +18,8 @@ import (
 // page: it runs, its page shows the stored log and the live stream route
 // carries the rest; then a follow-up and terminate, all by forms.
 func TestShellSessionFromAgentPage(t *testing.T) {
-	s := newSite(t)
+	t.Parallel()
+	s := newRunningSite(t)
 	v := s.user("runner")
 	agent := v.shellAgent("sh")
 	is := is.New(t)
@@ -136,38 +137,29 @@ func streamGet(t *testing.T, v *visitor, path string) streamResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, v.s.URL+path, nil)
-	res, err := v.client.Do(req)
-	if err != nil {
+	req, _ := testkit.Get(ctx, v.s.URL+path, nil)
+	res, err := testkit.Read(v.client, req, nil)
+	if err != nil && res.Status == 0 {
 		t.Fatalf("GET %s: %v", path, err)
 	}
-	defer res.Body.Close()
-	var b strings.Builder
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		b.WriteString(sc.Text() + "\n")
-	}
-	return streamResult{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: b.String()}
+	return streamResult{status: res.Status, contentType: res.Header.Get("Content-Type"), body: string(res.Raw)}
 }
 
 // TestLiveStream: a page opened while the session runs renders what is
 // stored so far; the stream from that point brings the rest, with ids a
 // reconnect can resume from.
 func TestLiveStream(t *testing.T) {
-	s := newSite(t)
+	t.Parallel()
+	s := newRunningSite(t)
 	v := s.user("live")
 	agent := v.shellAgent("slow")
 	is := is.New(t)
 	id := v.startSession(agent, "echo first; sleep 1.5; echo second")
-	deadline := time.Now().Add(30 * time.Second)
 	var p page
-	for {
+	testkit.Eventually(30*time.Second, func() bool {
 		p = v.get("/ui/sessions/" + id)
-		if p.HasText("[stdout] first") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return p.HasText("[stdout] first")
+	})
 	is.True(p.HasText("[stdout] first"))   // the stored row is rendered
 	is.True(!p.HasText("[stdout] second")) // the later one is not there yet
 	since := regexp.MustCompile(`data-last-id="(\d+)"`).FindStringSubmatch(p.Body)[1]
@@ -180,6 +172,7 @@ func TestLiveStream(t *testing.T) {
 }
 
 func TestStartSessionRefusals(t *testing.T) {
+	t.Parallel()
 	s := newSiteWith(t, siteOptions{maxConcurrent: 1})
 	v := s.user("limits")
 	agent := v.shellAgent("sh")
@@ -225,7 +218,8 @@ func TestStartSessionRefusals(t *testing.T) {
 }
 
 func TestSessionPageStates(t *testing.T) {
-	s := newSite(t)
+	t.Parallel()
+	s := newRunningSite(t)
 	v := s.user("states")
 	agent := v.shellAgent("sh")
 	is := is.New(t)
@@ -248,7 +242,8 @@ func TestSessionPageStates(t *testing.T) {
 }
 
 func TestStaticFiles(t *testing.T) {
-	s := newSite(t)
+	t.Parallel()
+	s := newRunningSite(t)
 	is := is.New(t)
 	v := s.visitor()
 	p := v.get("/")
@@ -278,6 +273,7 @@ func TestStaticFiles(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	is := is.New(t)
 	p := s.visitor().get("/ui/login")

@@ -1,0 +1,196 @@
+// Package apitest starts the real aod server for a test: store, session
+// use cases, API and (optionally) web UI over a fresh data dir in
+// t.TempDir(), on 127.0.0.1:<random port>, with either the real session
+// runner (real processes in real sprites) or a Recorder that runs nothing.
+// Its Client drives any aod server over HTTP, this one or `aod serve`.
+package apitest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aod/aod/fakemodel"
+	"github.com/aod/aod/runner"
+	"github.com/aod/aod/server"
+	"github.com/aod/aod/sessions"
+	"github.com/aod/aod/sse"
+	"github.com/aod/aod/store"
+	"github.com/aod/aod/ui"
+)
+
+// RunnerKind says what runs the sessions a test creates.
+type RunnerKind int
+
+const (
+	// Recording runs nothing: sessions stay as the store has them and the
+	// Recorder keeps what the use cases told it. For tests of validation,
+	// ownership and the like, which never need a session to run.
+	Recording RunnerKind = iota
+	// RealRunner runs sessions as real processes in sprites under the data
+	// dir (bubblewrap when it works here, else plain process groups), with
+	// every agent CLI pointed at an in-process fake model API.
+	RealRunner
+)
+
+// Options adjust the server a test starts; the zero value is a recording
+// API server without UI.
+type Options struct {
+	Runner        RunnerKind
+	MaxConcurrent int           // default per-user session limit (0: none)
+	MaxRunning    int           // real runner concurrency (0: the runner's default)
+	Sandbox       string        // real runner sandbox ("": auto)
+	Heartbeat     time.Duration // SSE heartbeat (0: sse's default)
+	Stale         time.Duration // SSE stale interval (0: sse's default)
+	// Keyless, when set, is the policy's providers that need no model key
+	// (as aod serve --fake-model has it).
+	Keyless func(provider string) bool
+	// UI, when set, mounts the web UI with this configuration (its Stream
+	// and Logger are the server's).
+	UI *ui.Config
+}
+
+// Server is a running aod server and a client for it.
+type Server struct {
+	*Client
+	DB       *store.DB
+	Dir      string            // the data dir
+	Fake     *fakemodel.Server // the model API agent CLIs talk to (real runner only)
+	Runner   *runner.Runner    // the real runner, nil when recording
+	Recorder *Recorder         // what the use cases told the runner, nil with the real one
+}
+
+// New starts a server for t as o says and stops it when t ends.
+func New(t testing.TB, o Options) *Server {
+	t.Helper()
+	s, err := Start(t, o)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	return s
+}
+
+// Start is New that returns the error of a real runner that cannot run
+// here (a sandbox mode this machine lacks), for a caller that says so.
+func Start(t testing.TB, o Options) (*Server, error) {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	db, err := store.Open(ctx, dir, store.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	s := &Server{DB: db, Dir: dir}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var run sessions.Runner
+	if o.Runner == RealRunner {
+		// Agent CLIs always talk to a fake model API here, never the network.
+		s.Fake = fakemodel.New(nil)
+		fakeSrv := httptest.NewServer(s.Fake)
+		t.Cleanup(fakeSrv.Close)
+		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: o.Sandbox, MaxRunning: o.MaxRunning,
+			KillGrace: 200 * time.Millisecond, RuntimeDir: RuntimeDir(), Logger: quiet,
+			ModelEndpoints: runner.ModelEndpoints{Anthropic: fakeSrv.URL, OpenAI: fakeSrv.URL, Gemini: fakeSrv.URL}})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatalf("start runner: %v", err)
+		}
+		s.Runner, run = r, r
+	} else {
+		s.Recorder = &Recorder{}
+		run = s.Recorder
+	}
+	policy := store.SessionPolicy{MaxConcurrent: o.MaxConcurrent, Keyless: o.Keyless}
+	sess := sessions.New(db, run, policy)
+	stream := sse.Config{Heartbeat: o.Heartbeat, Stale: o.Stale}
+	cfg := server.Config{Version: "test", Stream: stream, Logger: quiet}
+	if o.UI != nil {
+		uc := *o.UI
+		uc.Stream, uc.Logger = stream, quiet
+		h, err := ui.New(db, sess, uc)
+		if err != nil {
+			t.Fatalf("ui: %v", err)
+		}
+		cfg.UI = h
+	}
+	ts := httptest.NewServer(server.New(db, sess, cfg))
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+		if s.Runner != nil {
+			s.Runner.Shutdown(context.Background(), 0)
+		}
+		db.Close()
+	})
+	s.Client = &Client{t: t, URL: ts.URL, HTTP: ts.Client()}
+	return s, nil
+}
+
+// RuntimeDir is where tests install the agent CLIs from npm: a cache
+// shared by all tests and runs (hundreds of MB per CLI; the runner installs
+// each version once, atomically, under a cross-process lock), set with
+// AOD_TEST_RUNTIME_DIR or else under the system temp dir.
+func RuntimeDir() string {
+	if d := os.Getenv("AOD_TEST_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "aod-test-runtimes")
+}
+
+// Token creates (or reuses) user name and returns a fresh API token for it.
+func (s *Server) Token(name string) string {
+	s.t.Helper()
+	u, err := s.DB.EnsureUser(context.Background(), name)
+	if err != nil {
+		s.t.Fatalf("ensure user: %v", err)
+	}
+	_, raw, err := s.DB.CreateAPIKey(context.Background(), u.ID, "test", nil)
+	if err != nil {
+		s.t.Fatalf("create key: %v", err)
+	}
+	return raw
+}
+
+// Call is one thing the session use cases told the runner.
+type Call struct {
+	Op        string // "enqueue", "terminate" or "delete"
+	SessionID string
+}
+
+// Recorder is a sessions.Runner that runs nothing and records what it was
+// told, in order.
+type Recorder struct {
+	mu    sync.Mutex
+	calls []Call
+}
+
+func (r *Recorder) record(op, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, Call{op, id})
+}
+
+// Enqueue records that sessionID has new work.
+func (r *Recorder) Enqueue(sessionID string) { r.record("enqueue", sessionID) }
+
+// Terminate records that sessionID must stop.
+func (r *Recorder) Terminate(sessionID string) { r.record("terminate", sessionID) }
+
+// Delete records that sessionID's sprite must go.
+func (r *Recorder) Delete(sessionID string) { r.record("delete", sessionID) }
+
+// Calls returns what the recorder was told so far, in order.
+func (r *Recorder) Calls() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Call(nil), r.calls...)
+}
