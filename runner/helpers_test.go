@@ -2,18 +2,17 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aod/aod/internal/testkit"
 
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/store"
@@ -227,79 +226,15 @@ func exists(p string) bool {
 
 // eventually polls cond until it holds or 15s pass, and reports whether it
 // held. It waits on the kernel or the background cleanup, never asserts.
-func eventually(cond func() bool) bool {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
-}
+func eventually(cond func() bool) bool { return testkit.Eventually(15*time.Second, cond) }
 
-// proc is a live process seen in /proc.
-type proc struct{ pid, pgid int }
-
-// sessionProcs lists live (non-zombie) processes whose environment carries
-// AOD_SESSION_ID=id: bwrap, the shell and everything it started.
-func sessionProcs(id string) []proc {
-	var out []proc
-	entries, _ := os.ReadDir("/proc")
-	marker := []byte("AOD_SESSION_ID=" + id + "\x00")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !strings.Contains(string(env), string(marker)) {
-			continue
-		}
-		if st, pgid := procState(pid); st != "" && st != "Z" {
-			out = append(out, proc{pid, pgid})
-		}
-	}
-	return out
-}
-
-// procState reads a process's state letter and process group from
-// /proc/<pid>/stat ("" when it is gone).
-func procState(pid int) (string, int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return "", 0
-	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 3 {
-		return "", 0
-	}
-	pgid, _ := strconv.Atoi(fields[2])
-	return fields[0], pgid
-}
-
-// groupAlive reports whether any non-zombie process is in process group pgid.
-func groupAlive(pgid int) bool {
-	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-		return false
-	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, g := procState(pid); g == pgid && st != "" && st != "Z" {
-			return true
-		}
-	}
-	return false
-}
+// The /proc scanner is the kit's: everything a session starts carries
+// AOD_SESSION_ID in its environment.
+var (
+	sessionProcs = testkit.SessionProcs
+	procState    = testkit.ProcState
+	groupAlive   = testkit.GroupAlive
+)
 
 // sandboxModes are the modes a test runs under: none always, bwrap when it
 // works here (CI installs it).

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/runner/sprite"
@@ -124,7 +125,7 @@ func TestTimeoutKillsTheWholeGroup(t *testing.T) {
 			// The group ignores SIGTERM, so only the KILL after the grace ends it.
 			s := f.run("trap '' TERM\nsleep 1000 &\nsleep 1000 &\necho started\nsleep 1000\n", sessionOpts{timeout: 2})
 			f.waitOutput(s.ID, "started")
-			var procs []proc
+			var procs []testkit.Proc
 			eventually(func() bool { procs = sessionProcs(s.ID); return len(procs) >= 4 })
 			is.True(len(procs) >= 4) // the shell and its three sleeps are running
 			done := f.wait(s.ID)
@@ -132,7 +133,7 @@ func TestTimeoutKillsTheWholeGroup(t *testing.T) {
 			is.True(done.ExitCode == nil)                   // without an exit code
 			is.Equal(done.Error, "turn timed out after 2s") // with the timeout as the reason
 			for _, p := range procs {
-				is.True(eventually(func() bool { return !groupAlive(p.pgid) })) // no process of the group survives
+				is.True(eventually(func() bool { return !groupAlive(p.PGID) })) // no process of the group survives
 			}
 			is.Equal(len(sessionProcs(s.ID)), 0) // nor any process of the session
 		})
@@ -149,7 +150,7 @@ func TestTerminateKillsAtOnceAndRemovesTheSprite(t *testing.T) {
 			f := newFixture(t, Config{Sandbox: mode, KillGrace: 30 * time.Second})
 			s := f.run("trap '' TERM\nsleep 1000 &\necho started\nsleep 1000\n", sessionOpts{})
 			f.waitOutput(s.ID, "started") // output reaches the log while the command still runs
-			var procs []proc
+			var procs []testkit.Proc
 			eventually(func() bool { procs = sessionProcs(s.ID); return len(procs) >= 3 })
 			is.True(len(procs) >= 3) // the shell and its sleeps are running
 
@@ -163,7 +164,7 @@ func TestTerminateKillsAtOnceAndRemovesTheSprite(t *testing.T) {
 			is.True(time.Since(start) < 10*time.Second) // by SIGKILL, not after the 30s TERM grace
 			for _, p := range procs {
 				// A killed leader stays a zombie until the runner reaps it.
-				is.True(eventually(func() bool { return !groupAlive(p.pgid) })) // nothing of the process group survives
+				is.True(eventually(func() bool { return !groupAlive(p.PGID) })) // nothing of the process group survives
 			}
 			is.True(eventually(func() bool { return !exists(f.spriteDir(s.ID)) })) // the sprite directory is removed
 			got, err := f.db.GetSession(f.ctx, "", s.ID)

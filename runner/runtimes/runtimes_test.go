@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -14,33 +13,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aod/aod/internal/testkit"
+
 	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/runner/sprite/spritetest"
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
-
-// golden compares got with testdata/<name>, or rewrites it with -update.
+// golden compares got with testdata/<name> (the kit's -update rewrites it).
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("golden file %s: %v (run with -update to create it)", p, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update to accept):\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
+	testkit.Golden(t, filepath.Join("testdata", name), got)
 }
 
 // agentSessions are one session per agent runtime, as the store holds them.
