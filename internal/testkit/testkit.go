@@ -6,6 +6,8 @@ package testkit
 
 import (
 	"flag"
+	"fmt"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -47,4 +49,17 @@ func Eventually(within time.Duration, cond func() bool) bool {
 		time.Sleep(pollEvery)
 	}
 	return true
+}
+
+// CannotRun ends a test that cannot run on this machine, loudly: a skip
+// whose message stands out, or a failure when the environment variable
+// require is "1" (CI sets AOD_REQUIRE_BWRAP and AOD_REQUIRE_BROWSER, so it
+// never passes without running what it must).
+func CannotRun(t testing.TB, require, format string, args ...any) {
+	t.Helper()
+	msg := "!!! NOT RUN: " + fmt.Sprintf(format, args...) + " !!!"
+	if os.Getenv(require) == "1" {
+		t.Fatalf("%s (%s=1 requires it)", msg, require)
+	}
+	t.Skip(msg)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/runner/sprite"
 	"github.com/matryer/is"
 )
@@ -25,19 +26,16 @@ func sandboxModes(t *testing.T) []string {
 // passes without running the sandbox tests.
 func requireBwrap(t *testing.T) {
 	t.Helper()
-	skip := t.Skipf
-	if os.Getenv("AOD_REQUIRE_BWRAP") == "1" {
-		skip = t.Fatalf
-	}
+	skip := func(format string, args ...any) { testkit.CannotRun(t, "AOD_REQUIRE_BWRAP", format, args...) }
 	if _, err := exec.LookPath("bwrap"); err != nil && FindBinary("bwrap") == "" {
-		skip("!!! SKIPPING SANDBOX TEST: bubblewrap (bwrap) is not installed; install the bubblewrap package to run it !!!")
+		skip("sandbox test: bubblewrap (bwrap) is not installed; install the bubblewrap package to run it")
 	}
 	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
 	if err != nil {
 		t.Fatalf("backend: %v", err)
 	}
 	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
-		skip("!!! SKIPPING SANDBOX TEST: bubblewrap does not work on this machine: %v !!!", err)
+		skip("sandbox test: bubblewrap does not work on this machine: %v", err)
 	}
 }
 
