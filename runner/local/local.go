@@ -315,13 +315,9 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 		return nil
 	}
 	// Tools leave read-only trees behind (Go's module cache); make every
-	// directory writable and try again.
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
+	// directory writable and try again. (os.RemoveAll itself never follows
+	// a link: it removes the link.)
+	chmodDirsBeneath(dir)
 	return os.RemoveAll(dir)
 }
 
@@ -368,10 +364,22 @@ func (s *localSprite) makeDirs() error {
 // hostPath is where sprite path p lives on the host, "" for a path
 // outside the sprite.
 func (s *localSprite) hostPath(p string) string {
+	base, rel := s.locate(p)
+	if base == "" {
+		return ""
+	}
+	return filepath.Join(base, rel)
+}
+
+// locate splits sprite path p into the host directory of the tree part
+// holding it (home, workspace, tmp or a mount: directories the server made,
+// out of the sprite's reach) and the path below it; base is "" for a path
+// outside the sprite.
+func (s *localSprite) locate(p string) (base, rel string) {
 	p = path.Clean(p)
 	for _, m := range []struct{ at, dir string }{{sprite.HomeDir, "home"}, {sprite.WorkspaceDir, "workspace"}, {sprite.TmpDir, "tmp"}} {
 		if under(p, m.at) {
-			return filepath.Join(s.dir, m.dir, strings.TrimPrefix(p, m.at))
+			return filepath.Join(s.dir, m.dir), strings.TrimPrefix(strings.TrimPrefix(p, m.at), "/")
 		}
 	}
 	best := -1
@@ -381,9 +389,9 @@ func (s *localSprite) hostPath(p string) string {
 		}
 	}
 	if best < 0 {
-		return ""
+		return "", ""
 	}
-	return filepath.Join(s.dir, "mounts", strconv.Itoa(best), strings.TrimPrefix(p, s.mounts[best]))
+	return filepath.Join(s.dir, "mounts", strconv.Itoa(best)), strings.TrimPrefix(strings.TrimPrefix(p, s.mounts[best]), "/")
 }
 
 func (s *localSprite) Path(p string) string {
@@ -403,34 +411,27 @@ func (s *localSprite) Path(p string) string {
 	return p
 }
 
+// ReadFile reads a regular file of the sprite; a symlink, FIFO or device
+// anywhere on the way is refused, never followed (see confined.go).
 func (s *localSprite) ReadFile(ctx context.Context, p string) ([]byte, error) {
-	hp := s.hostPath(p)
-	if hp == "" {
+	base, rel := s.locate(p)
+	if base == "" {
 		return nil, fmt.Errorf("%s is outside the sprite", p)
 	}
-	return os.ReadFile(hp)
+	return readBeneath(base, rel)
 }
 
+// WriteFile writes a regular file of the sprite, creating its directories,
+// without following any link the sprite may have planted on the way.
 func (s *localSprite) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode) error {
-	hp := s.hostPath(p)
-	if hp == "" {
+	base, rel := s.locate(p)
+	if base == "" {
 		return fmt.Errorf("%s is outside the sprite", p)
 	}
-	if err := os.MkdirAll(filepath.Dir(hp), 0o700); err != nil {
-		return err
+	if err := writeBeneath(base, rel, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
 	}
-	f, err := os.OpenFile(hp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(hp, mode)
-	}
-	return err
+	return nil
 }
 
 // bwrapArgs maps the sprite tree onto the system root: extra mounts first
