@@ -236,8 +236,22 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	if underAny(abs, bound) {
 		args = append(args, "--tmpfs", abs)
 	}
-	return append(args, "--proc", "/proc", "--dev", "/dev"), nil
+	args = append(args, "--proc", "/proc", "--dev", "/dev")
+	// A fresh /proc still lets the sprite's root write kernel tunables
+	// (kernel.core_pattern runs a program as host root) and poke the
+	// hardware interfaces: they are read-only, as container runtimes keep
+	// them. The bind's source is the host's /proc, so until sprites have a
+	// network namespace of their own the values read are the same.
+	for _, p := range procReadOnly {
+		if _, err := os.Lstat(p); err == nil {
+			args = append(args, "--ro-bind", p, p)
+		}
+	}
+	return args, nil
 }
+
+// procReadOnly are the parts of /proc a sprite may read but never write.
+var procReadOnly = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
 
 // under reports whether p is dir or inside it.
 func under(p, dir string) bool {

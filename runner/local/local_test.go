@@ -111,3 +111,31 @@ func TestRuntimeDirMountedReadOnly(t *testing.T) {
 		})
 	}
 }
+
+// Kernel tunables are read-only in a sandboxed sprite: as host root (CI) a
+// sprite could otherwise write kernel.core_pattern, which the kernel runs
+// as root on the host. The check writes back the value already there, so
+// it changes nothing even where it succeeds.
+func TestProcSysReadOnly(t *testing.T) {
+	requireBwrap(t)
+	is := is.New(t)
+	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	is.NoErr(err)                                            // a backend
+	is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
+	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
+	is.NoErr(err) // a sprite
+	var out, errOut bytes.Buffer
+	p, err := sp.Start(context.Background(), sprite.ExecRequest{
+		Argv: []string{"sh", "-c", `f=/proc/sys/kernel/core_pattern; v=$(cat $f); test -w $f && echo test-w-passes
+printf '%s\n' "$v" > $f && echo write-succeeds
+n=0; for g in $(find /proc/sys -type f 2>/dev/null); do test -w "$g" && n=$((n+1)); done; echo "writable=$n"
+cat /proc/sys/kernel/ostype`},
+		Env: []string{"PATH=" + sprite.DefaultPath}, Stdout: &out, Stderr: &errOut,
+	})
+	is.NoErr(err) // start it
+	st, err := p.Wait()
+	is.NoErr(err)                                                       // it runs
+	is.Equal(st.Code, 0)                                                // to the end
+	is.Equal(out.String(), "writable=0\nLinux\n")                       // no sysctl passes test -w or takes a write; reading still works
+	is.True(strings.Contains(errOut.String(), "Read-only file system")) // the write is refused by the mount
+}
