@@ -132,8 +132,8 @@ func redactToken(m map[string]any) map[string]any {
 // the system directories the sandbox builds its root from, the kernel's
 // filesystems, and where aod mounts the agent CLIs. A checkout there could
 // only fail at provisioning (or shadow the system), so it is refused now.
-var reservedMounts = []string{"/aod", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
-	"/proc", "/run", "/sbin", "/sys", "/usr", "/var"}
+var reservedMounts = []string{"/aod", "/bin", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+	"/proc", "/sbin", "/sys", "/usr"}
 
 // mountPathProblem says why mp cannot be a mount_path, "" when it can. The
 // first two messages are the original's.

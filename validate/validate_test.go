@@ -64,7 +64,7 @@ func TestBadResourcesAreCapped(t *testing.T) {
 }
 
 func TestMountPaths(t *testing.T) {
-	ok := []string{"/workspace/repo", "/home/sprite/src", "/opt/app", "/srv/x", "/tmp/checkout", "/workspace"}
+	ok := []string{"/workspace/repo", "/home/sprite/src", "/opt/app", "/srv/x", "/tmp/checkout", "/workspace", "/var/www/app"}
 	refused := map[string]string{
 		"relative":                      "mount_path must be an absolute path",
 		"/":                             "must not be the Sprite root",
