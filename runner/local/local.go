@@ -221,6 +221,7 @@ func systemRootArgs(dataDir string) ([]string, error) {
 			bound = append(bound, d)
 		}
 	}
+	args = append(args, privateMasks("/etc")...)
 	// A resolv.conf managed elsewhere (systemd-resolved links it into /run)
 	// needs its target too, or nothing resolves inside.
 	if target, err := filepath.EvalSymlinks("/etc/resolv.conf"); err == nil && target != "/etc/resolv.conf" && !underAny(target, bound) {
@@ -252,6 +253,34 @@ func systemRootArgs(dataDir string) ([]string, error) {
 
 // procReadOnly are the parts of /proc a sprite may read but never write.
 var procReadOnly = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
+
+// privateMasks hides what in dir only its owner or group may read (shadow
+// files, TLS private keys, a database's access rules): a sprite's processes
+// may be host uid 0, whose owner bits would let them read it. A private
+// file becomes /dev/null, a private directory an empty tmpfs. Taken once at
+// start; the walk stays on dir's filesystem and never follows links.
+func privateMasks(dir string) []string {
+	var args []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		perm := fi.Mode().Perm()
+		switch {
+		case fi.IsDir() && perm&0o005 != 0o005:
+			args = append(args, "--tmpfs", p)
+			return filepath.SkipDir
+		case fi.Mode().IsRegular() && perm&0o004 == 0:
+			args = append(args, "--ro-bind", "/dev/null", p)
+		}
+		return nil
+	})
+	return args
+}
 
 // under reports whether p is dir or inside it.
 func under(p, dir string) bool {
