@@ -124,7 +124,8 @@ type serveOptions struct {
 	sandbox          string
 	maxConcurrent    int
 	maxRunning       int
-	outputLimit      int64
+	outputLimit      size
+	minFreeDisk      size
 	heartbeat        time.Duration
 	staleAfter       time.Duration
 	killGrace        time.Duration
@@ -163,7 +164,10 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.StringVar(&o.sandbox, "sandbox", env.str("AOD_SANDBOX", runner.SandboxAuto), "sprite sandbox: auto (bubblewrap when it works), bwrap (required) or none (env AOD_SANDBOX)")
 	f.IntVar(&o.maxConcurrent, "max-concurrent-sessions", env.int("AOD_MAX_CONCURRENT_SESSIONS", sessions.DefaultMaxConcurrent), "default per-user limit of pending+running sessions (env AOD_MAX_CONCURRENT_SESSIONS)")
 	f.IntVar(&o.maxRunning, "max-running", env.int("AOD_MAX_RUNNING", runner.DefaultMaxRunning), "sessions provisioning or running at once on this server (env AOD_MAX_RUNNING)")
-	f.Int64Var(&o.outputLimit, "output-limit", int64(env.int("AOD_OUTPUT_LIMIT", runner.DefaultOutputLimit)), "bytes of output a session may produce (env AOD_OUTPUT_LIMIT)")
+	o.outputLimit = env.size("AOD_OUTPUT_LIMIT", runner.DefaultOutputLimit)
+	f.Var(&o.outputLimit, "output-limit", "output a session may produce, in bytes or e.g. 512MiB (env AOD_OUTPUT_LIMIT)")
+	o.minFreeDisk = env.size("AOD_MIN_FREE_DISK", sessions.DefaultMinFreeDisk)
+	f.Var(&o.minFreeDisk, "min-free-disk", "refuse new sessions (503) while the data dir's disk has less free, e.g. 2GiB; 0 = no check (env AOD_MIN_FREE_DISK)")
 	f.DurationVar(&o.heartbeat, "heartbeat", env.dur("AOD_HEARTBEAT", sse.DefaultHeartbeat), "SSE heartbeat interval (env AOD_HEARTBEAT)")
 	f.DurationVar(&o.staleAfter, "stale-after", env.dur("AOD_STALE_AFTER", sse.DefaultStale), "end a stream with `stale` after this long without output (env AOD_STALE_AFTER)")
 	f.DurationVar(&o.killGrace, "kill-grace", env.dur("AOD_KILL_GRACE", runner.DefaultKillGrace), "time between TERM and KILL when a turn times out (env AOD_KILL_GRACE)")
@@ -250,14 +254,15 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		logger.Info("fake model API running; runtimes use it and need no model keys", "url", url)
 	}
 	run, err := runner.New(db, runner.Config{
-		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: o.outputLimit,
+		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
 		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints,
 	})
 	if err != nil {
 		return err
 	}
-	sess := sessions.New(db, run, store.SessionPolicy{MaxConcurrent: o.maxConcurrent, Keyless: o.endpoints.Keyless})
+	sess := sessions.New(db, run, store.SessionPolicy{MaxConcurrent: o.maxConcurrent, Keyless: o.endpoints.Keyless},
+		sessions.MinFreeDisk(int64(o.minFreeDisk)))
 	stream := sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter}
 	pages, err := ui.New(db, sess, ui.Config{
 		Registration: o.registration, Stream: stream, Logger: logger, Secure: o.secureCookies,

@@ -7,8 +7,10 @@ package sessions
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/aod/aod/store"
+	"golang.org/x/sys/unix"
 )
 
 // Runner is what the use cases tell the session runner: about new work,
@@ -30,17 +32,60 @@ const (
 	noBackendPrompt = "Session backend token is not configured"
 )
 
+// DefaultMinFreeDisk is the free space the data dir's disk must keep for a
+// new session to start: the database must never fill its disk.
+const DefaultMinFreeDisk = 2 << 30
+
 // Service runs the use cases. A nil runner makes every write answer 503.
 type Service struct {
-	db     *store.DB
-	run    Runner
-	policy store.SessionPolicy
+	db          *store.DB
+	run         Runner
+	policy      store.SessionPolicy
+	minFreeDisk int64
 }
+
+// Option adjusts a Service.
+type Option func(*Service)
+
+// MinFreeDisk refuses new sessions (503) while the data dir's disk has
+// less than n bytes free; 0 turns the check off.
+func MinFreeDisk(n int64) Option { return func(s *Service) { s.minFreeDisk = n } }
 
 // New returns the service over the store and the runner with the server's
 // policy for new sessions.
-func New(db *store.DB, run Runner, policy store.SessionPolicy) *Service {
-	return &Service{db: db, run: run, policy: policy}
+func New(db *store.DB, run Runner, policy store.SessionPolicy, opts ...Option) *Service {
+	s := &Service{db: db, run: run, policy: policy}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// freeDisk is the space an unprivileged writer may still use on dir's
+// filesystem.
+func freeDisk(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// checkDisk is the 503 for a new session while the data dir's disk is
+// nearly full: sessions write their output and files there.
+func (s *Service) checkDisk() error {
+	if s.minFreeDisk <= 0 {
+		return nil
+	}
+	free, err := freeDisk(s.db.Dir())
+	if err != nil {
+		return fmt.Errorf("free disk space of the data dir: %w", err)
+	}
+	if free < s.minFreeDisk {
+		return store.Errorf(store.Unavailable, "The server is low on disk space (%d MiB free, %d MiB required for new sessions); try again later",
+			free>>20, s.minFreeDisk>>20)
+	}
+	return nil
 }
 
 // Ready is the 503 a create, terminate or delete gets when there is no
@@ -57,6 +102,9 @@ func (s *Service) backend(msg string) error {
 // Create stores a new session with turn 1 pending and queues it.
 func (s *Service) Create(ctx context.Context, userID string, in store.SessionInput) (*store.Session, error) {
 	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	if err := s.checkDisk(); err != nil {
 		return nil, err
 	}
 	in.Policy = s.policy

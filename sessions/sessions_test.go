@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/aod/aod/sessions"
@@ -70,4 +71,23 @@ func TestNoBackendAnswers503(t *testing.T) {
 	sessionsList, err := db.ListSessions(ctx, user)
 	is.NoErr(err)
 	is.Equal(len(sessionsList), 0) // nothing stored
+}
+
+// A new session is refused while the data dir's disk has less free space
+// than the server keeps: the database must never fill its disk.
+func TestLowDiskRefusesNewSessions(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	db, user, agent := setup(t)
+	run := &recorder{}
+	in := store.SessionInput{AgentID: agent, Prompt: "echo", Timeout: 60}
+	_, err := sessions.New(db, run, store.SessionPolicy{}, sessions.MinFreeDisk(1<<60)).Create(ctx, user, in)
+	is.Equal(store.ErrorCode(err), store.Unavailable)                       // 503
+	is.True(strings.Contains(store.ErrorMessage(err), "low on disk space")) // saying why
+	is.Equal(len(run.enqueued), 0)                                          // nothing queued
+	list, err := db.ListSessions(ctx, user)
+	is.NoErr(err)
+	is.Equal(len(list), 0) // nor stored
+	_, err = sessions.New(db, run, store.SessionPolicy{}, sessions.MinFreeDisk(1)).Create(ctx, user, in)
+	is.NoErr(err) // with room to spare it starts
 }
