@@ -237,7 +237,10 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	if underAny(abs, bound) {
 		args = append(args, "--tmpfs", abs)
 	}
-	args = append(args, "--proc", "/proc", "--dev", "/dev")
+	// bwrap's /dev is a tmpfs as large as half the RAM; its /dev/shm gets a
+	// container's usual 64 MiB instead, and the rest is made read-only in
+	// bwrapArgs, so no sprite can fill the host's memory through them.
+	args = append(args, "--proc", "/proc", "--dev", "/dev", "--size", strconv.Itoa(shmSize), "--tmpfs", "/dev/shm")
 	// A fresh /proc still lets the sprite's root write kernel tunables
 	// (kernel.core_pattern runs a program as host root) and poke the
 	// hardware interfaces: they are read-only, as container runtimes keep
@@ -250,6 +253,9 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	}
 	return args, nil
 }
+
+// shmSize bounds a sprite's /dev/shm.
+const shmSize = 64 << 20
 
 // procReadOnly are the parts of /proc a sprite may read but never write.
 var procReadOnly = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
@@ -505,7 +511,10 @@ func (s *localSprite) bwrapArgs(dir string) []string {
 	for _, b := range binds {
 		args = append(args, "--bind", b.src, b.dst)
 	}
-	return append(args, "--chdir", dir, "--")
+	// The root bwrap builds is a tmpfs as large as half the RAM: read-only
+	// once every mount point exists, so a sprite writes only its own tree
+	// (on disk, under the data dir) and the sized /dev/shm.
+	return append(args, "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", dir, "--")
 }
 
 func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite.Process, error) {

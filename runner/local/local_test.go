@@ -3,6 +3,7 @@ package local
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,4 +166,32 @@ func TestPrivateHostFilesHidden(t *testing.T) {
 	is.NoErr(err)                               // it runs
 	is.Equal(st.Code, 0)                        // to the end
 	is.Equal(out.String(), "passwd-readable\n") // no shadow line was read; world-readable files are untouched
+}
+
+// bwrap's root and /dev are tmpfs mounts as large as half the RAM: in a
+// sprite the root and /dev are read-only and /dev/shm holds 64 MiB, so a
+// sprite cannot fill the host's memory through them; its own tree, /dev/null
+// and the terminal devices still work.
+func TestSandboxMemoryFilesystemsBounded(t *testing.T) {
+	requireBwrap(t)
+	is := is.New(t)
+	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
+	is.NoErr(err)                                            // a backend
+	is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
+	sp, err := lb.Create(context.Background(), "s1", sprite.Options{Mounts: []string{"/srv/repo"}})
+	is.NoErr(err) // a sprite with a repository mounted outside its home
+	var out, errOut bytes.Buffer
+	p, err := sp.Start(context.Background(), sprite.ExecRequest{
+		Argv: []string{"sh", "-c", `mkdir /pwn 2>/dev/null && echo root-writable
+touch /dev/x 2>/dev/null && echo dev-writable
+head -c 100000000 /dev/zero > /dev/shm/big 2>/dev/null; echo "shm=$(wc -c < /dev/shm/big)"
+echo hi > /dev/null && echo devnull
+touch ~/f /tmp/f /workspace/f /srv/repo/f && echo tree-writable`},
+		Env: []string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir}, Stdout: &out, Stderr: &errOut,
+	})
+	is.NoErr(err) // start it
+	st, err := p.Wait()
+	is.NoErr(err)                                                                    // it runs
+	is.Equal(st.Code, 0)                                                             // to the end
+	is.Equal(out.String(), fmt.Sprintf("shm=%d\ndevnull\ntree-writable\n", shmSize)) // root and /dev refuse writes; /dev/shm stops at its size; the sprite's own tree works
 }
