@@ -8,9 +8,9 @@ import (
 	"github.com/aod/aod/store"
 )
 
-// EnvVarName is the form of an env var name, for environments' env_vars and
+// envVarName is the form of an env var name, for environments' env_vars and
 // sessions' secret_env_vars.
-var EnvVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var envVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 type environmentFields struct {
 	name        *string
@@ -83,7 +83,7 @@ func decodeEnvVars(o *Object, key string) map[string]string {
 	}
 	names := store.SortedKeys(vars)
 	for _, k := range names {
-		if !EnvVarName.MatchString(k) {
+		if !envVarName.MatchString(k) {
 			// The input is the name only: values are secrets and are never echoed.
 			o.valueError([]any{key}, k, "Invalid env_var key %s: must match [A-Za-z_][A-Za-z0-9_]*", store.PyRepr(k))
 			return nil

@@ -11,8 +11,8 @@ import (
 
 // Bounds of a turn's timeout in seconds, and of a session's repositories.
 const (
-	MinTimeout     = 10
-	MaxTimeout     = 3600
+	minTimeout     = 10
+	maxTimeout     = 3600
 	DefaultTimeout = 600
 	maxResources   = 10
 	// MaxMountPathLen bounds mount_path: far beyond any real checkout path,
@@ -29,7 +29,7 @@ func decodePromptFields(o *Object) (string, int) {
 	if s, ok := o.m["prompt"].(string); ok && s == "" {
 		o.add("string_too_short", []any{"prompt"}, "String should have at least 1 character", s, map[string]any{"min_length": 1})
 	}
-	timeout, ok := o.integer("timeout", false, MinTimeout, MaxTimeout)
+	timeout, ok := o.integer("timeout", false, minTimeout, maxTimeout)
 	if !ok {
 		timeout = DefaultTimeout
 	}

@@ -14,10 +14,6 @@ import (
 // kit: `go test ./sse/ -update` rewrites that package's golden files.
 var update = flag.Bool("update", false, "rewrite golden files with what the tests produce")
 
-// Updating reports whether the run was asked to rewrite golden files, for
-// a test that writes some itself.
-func Updating() bool { return *update }
-
 // Golden compares got with the golden file at path (relative to the
 // package directory, as tests run), byte for byte. With -update it first
 // writes got there, making the directory if need be.
