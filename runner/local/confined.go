@@ -38,8 +38,9 @@ func openDirNoFollow(dirfd int, name string) (int, error) {
 
 // walkBeneath opens the directory rel names under base (a directory the
 // server made, outside the sprite's reach), creating missing directories
-// with mode 0700 when create is set. It returns the directory's fd.
-func walkBeneath(base, rel string, create bool) (int, error) {
+// with mode 0700, owned by owner unless it is -1, when create is set. It
+// returns the directory's fd.
+func walkBeneath(base, rel string, create bool, owner int) (int, error) {
 	fd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open %s: %w", base, err)
@@ -59,6 +60,9 @@ func walkBeneath(base, rel string, create bool) (int, error) {
 				return -1, err
 			}
 			next, err = openDirNoFollow(fd, name)
+			if err == nil && owner >= 0 {
+				err = unix.Fchown(next, owner, owner)
+			}
 		}
 		unix.Close(fd)
 		if err != nil {
@@ -74,13 +78,14 @@ func walkBeneath(base, rel string, create bool) (int, error) {
 
 // openBeneath opens the file rel names under base, refusing symlinks on
 // the way and at the end, and anything but a regular file with one link
-// (a hard link could be a host file's other name).
-func openBeneath(base, rel string, flags int, mode fs.FileMode, create bool) (*os.File, error) {
+// (a hard link could be a host file's other name). What it creates belongs
+// to owner unless it is -1.
+func openBeneath(base, rel string, flags int, mode fs.FileMode, create bool, owner int) (*os.File, error) {
 	dir, name := filepath.Split(filepath.Clean(rel))
 	if name == "" || name == "." || name == ".." {
 		return nil, fmt.Errorf("%s: not a file path", rel)
 	}
-	dirfd, err := walkBeneath(base, dir, create)
+	dirfd, err := walkBeneath(base, dir, create, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -107,12 +112,18 @@ func openBeneath(base, rel string, flags int, mode fs.FileMode, create bool) (*o
 		unix.Close(fd)
 		return nil, err
 	}
+	if create && owner >= 0 {
+		if err := unix.Fchown(fd, owner, owner); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
 	return os.NewFile(uintptr(fd), filepath.Join(base, rel)), nil
 }
 
 // readBeneath reads a regular file under base, at most maxConfinedRead bytes.
 func readBeneath(base, rel string) ([]byte, error) {
-	f, err := openBeneath(base, rel, unix.O_RDONLY, 0, false)
+	f, err := openBeneath(base, rel, unix.O_RDONLY, 0, false, -1)
 	if err != nil {
 		return nil, err
 	}
@@ -125,9 +136,10 @@ func readBeneath(base, rel string) ([]byte, error) {
 }
 
 // writeBeneath writes a regular file under base with mode, creating its
-// directories; the mode is set on the open file, never through a path.
-func writeBeneath(base, rel string, data []byte, mode fs.FileMode) error {
-	f, err := openBeneath(base, rel, unix.O_WRONLY|unix.O_CREAT, mode, true)
+// directories; the mode and owner (unless -1) are set on the open file,
+// never through a path.
+func writeBeneath(base, rel string, data []byte, mode fs.FileMode, owner int) error {
+	f, err := openBeneath(base, rel, unix.O_WRONLY|unix.O_CREAT, mode, true, owner)
 	if err != nil {
 		return err
 	}
@@ -147,21 +159,37 @@ func writeBeneath(base, rel string, data []byte, mode fs.FileMode) error {
 
 // chmodDirsBeneath makes every directory of the tree at dir writable by its
 // owner so a removal can finish (tools leave read-only trees, e.g. Go's
-// module cache). The walk goes by directory fds opened without following
-// links, and each change is made through the fd, so a link swapped in
-// mid-walk leads nowhere outside the tree.
+// module cache). Each change is made through a directory fd opened without
+// following links, so a link swapped in mid-walk leads nowhere outside the
+// tree.
 func chmodDirsBeneath(dir string) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	walkTree(dir, func(int, string) {}, func(fd int) { unix.Fchmod(fd, 0o700) })
+}
+
+// chownTree gives everything in the tree at dir, links included (never
+// followed), to uid.
+func chownTree(dir string, uid int) {
+	walkTree(dir, func(dirfd int, name string) {
+		unix.Fchownat(dirfd, name, uid, uid, unix.AT_SYMLINK_NOFOLLOW)
+	}, func(fd int) { unix.Fchown(fd, uid, uid) })
+}
+
+// walkTree visits the tree at dir by directory fds opened without
+// following links: entry is called for every entry below a directory (by
+// the directory's fd and the entry's name), dir for every directory's own
+// fd, the top one included, before its entries.
+func walkTree(top string, entry func(dirfd int, name string), dir func(fd int)) {
+	fd, err := unix.Open(top, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	chmodTree(fd, 0)
+	walkFd(fd, 0, entry, dir)
 }
 
-// chmodTree changes the directory fd and those below it, then closes fd.
-func chmodTree(fd, depth int) {
+// walkFd walks below the directory fd, then closes it.
+func walkFd(fd, depth int, entry func(int, string), dir func(int)) {
 	defer unix.Close(fd)
-	unix.Fchmod(fd, 0o700)
+	dir(fd)
 	if depth > 256 {
 		return // deeper than any real tree: not worth a stack
 	}
@@ -173,11 +201,11 @@ func chmodTree(fd, depth int) {
 	entries, _ := d.ReadDir(-1)
 	d.Close()
 	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		if child, err := openDirNoFollow(fd, e.Name()); err == nil {
-			chmodTree(child, depth+1)
+		entry(fd, e.Name())
+		if e.IsDir() {
+			if child, err := openDirNoFollow(fd, e.Name()); err == nil {
+				walkFd(child, depth+1, entry, dir)
+			}
 		}
 	}
 }

@@ -12,10 +12,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,12 +36,40 @@ const (
 	SandboxNone  = "none"  // a plain process group as the server's user
 )
 
-// Limits are per-process resource limits inside a sprite (setrlimit via
-// prlimit). A zero field sets no limit (the runner fills in its defaults).
+// Limits are per-process resource limits inside a sprite (setrlimit, by
+// the sprite's init or prlimit). A zero field sets no limit (the runner
+// fills in its defaults).
 type Limits struct {
 	Processes     uint64 // RLIMIT_NPROC
 	FileSizeBytes uint64 // RLIMIT_FSIZE
 	CPUSeconds    uint64 // RLIMIT_CPU
+}
+
+type rlimit struct {
+	resource int
+	value    uint64
+}
+
+// rlimits are the limits to set, by setrlimit resource.
+func (l Limits) rlimits() []rlimit {
+	var out []rlimit
+	for _, r := range []rlimit{{unix.RLIMIT_NPROC, l.Processes}, {unix.RLIMIT_FSIZE, l.FileSizeBytes}, {unix.RLIMIT_CPU, l.CPUSeconds}} {
+		if r.value > 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (l *Limits) set(resource int, v uint64) {
+	switch resource {
+	case unix.RLIMIT_NPROC:
+		l.Processes = v
+	case unix.RLIMIT_FSIZE:
+		l.FileSizeBytes = v
+	case unix.RLIMIT_CPU:
+		l.CPUSeconds = v
+	}
 }
 
 // Config sets up a Backend.
@@ -61,9 +91,14 @@ type Backend struct {
 	sandbox  string // SandboxBwrap or SandboxNone
 	bwrap    string // path of the bwrap binary (bwrap mode)
 	rootArgs []string
-	prlimit  string // path of prlimit, "" when missing
-	limits   Limits
-	drain    time.Duration // how long output may trail a dead command
+	initBin  string // aod's own binary, every bwrap sprite's init (see init.go)
+	// userns: aod is root, so each bwrap sprite's processes run as its own
+	// range of unprivileged host uids (see identity.go).
+	userns  bool
+	ids     ids
+	prlimit string // path of prlimit, "" when missing (none mode)
+	limits  Limits
+	drain   time.Duration // how long output may trail a dead command
 }
 
 var _ sprite.Backend = (*Backend)(nil)
@@ -88,7 +123,11 @@ func New(cfg Config) (*Backend, error) {
 			return nil, fmt.Errorf("sandbox bwrap: %w (use --sandbox none to run sessions unsandboxed)", err)
 		}
 	case SandboxAuto:
-		if err := b.useBwrap(ctx, cfg.DataDir); err != nil {
+		if err := b.useBwrap(ctx, cfg.DataDir); err != nil && os.Geteuid() == 0 {
+			// As root, "unsandboxed" would mean sessions run as host root.
+			return nil, fmt.Errorf("sandbox auto: running as root, and bubblewrap with an unprivileged uid range per sprite does not work here: %w "+
+				"(install bubblewrap and allow user namespaces, run aod as its own user, or use --sandbox none to run sessions as root, unsandboxed)", err)
+		} else if err != nil {
 			log.Warn("!!! SANDBOX OFF: bubblewrap does not work here, so sessions run unsandboxed as the server's user "+
 				"and can read and change everything it can, including the data dir. Install bubblewrap or use --sandbox bwrap to refuse.",
 				"probe_error", err.Error())
@@ -99,7 +138,7 @@ func New(cfg Config) (*Backend, error) {
 	default:
 		return nil, fmt.Errorf("unknown sandbox %q (want auto, bwrap or none)", cfg.Sandbox)
 	}
-	if b.prlimit == "" {
+	if b.prlimit == "" && b.sandbox == SandboxNone {
 		log.Warn("prlimit (util-linux) not found: sprites run without process, file size and CPU limits")
 	}
 	return b, nil
@@ -152,10 +191,14 @@ func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	prev := *b
-	b.sandbox, b.bwrap, b.rootArgs = SandboxBwrap, bin, rootArgs
+	initBin, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find aod's own binary (each sprite's init): %w", err)
+	}
+	b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns = SandboxBwrap, bin, rootArgs, initBin, os.Geteuid() == 0
+	b.ids.load(b.root)
 	if err := b.probe(ctx); err != nil {
-		*b = prev
+		b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns = SandboxNone, "", nil, "", false
 		return err
 	}
 	return nil
@@ -171,9 +214,16 @@ func (b *Backend) probe(ctx context.Context) error {
 	if err := sp.makeDirs(); err != nil {
 		return err
 	}
+	defer b.ids.release(sp.name)
+	// Inside, the command must be uid 0 and, when aod is root, host uid 0
+	// must not be mapped (uid_map's second column is the host uid).
+	script := `test ! -e "$1" || exit 1; test "$(id -u)" = 0 || { echo "runs as uid $(id -u), not 0" >&2; exit 2; }`
+	if b.userns {
+		script += `; read -r inner outer count < /proc/self/uid_map; test "$outer" = "$2" || { echo "host uid $outer, not the sprite's $2" >&2; exit 2; }`
+	}
 	var stderr bytes.Buffer
 	p, err := sp.Start(ctx, sprite.ExecRequest{
-		Argv:   []string{"/bin/sh", "-c", `test ! -e "$1"`, "sh", b.root},
+		Argv:   []string{"/bin/sh", "-c", script, "sh", b.root, strconv.Itoa(sp.uid)},
 		Env:    []string{"PATH=" + sprite.DefaultPath},
 		Stderr: &stderr,
 	})
@@ -221,7 +271,6 @@ func systemRootArgs(dataDir string) ([]string, error) {
 			bound = append(bound, d)
 		}
 	}
-	args = append(args, privateMasks("/etc")...)
 	// A resolv.conf managed elsewhere (systemd-resolved links it into /run)
 	// needs its target too, or nothing resolves inside.
 	if target, err := filepath.EvalSymlinks("/etc/resolv.conf"); err == nil && target != "/etc/resolv.conf" && !underAny(target, bound) {
@@ -240,7 +289,7 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	// bwrap's /dev is a tmpfs as large as half the RAM; its /dev/shm gets a
 	// container's usual 64 MiB instead, and the rest is made read-only in
 	// bwrapArgs, so no sprite can fill the host's memory through them.
-	args = append(args, "--proc", "/proc", "--dev", "/dev", "--size", strconv.Itoa(shmSize), "--tmpfs", "/dev/shm")
+	args = append(args, "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", strconv.Itoa(shmSize), "--tmpfs", "/dev/shm")
 	// A fresh /proc still lets the sprite's root write kernel tunables
 	// (kernel.core_pattern runs a program as host root) and poke the
 	// hardware interfaces: they are read-only, as container runtimes keep
@@ -254,39 +303,15 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	return args, nil
 }
 
+// systemDirs are the sandbox root's host directories (read-only, made by
+// bwrap's binds: nothing can be created in them).
+var systemDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/proc", "/dev"}
+
 // shmSize bounds a sprite's /dev/shm.
 const shmSize = 64 << 20
 
 // procReadOnly are the parts of /proc a sprite may read but never write.
 var procReadOnly = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
-
-// privateMasks hides what in dir only its owner or group may read (shadow
-// files, TLS private keys, a database's access rules): a sprite's processes
-// may be host uid 0, whose owner bits would let them read it. A private
-// file becomes /dev/null, a private directory an empty tmpfs. Taken once at
-// start; the walk stays on dir's filesystem and never follows links.
-func privateMasks(dir string) []string {
-	var args []string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		perm := fi.Mode().Perm()
-		switch {
-		case fi.IsDir() && perm&0o005 != 0o005:
-			args = append(args, "--tmpfs", p)
-			return filepath.SkipDir
-		case fi.Mode().IsRegular() && perm&0o004 == 0:
-			args = append(args, "--ro-bind", "/dev/null", p)
-		}
-		return nil
-	})
-	return args
-}
 
 // under reports whether p is dir or inside it.
 func under(p, dir string) bool {
@@ -344,6 +369,26 @@ func (b *Backend) Create(ctx context.Context, name string, opts sprite.Options) 
 	return s, nil
 }
 
+// own gives the sprite its uid range (userns mode). A tree made before
+// sprites had ranges belongs to host root: it is handed to the range, so
+// the sprite's processes can still change their own files.
+func (s *localSprite) own() error {
+	if !s.b.userns {
+		return nil
+	}
+	home := filepath.Join(s.dir, "home")
+	uid, err := s.b.ids.owner(s.name, home)
+	if err != nil {
+		return err
+	}
+	s.uid = uid
+	var st syscall.Stat_t
+	if err := syscall.Lstat(home, &st); err == nil && int(st.Uid) != uid {
+		chownTree(s.dir, uid)
+	}
+	return nil
+}
+
 func (b *Backend) Get(ctx context.Context, name string, opts sprite.Options) (sprite.Sprite, error) {
 	s, err := b.newSprite(name, opts)
 	if err != nil {
@@ -351,6 +396,9 @@ func (b *Backend) Get(ctx context.Context, name string, opts sprite.Options) (sp
 	}
 	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
 		return nil, sprite.ErrNotFound
+	}
+	if err := s.own(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -360,6 +408,7 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	defer b.ids.release(name)
 	if err := os.RemoveAll(dir); err == nil {
 		return nil
 	}
@@ -391,12 +440,22 @@ type localSprite struct {
 	dir    string
 	mounts []string      // by resource position; "" = in the sprite tree
 	binds  []sprite.Bind // shared host directories, read-only
+	uid    int           // first host uid of its range (userns mode), else 0
 }
 
 func (s *localSprite) Name() string { return s.name }
 
+// makeDirs makes the sprite's tree: its directory (the server's, never
+// visible inside) and below it the parts its processes see, which belong to
+// the sprite's uid range in userns mode.
 func (s *localSprite) makeDirs() error {
-	dirs := []string{s.dir, filepath.Join(s.dir, "home"), filepath.Join(s.dir, "workspace"), filepath.Join(s.dir, "tmp")}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	if err := s.own(); err != nil {
+		return err
+	}
+	dirs := []string{filepath.Join(s.dir, "home"), filepath.Join(s.dir, "workspace"), filepath.Join(s.dir, "tmp")}
 	for i, m := range s.mounts {
 		if m != "" {
 			dirs = append(dirs, filepath.Join(s.dir, "mounts", strconv.Itoa(i)))
@@ -406,8 +465,22 @@ func (s *localSprite) makeDirs() error {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
+		if s.uid > 0 {
+			if err := os.Lchown(d, s.uid, s.uid); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// owner is who the server's writes into the tree belong to: the sprite's
+// root, -1 to leave them the server's.
+func (s *localSprite) owner() int {
+	if s.uid > 0 {
+		return s.uid
+	}
+	return -1
 }
 
 // hostPath is where sprite path p lives on the host, "" for a path
@@ -477,7 +550,7 @@ func (s *localSprite) WriteFile(ctx context.Context, p string, data []byte, mode
 	if base == "" {
 		return fmt.Errorf("%s is outside the sprite", p)
 	}
-	if err := writeBeneath(base, rel, data, mode); err != nil {
+	if err := writeBeneath(base, rel, data, mode, s.owner()); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	return nil
@@ -487,29 +560,46 @@ func (s *localSprite) WriteFile(ctx context.Context, p string, data []byte, mode
 // (parents before children, so /home would not hide /home/sprite), then
 // home, workspace and tmp.
 func (s *localSprite) bwrapArgs(dir string) []string {
-	args := []string{"--unshare-all", "--share-net", "--die-with-parent"}
-	if os.Geteuid() == 0 {
-		// Root keeps its capabilities in the sandbox unless told otherwise.
-		args = append(args, "--cap-drop", "ALL")
+	args := []string{"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--share-net", "--die-with-parent"}
+	if !s.b.userns {
+		// Unprivileged, bwrap maps the server's own uid to root inside.
+		args = append(args, "--unshare-user", "--uid", "0", "--gid", "0")
 	}
+	// As root, bwrap keeps its capabilities for the sprite's init, which
+	// needs them to map the sprite's uid range; the command itself runs as
+	// that range, with no capability on the host.
 	args = append(args, s.b.rootArgs...)
+	type bind struct{ flag, src, dst string }
+	binds := []bind{{"--ro-bind", s.b.initBin, initPath}}
 	// Shared directories sit outside the system dirs (a mount point cannot
 	// be made inside a read-only bind), so none hides another.
 	for _, bd := range s.binds {
-		args = append(args, "--ro-bind", bd.Host, bd.At)
+		binds = append(binds, bind{"--ro-bind", bd.Host, bd.At})
 	}
-	type bind struct{ src, dst string }
-	var binds []bind
+	var mounts []bind
 	for i, m := range s.mounts {
 		if m != "" {
-			binds = append(binds, bind{filepath.Join(s.dir, "mounts", strconv.Itoa(i)), m})
+			mounts = append(mounts, bind{"--bind", filepath.Join(s.dir, "mounts", strconv.Itoa(i)), m})
 		}
 	}
-	sort.Slice(binds, func(i, j int) bool { return binds[i].dst < binds[j].dst })
-	binds = append(binds, bind{filepath.Join(s.dir, "home"), sprite.HomeDir}, bind{filepath.Join(s.dir, "workspace"), sprite.WorkspaceDir},
-		bind{filepath.Join(s.dir, "tmp"), sprite.TmpDir})
+	sort.Slice(mounts, func(i, j int) bool { return mounts[i].dst < mounts[j].dst })
+	binds = append(append(binds, mounts...), bind{"--bind", filepath.Join(s.dir, "home"), sprite.HomeDir},
+		bind{"--bind", filepath.Join(s.dir, "workspace"), sprite.WorkspaceDir}, bind{"--bind", filepath.Join(s.dir, "tmp"), sprite.TmpDir})
+	// The directories above the mount points are bwrap's, made 0700 unless
+	// told otherwise: the sprite's unprivileged root must be able to pass.
+	parents := map[string]bool{}
 	for _, b := range binds {
-		args = append(args, "--bind", b.src, b.dst)
+		for d := path.Dir(b.dst); d != "/"; d = path.Dir(d) {
+			if !underAny(d, systemDirs) {
+				parents[d] = true
+			}
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(parents)) {
+		args = append(args, "--perms", "0755", "--dir", d)
+	}
+	for _, b := range binds {
+		args = append(args, b.flag, b.src, b.dst)
 	}
 	// The root bwrap builds is a tmpfs as large as half the RAM: read-only
 	// once every mount point exists, so a sprite writes only its own tree
@@ -534,7 +624,8 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 	var argv []string
 	var cwd string
 	if s.b.sandbox == SandboxBwrap {
-		argv = append(append([]string{s.b.bwrap}, s.bwrapArgs(dir)...), req.Argv...)
+		argv = append(append([]string{s.b.bwrap}, s.bwrapArgs(dir)...), initPath)
+		argv = append(argv, initArgs{uidBase: s.uid, limits: s.b.limits, argv: req.Argv}.args()...)
 		cwd = s.dir
 	} else {
 		argv = append([]string{}, req.Argv...)
@@ -548,7 +639,7 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 			}
 		}
 	}
-	if args := s.b.prlimitArgs(); len(args) > 0 {
+	if args := s.b.prlimitArgs(); len(args) > 0 && s.b.sandbox == SandboxNone {
 		argv = append(append(args, "--"), argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)

@@ -82,6 +82,7 @@ func TestRuntimeDirMountedReadOnly(t *testing.T) {
 			}
 			is := is.New(t)
 			host := t.TempDir()
+			is.NoErr(os.Chmod(host, 0o755))                                                                                                  // the installer's trees are world-readable
 			is.NoErr(os.MkdirAll(filepath.Join(host, "node_modules", ".bin"), 0o755))                                                        // an installed tree
 			is.NoErr(os.WriteFile(filepath.Join(host, "node_modules", ".bin", "hello-cli"), []byte("#!/bin/sh\necho hi from cli\n"), 0o755)) // with a command
 			at := "/aod/runtimes/hello@1.0.0"

@@ -1,0 +1,153 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// A bubblewrap sprite runs every command under its own init: aod's binary,
+// bound read-only into the sprite at initPath and recognised by that name
+// (see init below). It starts as host root inside the sandbox's new mount,
+// pid, network, IPC and UTS namespaces, and
+//
+//   - starts the command in a user namespace of its own that maps the
+//     sprite's range of host uids (uid 0 inside is the range's first host
+//     uid: unprivileged on the host, owning nothing outside the sprite), so
+//     kernel tunables, root-only files and every other sprite's files are
+//     out of reach and RLIMIT_NPROC holds;
+//   - sets the sprite's rlimits, which the command inherits;
+//   - then waits for the command and exits with its status.
+//
+// Being the process bubblewrap starts, it is what bwrap waits for; a group
+// kill from the host reaches it and the command alike.
+const (
+	initPath = "/aod/bin/aod-init"
+	initName = "aod-init"
+)
+
+func init() {
+	if filepath.Base(os.Args[0]) == initName {
+		os.Exit(initMain(os.Args[1:]))
+	}
+}
+
+// initArgs is the command line of a sprite's init.
+type initArgs struct {
+	uidBase int // first host uid of the sprite's range; 0: no user namespace of its own
+	limits  Limits
+	argv    []string
+}
+
+func (a initArgs) args() []string {
+	var out []string
+	if a.uidBase > 0 {
+		out = append(out, "--uid-base", strconv.Itoa(a.uidBase))
+	}
+	for _, l := range a.limits.rlimits() {
+		out = append(out, "--rlimit", fmt.Sprintf("%d=%d", l.resource, l.value))
+	}
+	return append(append(out, "--"), a.argv...)
+}
+
+func parseInitArgs(args []string) (initArgs, error) {
+	var a initArgs
+	for len(args) > 0 {
+		flag := args[0]
+		if flag == "--" {
+			a.argv = args[1:]
+			if len(a.argv) == 0 {
+				return a, errors.New("no command")
+			}
+			return a, nil
+		}
+		if len(args) < 2 {
+			return a, fmt.Errorf("%s needs a value", flag)
+		}
+		val := args[1]
+		args = args[2:]
+		switch flag {
+		case "--uid-base":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return a, fmt.Errorf("bad --uid-base %q", val)
+			}
+			a.uidBase = n
+		case "--rlimit":
+			r, v, ok := strings.Cut(val, "=")
+			res, err1 := strconv.Atoi(r)
+			n, err2 := strconv.ParseUint(v, 10, 64)
+			if !ok || err1 != nil || err2 != nil {
+				return a, fmt.Errorf("bad --rlimit %q", val)
+			}
+			a.limits.set(res, n)
+		default:
+			return a, fmt.Errorf("unknown flag %s", flag)
+		}
+	}
+	return a, errors.New("no command (missing --)")
+}
+
+// initMain is a sprite's init; it returns the exit code.
+func initMain(args []string) int {
+	a, err := parseInitArgs(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aod-init:", err)
+		return 127
+	}
+	// Limits set here are inherited by the command. RLIMIT_NPROC counts
+	// the processes of the command's own (unprivileged) host uid.
+	for _, l := range a.limits.rlimits() {
+		lim := syscall.Rlimit{Cur: l.value, Max: l.value}
+		if err := syscall.Setrlimit(l.resource, &lim); err != nil {
+			fmt.Fprintf(os.Stderr, "aod-init: setrlimit %d: %v\n", l.resource, err)
+			return 127
+		}
+	}
+	path := a.argv[0]
+	if !strings.Contains(path, "/") {
+		if path = lookPathIn(path, os.Getenv("PATH")); path == "" {
+			fmt.Fprintf(os.Stderr, "aod-init: %s: command not found\n", a.argv[0])
+			return 127
+		}
+	}
+	// A group signal reaches the command directly; init only has to
+	// outlive it. (Caught, not ignored: an ignored signal would stay
+	// ignored in the command.)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	go func() {
+		for range sigs {
+		}
+	}()
+	cmd := &exec.Cmd{Path: path, Args: a.argv, Env: os.Environ(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if a.uidBase > 0 {
+		ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: a.uidBase, Size: uidRange}}
+		attr.Cloneflags = syscall.CLONE_NEWUSER
+		attr.UidMappings, attr.GidMappings = ids, ids
+		attr.GidMappingsEnableSetgroups = true
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	cmd.SysProcAttr = attr
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "aod-init: %s: %v\n", a.argv[0], err)
+		return 127
+	}
+	err = cmd.Wait()
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		fmt.Fprintf(os.Stderr, "aod-init: %v\n", err)
+		return 127
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return cmd.ProcessState.ExitCode()
+}
