@@ -138,6 +138,7 @@ type serveOptions struct {
 	endpoints        runner.ModelEndpoints
 	registration     string
 	secureCookies    bool
+	egressAllow      []string
 }
 
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
@@ -180,6 +181,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.StringVar(&o.endpoints.Anthropic, "anthropic-base-url", env.str("AOD_ANTHROPIC_BASE_URL", ""), "model API for claude (and opencode's anthropic provider) (env AOD_ANTHROPIC_BASE_URL)")
 	f.StringVar(&o.endpoints.OpenAI, "openai-base-url", env.str("AOD_OPENAI_BASE_URL", ""), "model API for codex (and opencode's openai provider) (env AOD_OPENAI_BASE_URL)")
 	f.StringVar(&o.endpoints.Gemini, "gemini-base-url", env.str("AOD_GEMINI_BASE_URL", ""), "model API for gemini (and opencode's google provider) (env AOD_GEMINI_BASE_URL)")
+	f.StringArrayVar(&o.egressAllow, "egress-allow", env.list("AOD_EGRESS_ALLOW"), "a host, IP or CIDR sprites may reach although it is loopback, link-local or private (an internal mirror); limited policies allow it too; repeatable (env AOD_EGRESS_ALLOW, comma-separated)")
 	f.StringVar(&o.registration, "registration", env.str("AOD_REGISTRATION", ui.RegistrationOpen), "web UI sign-up: open (anyone may create an account) or closed (create users with: aod user set-password) (env AOD_REGISTRATION)")
 	f.BoolVar(&o.secureCookies, "secure-cookies", env.bool("AOD_SECURE_COOKIES"), "mark web UI cookies Secure even on requests that don't look like HTTPS (env AOD_SECURE_COOKIES=1)")
 	return cmd
@@ -204,6 +206,17 @@ func (e envReader) int(key string, def int) int {
 		*e.err = fmt.Errorf("%s=%q: not an integer", key, v)
 	}
 	return n
+}
+
+// list reads a comma-separated list.
+func (e envReader) list(key string) []string {
+	var out []string
+	for _, v := range strings.Split(e.getenv(key), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (e envReader) bool(key string) bool {
@@ -256,7 +269,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	run, err := runner.New(db, runner.Config{
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
-		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints,
+		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
 	})
 	if err != nil {
 		return err

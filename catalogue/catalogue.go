@@ -98,6 +98,18 @@ var providers = map[string]string{
 	"local":     "shell",
 }
 
+// apiHosts are the model API host each provider's CLIs talk to unless an
+// endpoint is configured: a sprite with limited networking may always
+// reach its runtime's.
+var apiHosts = map[string]string{
+	"anthropic": "api.anthropic.com",
+	"openai":    "api.openai.com",
+	"google":    "generativelanguage.googleapis.com",
+}
+
+// APIHost is the model API host of provider, "" for one with none (local).
+func APIHost(provider string) string { return apiHosts[provider] }
+
 // ModelPrefixes are the provider prefixes recognised in model names; kimi
 // is one the original knew and aod refuses as not matching any provider.
 var ModelPrefixes = []string{"anthropic", "google", "kimi", "local", "openai"}

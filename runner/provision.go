@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aod/aod/catalogue"
+	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
@@ -35,7 +39,7 @@ const (
 	stageRuntimeStart   = "runtime_start"
 )
 
-const limitedNetworkingMessage = "Limited networking cannot be enforced by this aod build; refusing to run the session unrestricted"
+const limitedNetworkingMessage = "Limited networking cannot be enforced without a sandbox (--sandbox none); refusing to run the session unrestricted"
 
 // provisioning is one run of the stages for a session. The stages are its
 // methods, run in order by run; each reads what earlier ones left in the
@@ -72,7 +76,7 @@ type stage struct {
 var stages = []stage{
 	{name: stageCreateSprite, prefix: "Failed to create Sprite: ", run: (*provisioning).createSprite},
 	{name: stageInstallRuntime, prefix: "Failed to install runtime: ", startMsg: (*provisioning).installing, run: (*provisioning).installRuntime},
-	{name: stageNetworkPolicy, prefix: "Failed to prepare Sprite: ", when: (*provisioning).limitedNetworking, run: (*provisioning).networkPolicy},
+	{name: stageNetworkPolicy, prefix: "Failed to prepare Sprite: ", run: (*provisioning).networkPolicy},
 	{name: stageEnvFile, prefix: "Failed to prepare Sprite: ", run: (*provisioning).envFile},
 	{name: stageGitCredentials, prefix: "Failed to prepare Sprite: ", when: (*provisioning).hasTokens, run: (*provisioning).gitCredentials},
 	{name: stageProvisionSetup, prefix: "Provisioning script failed: ", run: (*provisioning).provisionSetup},
@@ -194,7 +198,7 @@ func (p *provisioning) createSprite() (string, error) {
 		p.environment = e
 	}
 	var err error
-	p.sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.r.spriteOpts(p.sess, p.rt))
+	p.sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.r.spriteOpts(p.sess, p.rt, p.environment))
 	return "", err
 }
 
@@ -225,14 +229,20 @@ func (p *provisioning) installRuntime() (string, error) {
 	return fmt.Sprintf("%s@%s ready (%.1fs)", p.pkg.Name, p.pkg.Version, time.Since(start).Seconds()), nil
 }
 
-func (p *provisioning) limitedNetworking() bool {
-	return p.environment != nil && p.environment.Networking.Type == "limited"
-}
-
-// networkPolicy fails closed until an allowlisting proxy exists: a session
-// that asked for limits never runs unrestricted.
+// networkPolicy says which policy the sprite's egress proxy applies. With
+// no sandbox there is no proxy: a session that asked for limits never runs
+// unrestricted.
 func (p *provisioning) networkPolicy() (string, error) {
-	return "", stageError(limitedNetworkingMessage)
+	n := p.r.network(p.sess, p.environment)
+	switch {
+	case p.r.mode == SandboxNone && n.Limited:
+		return "", stageError(limitedNetworkingMessage)
+	case p.r.mode == SandboxNone:
+		return "unrestricted: the host's own network, unfiltered (no sandbox)", nil
+	case n.Limited:
+		return "limited: only " + strings.Join(n.Hosts, ", ") + " (and the operator's --egress-allow); everything else is refused by aod's egress proxy", nil
+	}
+	return "unrestricted: any public host through aod's egress proxy; loopback, link-local and private addresses are refused unless the operator allows them", nil
 }
 
 // envFile assembles the sprite processes' environment, reading and
@@ -477,14 +487,45 @@ func spriteOptions(resources []store.Resource) sprite.Options {
 	return opts
 }
 
-// spriteOpts are a session's sprite options: its repositories and its
-// runtime's installed CLI, read-only.
-func (r *Runner) spriteOpts(sess *store.Session, rt runtimes.Runtime) sprite.Options {
+// spriteOpts are a session's sprite options: its repositories, its
+// runtime's installed CLI, read-only, and its environment's network policy
+// (environment is nil for a session without one).
+func (r *Runner) spriteOpts(sess *store.Session, rt runtimes.Runtime, environment *store.Environment) sprite.Options {
 	opts := spriteOptions(sess.Resources)
 	if pkg := r.pin(rt); pkg != nil {
 		opts.ReadOnlyBinds = append(opts.ReadOnlyBinds, sprite.Bind{Host: r.inst.Path(*pkg), At: pkg.MountPath()})
 	}
+	opts.Network = r.network(sess, environment)
 	return opts
+}
+
+// network is a session's egress policy: its environment's, plus the model
+// API its CLI talks to (the configured endpoint, or the provider's host).
+func (r *Runner) network(sess *store.Session, environment *store.Environment) sprite.Network {
+	var n sprite.Network
+	if environment != nil && environment.Networking.Type == "limited" {
+		n.Limited = true
+		for _, h := range environment.Networking.AllowedHosts() {
+			if h = egress.NormalHost(h); h != "" && !slices.Contains(n.Hosts, h) {
+				n.Hosts = append(n.Hosts, h)
+			}
+		}
+	}
+	if ep := r.cfg.ModelEndpoints.For(sess.Provider); ep != "" {
+		if u, err := url.Parse(ep); err == nil && u.Hostname() != "" {
+			port := u.Port()
+			if port == "" {
+				port = map[string]string{"https": "443"}[u.Scheme]
+				if port == "" {
+					port = "80"
+				}
+			}
+			n.Models = append(n.Models, net.JoinHostPort(u.Hostname(), port))
+		}
+	} else if h := catalogue.APIHost(sess.Provider); h != "" && n.Limited && !slices.Contains(n.Hosts, h) {
+		n.Hosts = append(n.Hosts, h)
+	}
+	return n
 }
 
 // provisionScript is the one script provisioning runs: packages, clones,

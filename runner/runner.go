@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
@@ -64,6 +66,15 @@ type Config struct {
 	// ModelEndpoints point the agent CLIs at other model APIs (a gateway,
 	// or aod's fake model API for offline runs).
 	ModelEndpoints ModelEndpoints
+	// EgressAllow are hosts and addresses (a name, an IP or a CIDR) the
+	// sprites' egress proxy lets through although they are loopback,
+	// link-local or private (internal package mirrors), and that limited
+	// policies allow too (--egress-allow).
+	EgressAllow []string
+	// EgressResolver and EgressDial replace the proxy's name resolution and
+	// dialling (tests map names to local upstreams); nil: the system's.
+	EgressResolver egress.Resolver
+	EgressDial     func(ctx context.Context, network, address string) (net.Conn, error)
 	Limits         Limits
 	Logger         *slog.Logger
 }
@@ -105,6 +116,8 @@ type Store interface {
 	// The event log.
 	AppendEvents(ctx context.Context, sessionID string, events []store.Event) error
 	OutputBytes(ctx context.Context, sessionID string) (int64, error)
+	// The sprites' egress record.
+	RecordEgress(ctx context.Context, sessionID string, hits []store.EgressHit) error
 }
 
 // main, the server's and the UI's tests pass their *store.DB.
@@ -141,6 +154,7 @@ type Runner struct {
 	closed  bool
 
 	stopSweep chan struct{} // closed by Shutdown
+	egress    *egressLog
 
 	workers sync.WaitGroup
 	bg      sync.WaitGroup // sprite removals
@@ -214,8 +228,18 @@ func New(db Store, cfg Config) (*Runner, error) {
 	default:
 		return nil, fmt.Errorf("runner: unknown sandbox %q (want auto, bwrap or none)", cfg.Sandbox)
 	}
+	var allow []egress.Rule
+	for _, a := range cfg.EgressAllow {
+		rule, err := egress.ParseRule(a)
+		if err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+		allow = append(allow, rule)
+	}
+	r.egress = &egressLog{db: db, log: cfg.Logger}
 	lb, err := local.New(local.Config{
 		DataDir: cfg.DataDir, Sandbox: cfg.Sandbox, Limits: cfg.Limits, Drain: cfg.KillGrace, Logger: cfg.Logger,
+		EgressAllow: allow, Resolver: cfg.EgressResolver, Dial: cfg.EgressDial, Record: r.egress.record,
 	})
 	if err != nil {
 		return nil, err
@@ -470,6 +494,7 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 	go func() {
 		r.workers.Wait()
 		r.bg.Wait()
+		r.egress.flush() // the last connections of the last turns
 		close(done)
 	}()
 	timer := time.NewTimer(grace)

@@ -45,6 +45,7 @@ func TestShellSessionCompletes(t *testing.T) {
 			is.Equal(f.stages(s.ID), []string{
 				"create_sprite:started", "create_sprite:done",
 				"install_runtime:started", "install_runtime:done",
+				"network_policy:started", "network_policy:done",
 				"env_file:started", "env_file:done",
 				"provision_setup:started", "provision_setup:done",
 				"runtime_config:started", "runtime_config:done",
@@ -245,7 +246,7 @@ func TestStreamWriterHoldsBackSplitCharacters(t *testing.T) {
 	is.Equal(incompleteTail([]byte("a\xe2\x82")), 1) // a valid prefix is
 }
 
-func TestLimitedNetworkingFailsClosed(t *testing.T) {
+func TestLimitedNetworkingFailsClosedWithoutASandbox(t *testing.T) {
 	is := is.New(t)
 	f := newFixture(t, Config{})
 	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{

@@ -141,7 +141,7 @@ func TestSessionEnvPutsTheCLIOnPath(t *testing.T) {
 	s := f.create("hi", sessionOpts{runtime: "claude", secrets: map[string]string{"PATH": "/custom/bin", "IS_SANDBOX": "0"}})
 	rt := r.runtime("claude")
 	for _, mode := range []string{SandboxBwrap, SandboxNone} {
-		sp := testSprite(t, mode, r.spriteOpts(s, rt))
+		sp := testSprite(t, mode, r.spriteOpts(s, rt, nil))
 		env, _, err := r.sessionEnv(f.ctx, s, sp, rt)
 		is.NoErr(err) // assemble the environment
 		bin := "/aod/runtimes/anthropic-ai-claude-code@2.1.100/node_modules/.bin"
@@ -154,7 +154,7 @@ func TestSessionEnvPutsTheCLIOnPath(t *testing.T) {
 		is.Equal(env["ANTHROPIC_API_KEY"], "aod-fake-key")           // with a placeholder key, as the session brought none
 		is.Equal(env["AOD_MODEL"], "anthropic/claude-sonnet-4-5")    // the basics are still there
 	}
-	opts := r.spriteOpts(s, rt)
+	opts := r.spriteOpts(s, rt, nil)
 	is.Equal(opts.ReadOnlyBinds, []sprite.Bind{{Host: filepath.Join(r.cfg.RuntimeDir, "anthropic-ai-claude-code@2.1.100"),
 		At: "/aod/runtimes/anthropic-ai-claude-code@2.1.100"}}) // the installed CLI is bound read-only into the sprite
 }
@@ -169,7 +169,7 @@ func TestClaudeGetsTheAuthToken(t *testing.T) {
 	r.db = f.db
 	s := f.create("hi", sessionOpts{runtime: "claude", secrets: map[string]string{"ANTHROPIC_AUTH_TOKEN": "gw-token"}})
 	rt := r.runtime("claude")
-	sp := testSprite(t, SandboxNone, r.spriteOpts(s, rt))
+	sp := testSprite(t, SandboxNone, r.spriteOpts(s, rt, nil))
 	env, _, err := r.sessionEnv(f.ctx, s, sp, rt)
 	is.NoErr(err)                                     // assemble the environment
 	is.Equal(env["ANTHROPIC_AUTH_TOKEN"], "gw-token") // the CLI gets the token

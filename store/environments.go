@@ -44,6 +44,16 @@ func (n Networking) Equal(o Networking) bool {
 	return n.Type == o.Type && bytes.Equal(orEmpty(n.Config, "{}"), orEmpty(o.Config, "{}"))
 }
 
+// AllowedHosts are the policy's allowed_hosts (validation made them a list
+// of non-empty strings).
+func (n Networking) AllowedHosts() []string {
+	var cfg struct {
+		AllowedHosts []string `json:"allowed_hosts"`
+	}
+	json.Unmarshal(n.Config, &cfg)
+	return cfg.AllowedHosts
+}
+
 // EnvironmentVersion is the snapshot at one version (env vars excluded).
 type EnvironmentVersion struct {
 	Environment

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/aod/aod/runner/egress"
 )
 
 // A bubblewrap sprite runs every command under its own init: aod's binary,
@@ -22,6 +25,9 @@ import (
 //     uid: unprivileged on the host, owning nothing outside the sprite), so
 //     kernel tunables, root-only files and every other sprite's files are
 //     out of reach and RLIMIT_NPROC holds;
+//   - relays 127.0.0.1:3128 (and the model endpoints on the host's
+//     loopback) to the egress proxy's socket: the sprite's network
+//     namespace has nothing else;
 //   - sets the sprite's rlimits, which the command inherits;
 //   - then waits for the command and exits with its status.
 //
@@ -40,15 +46,23 @@ func init() {
 
 // initArgs is the command line of a sprite's init.
 type initArgs struct {
-	uidBase int // first host uid of the sprite's range; 0: no user namespace of its own
-	limits  Limits
-	argv    []string
+	uidBase  int    // first host uid of the sprite's range; 0: no user namespace of its own
+	socket   string // the egress proxy's socket; "": no relay
+	forwards []string
+	limits   Limits
+	argv     []string
 }
 
 func (a initArgs) args() []string {
 	var out []string
 	if a.uidBase > 0 {
 		out = append(out, "--uid-base", strconv.Itoa(a.uidBase))
+	}
+	if a.socket != "" {
+		out = append(out, "--socket", a.socket)
+	}
+	for _, f := range a.forwards {
+		out = append(out, "--forward", f)
 	}
 	for _, l := range a.limits.rlimits() {
 		out = append(out, "--rlimit", fmt.Sprintf("%d=%d", l.resource, l.value))
@@ -79,6 +93,10 @@ func parseInitArgs(args []string) (initArgs, error) {
 				return a, fmt.Errorf("bad --uid-base %q", val)
 			}
 			a.uidBase = n
+		case "--socket":
+			a.socket = val
+		case "--forward":
+			a.forwards = append(a.forwards, val)
 		case "--rlimit":
 			r, v, ok := strings.Cut(val, "=")
 			res, err1 := strconv.Atoi(r)
@@ -107,6 +125,13 @@ func initMain(args []string) int {
 		lim := syscall.Rlimit{Cur: l.value, Max: l.value}
 		if err := syscall.Setrlimit(l.resource, &lim); err != nil {
 			fmt.Fprintf(os.Stderr, "aod-init: setrlimit %d: %v\n", l.resource, err)
+			return 127
+		}
+	}
+	if a.socket != "" {
+		// The relay to the egress proxy, bound before the command starts.
+		if err := egress.Relay(context.Background(), egress.RelayAddr, a.socket, a.forwards); err != nil {
+			fmt.Fprintln(os.Stderr, "aod-init: egress relay:", err)
 			return 127
 		}
 	}

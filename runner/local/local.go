@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -25,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/runner/sprite"
 	"golang.org/x/sys/unix"
 )
@@ -79,7 +81,16 @@ type Config struct {
 	Limits  Limits
 	// Drain is how long output may trail a command's exit (something it
 	// started in another session still holding the pipes).
-	Drain  time.Duration
+	Drain time.Duration
+	// EgressAllow are the operator's exceptions to the egress proxy's
+	// address rules (--egress-allow).
+	EgressAllow []egress.Rule
+	// Resolver and Dial serve the egress proxy (nil: the system's; tests
+	// map names to local upstreams).
+	Resolver egress.Resolver
+	Dial     func(ctx context.Context, network, address string) (net.Conn, error)
+	// Record is told of every connection a sprite asked the proxy for.
+	Record Recorder
 	Logger *slog.Logger
 }
 
@@ -96,7 +107,8 @@ type Backend struct {
 	// range of unprivileged host uids (see identity.go).
 	userns  bool
 	ids     ids
-	prlimit string // path of prlimit, "" when missing (none mode)
+	net     *egressNet // bwrap mode
+	prlimit string     // path of prlimit, "" when missing (none mode)
 	limits  Limits
 	drain   time.Duration // how long output may trail a dead command
 }
@@ -115,6 +127,8 @@ func New(cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.net.allow, b.net.record = cfg.EgressAllow, cfg.Record
+	b.net.proxy.Resolver, b.net.proxy.Dial, b.net.proxy.Logger = cfg.Resolver, cfg.Dial, log
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	switch cfg.Sandbox {
@@ -156,7 +170,7 @@ func newBackend(dataDir string, limits Limits, drain time.Duration) (*Backend, e
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create sprites dir: %w", err)
 	}
-	b := &Backend{root: root, sandbox: SandboxNone, limits: limits, drain: drain}
+	b := &Backend{root: root, sandbox: SandboxNone, limits: limits, drain: drain, net: &egressNet{proxy: &egress.Proxy{}}}
 	b.prlimit = FindBinary("prlimit")
 	return b, nil
 }
@@ -194,6 +208,11 @@ func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
 	initBin, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find aod's own binary (each sprite's init): %w", err)
+	}
+	if b.net.dir == "" {
+		if b.net.dir, err = socketDir(b.root); err != nil {
+			return fmt.Errorf("egress proxy sockets: %w", err)
+		}
 	}
 	b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns = SandboxBwrap, bin, rootArgs, initBin, os.Geteuid() == 0
 	b.ids.load(b.root)
@@ -339,7 +358,7 @@ func (b *Backend) newSprite(name string, opts sprite.Options) (*localSprite, err
 	if err != nil {
 		return nil, err
 	}
-	s := &localSprite{b: b, name: name, dir: dir, mounts: make([]string, len(opts.Mounts))}
+	s := &localSprite{b: b, name: name, dir: dir, mounts: make([]string, len(opts.Mounts)), network: opts.Network}
 	for i, m := range opts.Mounts {
 		m = path.Clean(m)
 		if m == "" || !path.IsAbs(m) || under(m, sprite.HomeDir) || under(m, sprite.WorkspaceDir) || under(m, sprite.TmpDir) {
@@ -426,7 +445,7 @@ func (b *Backend) List(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") { // .egress, .probe-*: not sprites
 			names = append(names, e.Name())
 		}
 	}
@@ -435,12 +454,13 @@ func (b *Backend) List(ctx context.Context) ([]string, error) {
 
 // localSprite is one session's directory tree.
 type localSprite struct {
-	b      *Backend
-	name   string
-	dir    string
-	mounts []string      // by resource position; "" = in the sprite tree
-	binds  []sprite.Bind // shared host directories, read-only
-	uid    int           // first host uid of its range (userns mode), else 0
+	b       *Backend
+	name    string
+	dir     string
+	mounts  []string      // by resource position; "" = in the sprite tree
+	binds   []sprite.Bind // shared host directories, read-only
+	uid     int           // first host uid of its range (userns mode), else 0
+	network sprite.Network
 }
 
 func (s *localSprite) Name() string { return s.name }
@@ -559,8 +579,8 @@ func (s *localSprite) WriteFile(ctx context.Context, p string, data []byte, mode
 // bwrapArgs maps the sprite tree onto the system root: extra mounts first
 // (parents before children, so /home would not hide /home/sprite), then
 // home, workspace and tmp.
-func (s *localSprite) bwrapArgs(dir string) []string {
-	args := []string{"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--share-net", "--die-with-parent"}
+func (s *localSprite) bwrapArgs(dir, socket string) []string {
+	args := []string{"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net", "--die-with-parent"}
 	if !s.b.userns {
 		// Unprivileged, bwrap maps the server's own uid to root inside.
 		args = append(args, "--unshare-user", "--uid", "0", "--gid", "0")
@@ -570,7 +590,7 @@ func (s *localSprite) bwrapArgs(dir string) []string {
 	// that range, with no capability on the host.
 	args = append(args, s.b.rootArgs...)
 	type bind struct{ flag, src, dst string }
-	binds := []bind{{"--ro-bind", s.b.initBin, initPath}}
+	binds := []bind{{"--ro-bind", s.b.initBin, initPath}, {"--bind", socket, egressSocket}}
 	// Shared directories sit outside the system dirs (a mount point cannot
 	// be made inside a read-only bind), so none hides another.
 	for _, bd := range s.binds {
@@ -611,6 +631,9 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 	if len(req.Argv) == 0 {
 		return nil, errors.New("empty command")
 	}
+	if s.network.Limited && s.b.sandbox == SandboxNone {
+		return nil, errors.New("limited networking cannot be enforced without a sandbox")
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -623,10 +646,17 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 	}
 	var argv []string
 	var cwd string
+	env := req.Env
+	var proxy *serving
 	if s.b.sandbox == SandboxBwrap {
-		argv = append(append([]string{s.b.bwrap}, s.bwrapArgs(dir)...), initPath)
-		argv = append(argv, initArgs{uidBase: s.uid, limits: s.b.limits, argv: req.Argv}.args()...)
+		var err error
+		if proxy, err = s.b.net.serve(s.name, s.network); err != nil {
+			return nil, err
+		}
+		argv = append(append([]string{s.b.bwrap}, s.bwrapArgs(dir, proxy.path)...), initPath)
+		argv = append(argv, initArgs{uidBase: s.uid, socket: egressSocket, forwards: forwards(s.network), limits: s.b.limits, argv: req.Argv}.args()...)
 		cwd = s.dir
+		env = append(slices.Clip(env), egress.ProxyEnv(egress.RelayAddr)...)
 	} else {
 		argv = append([]string{}, req.Argv...)
 		if cwd = s.hostPath(dir); cwd == "" {
@@ -643,7 +673,7 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 		argv = append(append(args, "--"), argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = req.Env
+	cmd.Env = env
 	if cmd.Env == nil {
 		cmd.Env = []string{}
 	}
@@ -652,13 +682,16 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 	// starts; and it dies with us rather than outliving the server.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 
-	p := &localProcess{drain: s.b.drain}
+	p := &localProcess{drain: s.b.drain, proxy: proxy}
 	var childEnds []*os.File
 	closeAll := func() {
 		for _, f := range append(childEnds, p.stdinW, p.outR, p.errR) {
 			if f != nil {
 				f.Close()
 			}
+		}
+		if proxy != nil {
+			proxy.close()
 		}
 	}
 	if req.Stdin != nil {
@@ -775,6 +808,7 @@ type localProcess struct {
 	io     sync.WaitGroup // the output readers
 	feed   sync.WaitGroup // the stdin writer
 	drain  time.Duration
+	proxy  *serving // the command's egress proxy (bwrap mode)
 
 	mu     sync.Mutex
 	reaped bool
@@ -825,6 +859,9 @@ func (p *localProcess) Wait() (sprite.ExitStatus, error) {
 	}
 	p.outR.Close()
 	p.errR.Close()
+	if p.proxy != nil {
+		p.proxy.close()
+	}
 	var exitErr *exec.ExitError
 	if werr != nil && !errors.As(werr, &exitErr) {
 		return sprite.ExitStatus{}, werr

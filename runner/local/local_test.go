@@ -67,8 +67,9 @@ func TestBwrapModeFailsClosed(t *testing.T) {
 	is.NoErr(err) // a backend
 	if FindBinary("bwrap") != "" {
 		// bwrap is installed in a system dir FindBinary also searches:
-		// break the probe by hiding the sprites dir's parent instead.
-		lb.root = filepath.Join(dir, "missing", "sprites")
+		// break the probe by putting the sprites dir below a file instead.
+		is.NoErr(os.WriteFile(filepath.Join(dir, "file"), nil, 0o600))
+		lb.root = filepath.Join(dir, "file", "sprites")
 	}
 	is.True(lb.useBwrap(ctx, dir) != nil) // a failing probe is an error
 	is.Equal(lb.sandbox, SandboxNone)     // and leaves the backend unsandboxed, not half-configured

@@ -72,16 +72,19 @@ type Endpoints struct {
 // Keyless reports whether the provider's CLIs talk to a configured
 // endpoint: a session that brings no key then gets a placeholder one (see
 // Runtime.Env; the fake model API takes any), so none is required.
-func (e Endpoints) Keyless(provider string) bool {
+func (e Endpoints) Keyless(provider string) bool { return e.For(provider) != "" }
+
+// For is the endpoint configured for provider's CLIs, "" for none.
+func (e Endpoints) For(provider string) string {
 	switch provider {
 	case "anthropic":
-		return e.Anthropic != ""
+		return e.Anthropic
 	case "openai":
-		return e.OpenAI != ""
+		return e.OpenAI
 	case "google":
-		return e.Gemini != ""
+		return e.Gemini
 	}
-	return false
+	return ""
 }
 
 // adapters are the adapters by the catalogue's Adapter name.

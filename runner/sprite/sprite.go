@@ -50,6 +50,23 @@ type Options struct {
 	// ReadOnlyBinds are host directories shared by sprites (the installed
 	// agent CLIs), visible read-only at their At path.
 	ReadOnlyBinds []Bind
+	// Network is what the sprite's processes may reach.
+	Network Network
+}
+
+// Network is a sprite's egress policy. Whatever it says, a backend keeps
+// the host's loopback, link-local and private addresses out of reach
+// unless its operator allowed them.
+type Network struct {
+	// Limited: only Hosts (and what the operator allows) may be reached.
+	Limited bool
+	// Hosts are the allowed host names when Limited: exact, or "*.domain"
+	// for any subdomain.
+	Hosts []string
+	// Models are the host:port endpoints of model APIs the sprite's CLI is
+	// pointed at (a gateway, or aod's fake model API): always reachable,
+	// and one on the host's loopback appears at the same address inside.
+	Models []string
 }
 
 // Bind shows host directory Host inside a sprite at the absolute path At.

@@ -1,0 +1,107 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/aod/aod/runner/egress"
+	"github.com/aod/aod/runner/sprite"
+)
+
+// A bubblewrap sprite has a network namespace of its own with only
+// loopback. Its one way out is aod's egress proxy (runner/egress), served
+// by the server for each command on a unix socket bound into the sprite at
+// egressSocket; the sprite's init relays 127.0.0.1:3128 (egress.RelayAddr)
+// to it, and every process is told to use that proxy.
+const egressSocket = "/aod/egress.sock"
+
+// Recorder is told of every connection a sprite's processes asked the
+// proxy for.
+type Recorder func(sprite, host string, port int, allowed bool)
+
+// egressNet is the backend's side of sprite networking.
+type egressNet struct {
+	proxy  *egress.Proxy
+	allow  []egress.Rule // --egress-allow
+	record Recorder      // nil: nothing kept
+	dir    string        // where the per-command sockets are made
+	seq    atomic.Uint64
+}
+
+// socketDir is where the proxies' sockets go: beside the sprites when the
+// path is short enough for a unix socket (108 bytes), else a private
+// temporary directory.
+func socketDir(root string) (string, error) {
+	dir := filepath.Join(root, ".egress")
+	if len(dir)+24 > 100 {
+		return os.MkdirTemp("", "aod-egress-")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// serving is one command's proxy.
+type serving struct {
+	path   string
+	cancel context.CancelFunc
+	ln     net.Listener
+}
+
+func (s *serving) close() {
+	s.cancel()
+	s.ln.Close()
+	os.Remove(s.path)
+}
+
+// serve starts the proxy for one command of sprite name under policy n.
+func (e *egressNet) serve(name string, n sprite.Network) (*serving, error) {
+	path := filepath.Join(e.dir, strconv.FormatUint(e.seq.Add(1), 10)+".sock")
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("egress proxy: %w", err)
+	}
+	// The sprite's root is an unprivileged uid: the socket must let it
+	// connect. Only the bind inside the sprite leads to it (its directory
+	// is the server's, mode 0700).
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	pol := egress.Policy{Limited: n.Limited, Hosts: n.Hosts, Operator: e.allow, Internal: n.Models}
+	var rec egress.Recorder
+	if e.record != nil {
+		rec = recorderFunc(func(host string, port int, allowed bool) { e.record(name, host, port, allowed) })
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go e.proxy.Serve(ctx, ln, pol, rec)
+	return &serving{path: path, cancel: cancel, ln: ln}, nil
+}
+
+type recorderFunc func(host string, port int, allowed bool)
+
+func (f recorderFunc) Record(host string, port int, allowed bool) { f(host, port, allowed) }
+
+// forwards are the model endpoints on the host's loopback: the relay makes
+// each appear at the same address inside the sprite.
+func forwards(n sprite.Network) []string {
+	var out []string
+	for _, m := range n.Models {
+		host, _, err := net.SplitHostPort(m)
+		if err != nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(host); (err == nil && a.IsLoopback()) || host == "localhost" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
