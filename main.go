@@ -181,7 +181,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.StringVar(&o.endpoints.Anthropic, "anthropic-base-url", env.str("AOD_ANTHROPIC_BASE_URL", ""), "model API for claude (and opencode's anthropic provider) (env AOD_ANTHROPIC_BASE_URL)")
 	f.StringVar(&o.endpoints.OpenAI, "openai-base-url", env.str("AOD_OPENAI_BASE_URL", ""), "model API for codex (and opencode's openai provider) (env AOD_OPENAI_BASE_URL)")
 	f.StringVar(&o.endpoints.Gemini, "gemini-base-url", env.str("AOD_GEMINI_BASE_URL", ""), "model API for gemini (and opencode's google provider) (env AOD_GEMINI_BASE_URL)")
-	f.StringArrayVar(&o.egressAllow, "egress-allow", env.list("AOD_EGRESS_ALLOW"), "a host, IP or CIDR sprites may reach although it is loopback, link-local or private (an internal mirror); limited policies allow it too; repeatable (env AOD_EGRESS_ALLOW, comma-separated)")
+	f.StringArrayVar(&o.egressAllow, "egress-allow", env.list("AOD_EGRESS_ALLOW"), "a host, IP or CIDR sprites may reach although it is loopback, link-local or private (an internal mirror); limited policies allow it too; repeatable, comma-separated in the variable (env AOD_EGRESS_ALLOW)")
 	f.StringVar(&o.registration, "registration", env.str("AOD_REGISTRATION", ui.RegistrationOpen), "web UI sign-up: open (anyone may create an account) or closed (create users with: aod user set-password) (env AOD_REGISTRATION)")
 	f.BoolVar(&o.secureCookies, "secure-cookies", env.bool("AOD_SECURE_COOKIES"), "mark web UI cookies Secure even on requests that don't look like HTTPS (env AOD_SECURE_COOKIES=1)")
 	return cmd

@@ -75,7 +75,7 @@ func sameDefault(f *pflag.Flag, cell string) bool {
 	if _, rest, ok := strings.Cut(cell, "`"); ok {
 		first, _, _ = strings.Cut(rest, "`")
 	}
-	if f.DefValue == "" {
+	if f.DefValue == "" || f.DefValue == "[]" { // none, or an empty list
 		return first == "" || strings.Contains(first, "<")
 	}
 	if f.Value.Type() == "duration" {

@@ -599,5 +599,5 @@ func TestSecretsReadOncePerJob(t *testing.T) {
 	is.Equal(out, "again s1\n") // with the secret
 	secrets, environments = cs.counts()
 	is.Equal(secrets, 2)      // read again for that job
-	is.Equal(environments, 1) // which needs no environment lookup
+	is.Equal(environments, 2) // and the environment once more, for its network policy
 }

@@ -132,6 +132,35 @@ func (s *Server) handleSessionTurns(w http.ResponseWriter, r *http.Request, ps h
 	return nil
 }
 
+// egressJSON is one row of a session's egress record.
+type egressJSON struct {
+	Host    string `json:"host"`
+	Port    int    `json:"port"`
+	Allowed bool   `json:"allowed"`
+	Count   int    `json:"count"`
+	FirstAt string `json:"first_at"`
+	LastAt  string `json:"last_at"`
+}
+
+func egressOut(e store.EgressEntry) egressJSON {
+	return egressJSON{Host: e.Host, Port: e.Port, Allowed: e.Allowed, Count: e.Count, FirstAt: store.FormatTime(e.FirstAt), LastAt: store.FormatTime(e.LastAt)}
+}
+
+// handleSessionEgress lists every host the session's sprite asked the
+// egress proxy for.
+func (s *Server) handleSessionEgress(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	entries, err := s.db.ListEgress(r.Context(), u.ID, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, mapList(entries, egressOut))
+	return nil
+}
+
 func (s *Server) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
 	id, err := pathID(ps, "Session")
 	if err != nil {

@@ -740,7 +740,41 @@ func TestSessionGet(t *testing.T) {
 		{Name: "turns of another user's", Method: "GET", Path: "/sessions/{id}/turns", Token: bob, WantStatus: 404, Check: sessExactDetail("Session not found")},
 		{Name: "turns of unknown", Method: "GET", Path: "/sessions/" + sessMissingID + "/turns", Token: tok, WantStatus: 404, Check: sessExactDetail("Session not found")},
 		{Name: "turns of not a UUID", Method: "GET", Path: "/sessions/nope/turns", Token: tok, WantStatus: 404, Check: sessExactDetail("Session not found")},
+		{Name: "egress of another user's", Method: "GET", Path: "/sessions/{id}/egress", Token: bob, WantStatus: 404, Check: sessExactDetail("Session not found")},
+		{Name: "egress of unknown", Method: "GET", Path: "/sessions/" + sessMissingID + "/egress", Token: tok, WantStatus: 404, Check: sessExactDetail("Session not found")},
+		{Name: "egress unauthenticated", Method: "GET", Path: "/sessions/{id}/egress", Token: "", WantStatus: 401},
 	})
+}
+
+// The egress record lists what the proxy saw, most recent first, with
+// counts; an empty record is an empty list.
+func TestSessionEgress(t *testing.T) {
+	t.Parallel()
+	a := apitest.New(t, running)
+	tok := a.Token("alice")
+	is := is.New(t)
+	id := a.StartSession(tok, apitest.SessionBody(a.ShellAgent(tok), "echo hi"))
+	a.Finish(tok, id)
+	r := a.Do("GET", "/sessions/"+id+"/egress", tok, nil)
+	is.Equal(r.Status, http.StatusOK)           // readable
+	is.Equal(string(r.Raw), `{"data":[]}`+"\n") // empty, not null
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	is.NoErr(a.DB.RecordEgress(context.Background(), id, []store.EgressHit{
+		{Host: "registry.npmjs.org", Port: 443, Allowed: true, Count: 3, At: t0},
+		{Host: "evil.test", Port: 80, Allowed: false, Count: 1, At: t0.Add(time.Minute)},
+	}))
+	is.NoErr(a.DB.RecordEgress(context.Background(), id, []store.EgressHit{{Host: "registry.npmjs.org", Port: 443, Allowed: true, Count: 2, At: t0.Add(2 * time.Minute)}}))
+	data := a.Do("GET", "/sessions/"+id+"/egress", tok, nil).Data()
+	is.Equal(len(data), 2) // one row per host, port and verdict
+	first := data[0].(map[string]any)
+	is.Equal(first["host"], "registry.npmjs.org") // the most recent first
+	is.Equal(first["port"], float64(443))
+	is.Equal(first["allowed"], true)
+	is.Equal(first["count"], float64(5))                                // counts add up
+	is.Equal(first["first_at"], store.FormatTime(t0))                   // first seen
+	is.Equal(first["last_at"], store.FormatTime(t0.Add(2*time.Minute))) // last seen
+	second := data[1].(map[string]any)
+	is.Equal(second["allowed"], false) // a refusal is listed too
 }
 
 // ---------------------------------------------------------------- lifecycle

@@ -61,6 +61,8 @@ type sessionPage struct {
 	LastTurn    int
 	Timeout     int
 	Terminal    bool
+	Network     string              // the policy, as the network_policy stage would say
+	Egress      []store.EgressEntry // what the sprite asked the egress proxy for
 }
 
 // maxRenderedRows bounds the log rendered into the page; the live stream
@@ -97,6 +99,13 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 		p.Timeout = last.Timeout
 	}
 	p.Backend = backendLabel(sess)
+	if p.Egress, err = u.db.ListEgress(r.Context(), s.User.ID, id); err != nil {
+		return err
+	}
+	p.Network = "unrestricted (public hosts only)"
+	if p.Environment != nil && p.Environment.Networking.Type == "limited" {
+		p.Network = "limited to " + strings.Join(p.Environment.Networking.AllowedHosts(), ", ") + " and the runtime's model API"
+	}
 	var lb logBuilder
 	for after := int64(0); ; {
 		rows, err := u.db.Events(r.Context(), id, after, 1000)

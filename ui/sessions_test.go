@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
 
@@ -57,6 +58,15 @@ func TestShellSessionFromAgentPage(t *testing.T) {
 	is.True(p.Has("Terminate session"))                       // completed sessions can be terminated
 	is.True(p.Has(`action="/ui/sessions/` + id + `/prompt"`)) // and take a follow-up
 	is.True(!p.Has("No logs yet."))                           // there are logs
+	is.True(p.Has("No network connections yet."))             // the egress record, empty
+	is.NoErr(s.DB.RecordEgress(context.Background(), id, []store.EgressHit{
+		{Host: "registry.npmjs.org", Port: 443, Allowed: true, Count: 2, At: time.Now()},
+		{Host: "evil.test", Port: 80, Allowed: false, Count: 1, At: time.Now()},
+	}))
+	p = v.get("/ui/sessions/" + id)
+	is.True(p.Has("<code>registry.npmjs.org:443</code>"))                                   // an allowed host
+	is.True(p.Has(`<tr class="egress-refused"><td class="wrap"><code>evil.test:80</code>`)) // a refused one
+	is.True(p.HasText("refused"))                                                           // said in words, not colour alone
 	lastID := regexp.MustCompile(`data-last-id="(\d+)"`).FindStringSubmatch(p.Body)
 	is.True(lastID != nil) // the page says where the stream resumes
 	last, _ := strconv.ParseInt(lastID[1], 10, 64)
