@@ -139,6 +139,9 @@ type serveOptions struct {
 	registration     string
 	secureCookies    bool
 	egressAllow      []string
+	diskLimit        size
+	memoryLimit      size
+	pidsLimit        int
 }
 
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
@@ -181,6 +184,11 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.StringVar(&o.endpoints.Anthropic, "anthropic-base-url", env.str("AOD_ANTHROPIC_BASE_URL", ""), "model API for claude (and opencode's anthropic provider) (env AOD_ANTHROPIC_BASE_URL)")
 	f.StringVar(&o.endpoints.OpenAI, "openai-base-url", env.str("AOD_OPENAI_BASE_URL", ""), "model API for codex (and opencode's openai provider) (env AOD_OPENAI_BASE_URL)")
 	f.StringVar(&o.endpoints.Gemini, "gemini-base-url", env.str("AOD_GEMINI_BASE_URL", ""), "model API for gemini (and opencode's google provider) (env AOD_GEMINI_BASE_URL)")
+	o.diskLimit = env.size("AOD_SPRITE_DISK_LIMIT", runner.DefaultDiskBytes)
+	f.Var(&o.diskLimit, "sprite-disk-limit", "files a sprite may hold, e.g. 10GiB; a command past it is killed and its turn fails (env AOD_SPRITE_DISK_LIMIT)")
+	o.memoryLimit = env.size("AOD_SPRITE_MEMORY_LIMIT", runner.DefaultMemoryBytes)
+	f.Var(&o.memoryLimit, "sprite-memory-limit", "memory a sprite may use, e.g. 4GiB (a cgroup where aod can make one, else per process) (env AOD_SPRITE_MEMORY_LIMIT)")
+	f.IntVar(&o.pidsLimit, "sprite-pids-limit", env.int("AOD_SPRITE_PIDS_LIMIT", runner.DefaultProcesses), "processes a sprite may run at once (env AOD_SPRITE_PIDS_LIMIT)")
 	f.StringArrayVar(&o.egressAllow, "egress-allow", env.list("AOD_EGRESS_ALLOW"), "a host, IP or CIDR sprites may reach although it is loopback, link-local or private (an internal mirror); limited policies allow it too; repeatable, comma-separated in the variable (env AOD_EGRESS_ALLOW)")
 	f.StringVar(&o.registration, "registration", env.str("AOD_REGISTRATION", ui.RegistrationOpen), "web UI sign-up: open (anyone may create an account) or closed (create users with: aod user set-password) (env AOD_REGISTRATION)")
 	f.BoolVar(&o.secureCookies, "secure-cookies", env.bool("AOD_SECURE_COOKIES"), "mark web UI cookies Secure even on requests that don't look like HTTPS (env AOD_SECURE_COOKIES=1)")
@@ -270,6 +278,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
 		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
+		Limits: runner.Limits{DiskBytes: uint64(o.diskLimit), MemoryBytes: uint64(o.memoryLimit), Processes: uint64(max(o.pidsLimit, 0))},
 	})
 	if err != nil {
 		return err
@@ -300,6 +309,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	defer cancelStreams()
 	srv := &http.Server{
 		Handler: server.New(db, sess, server.Config{
+			Limits: run.Limits(),
 			Version: versionString(), Logger: logger, Stream: stream, UI: pages,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,

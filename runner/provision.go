@@ -367,6 +367,9 @@ func (p *provisioning) runScript(script string) error {
 	if p.ctx.Err() != nil {
 		return p.ctx.Err()
 	}
+	if st.Limit != "" {
+		return fmt.Errorf("%s\nstderr:\n%s", st.Limit, stderr.Last(2000))
+	}
 	if st.Code != 0 {
 		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, stderr.Last(2000))
 	}

@@ -33,9 +33,12 @@ const (
 	DefaultSweepInterval    = 10 * time.Minute
 
 	// Limits.
-	DefaultProcesses     = 4096
-	DefaultFileSizeBytes = 8 << 30
-	DefaultCPUSeconds    = 7200
+	DefaultProcesses     = 1024    // per sprite
+	DefaultFileSizeBytes = 8 << 30 // per file
+	DefaultCPUSeconds    = 7200    // per process
+	DefaultMemoryBytes   = 4 << 30 // per sprite (per process without cgroups)
+	DefaultDiskBytes     = 10 << 30 // the sprite's files
+
 )
 
 // Config tunes a Runner. Zero values take the defaults above.
@@ -155,6 +158,7 @@ type Runner struct {
 
 	stopSweep chan struct{} // closed by Shutdown
 	egress    *egressLog
+	local     *local.Backend
 
 	workers sync.WaitGroup
 	bg      sync.WaitGroup // sprite removals
@@ -200,6 +204,12 @@ func New(db Store, cfg Config) (*Runner, error) {
 	if cfg.Limits.FileSizeBytes == 0 {
 		cfg.Limits.FileSizeBytes = DefaultFileSizeBytes
 	}
+	if cfg.Limits.MemoryBytes == 0 {
+		cfg.Limits.MemoryBytes = DefaultMemoryBytes
+	}
+	if cfg.Limits.DiskBytes == 0 {
+		cfg.Limits.DiskBytes = DefaultDiskBytes
+	}
 	if cfg.Limits.CPUSeconds == 0 {
 		cfg.Limits.CPUSeconds = DefaultCPUSeconds
 	}
@@ -244,7 +254,7 @@ func New(db Store, cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.backend, r.mode = lb, lb.Sandbox()
+	r.backend, r.local, r.mode = lb, lb, lb.Sandbox()
 	return r, nil
 }
 
@@ -260,6 +270,9 @@ func (r *Runner) runtime(name string) runtimes.Runtime {
 func (r *Runner) pin(rt runtimes.Runtime) *runtimes.Package {
 	return runtimes.Pin(rt, r.cfg.RuntimeVersions)
 }
+
+// Limits reports how each sprite limit is enforced (for /health).
+func (r *Runner) Limits() map[string]string { return r.local.Enforced() }
 
 // Sandbox reports the isolation in use: "bwrap" or "none".
 func (r *Runner) Sandbox() string { return r.mode }

@@ -123,6 +123,10 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		timeout = defaultTurnTimeout
 	}
 	st, how, werr := r.supervise(ctx, proc, timeout, out.kill)
+	if st.Limit != "" && werr == nil {
+		// Said where clients that print only output look, too.
+		io.WriteString(out.writer("stderr"), "aod: "+st.Limit+"\n")
+	}
 	out.close() // the last rows are committed before the turn's end is
 	var res store.TurnResult
 	switch {
@@ -136,6 +140,9 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		res.Error = fmt.Sprintf("turn timed out after %ds", int(timeout/time.Second))
 	case werr != nil:
 		res.Error = "The runtime's process failed: " + werr.Error()
+	case st.Limit != "":
+		code := st.Code
+		res.ExitCode, res.Error = &code, st.Limit
 	default:
 		code := st.Code
 		res.ExitCode = &code

@@ -78,6 +78,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, _ httprout
 	writeJSON(w, code, struct {
 		Status  string            `json:"status"`
 		Checks  map[string]string `json:"checks"`
+		Limits  map[string]string `json:"limits,omitempty"`
 		Version string            `json:"version"`
-	}{status, checks, s.cfg.Version})
+	}{status, checks, s.cfg.Limits, s.cfg.Version})
 }

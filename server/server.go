@@ -30,6 +30,9 @@ type Config struct {
 	Stream sse.Config
 	// UI serves the web pages: "/", "/ui/..." and "/static/..." (nil: none).
 	UI http.Handler
+	// Limits says how each sprite limit is enforced (disk, memory, pids,
+	// file_size), shown by /health.
+	Limits map[string]string
 }
 
 // Server serves the API.

@@ -46,11 +46,14 @@ func init() {
 
 // initArgs is the command line of a sprite's init.
 type initArgs struct {
-	uidBase  int    // first host uid of the sprite's range; 0: no user namespace of its own
-	socket   string // the egress proxy's socket; "": no relay
-	forwards []string
-	limits   Limits
-	argv     []string
+	uidBase int    // first host uid of the sprite's range; 0: no user namespace of its own
+	socket  string // the egress proxy's socket; "": no relay
+	// cgroupFds are cgroup.procs files open for writing: init joins each
+	// before the command starts.
+	cgroupFds []int
+	forwards  []string
+	limits    Limits
+	argv      []string
 }
 
 func (a initArgs) args() []string {
@@ -63,6 +66,9 @@ func (a initArgs) args() []string {
 	}
 	for _, f := range a.forwards {
 		out = append(out, "--forward", f)
+	}
+	for _, fd := range a.cgroupFds {
+		out = append(out, "--cgroup-fd", strconv.Itoa(fd))
 	}
 	for _, l := range a.limits.rlimits() {
 		out = append(out, "--rlimit", fmt.Sprintf("%d=%d", l.resource, l.value))
@@ -97,6 +103,12 @@ func parseInitArgs(args []string) (initArgs, error) {
 			a.socket = val
 		case "--forward":
 			a.forwards = append(a.forwards, val)
+		case "--cgroup-fd":
+			fd, err := strconv.Atoi(val)
+			if err != nil || fd < 3 {
+				return a, fmt.Errorf("bad --cgroup-fd %q", val)
+			}
+			a.cgroupFds = append(a.cgroupFds, fd)
 		case "--rlimit":
 			r, v, ok := strings.Cut(val, "=")
 			res, err1 := strconv.Atoi(r)
@@ -118,6 +130,15 @@ func initMain(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "aod-init:", err)
 		return 127
+	}
+	for _, fd := range a.cgroupFds {
+		f := os.NewFile(uintptr(fd), "cgroup.procs")
+		_, err := f.WriteString("0")
+		f.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "aod-init: join the sprite's cgroup:", err)
+			return 127
+		}
 	}
 	// Limits set here are inherited by the command. RLIMIT_NPROC counts
 	// the processes of the command's own (unprivileged) host uid.

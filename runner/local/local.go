@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,9 +43,11 @@ const (
 // the sprite's init or prlimit). A zero field sets no limit (the runner
 // fills in its defaults).
 type Limits struct {
-	Processes     uint64 // RLIMIT_NPROC
+	Processes     uint64 // the cgroup's pids.max, and RLIMIT_NPROC
 	FileSizeBytes uint64 // RLIMIT_FSIZE
 	CPUSeconds    uint64 // RLIMIT_CPU
+	MemoryBytes   uint64 // the cgroup's memory limit, else RLIMIT_DATA per process
+	DiskBytes     uint64 // the sprite tree's size, watched while a command runs
 }
 
 type rlimit struct {
@@ -55,7 +58,7 @@ type rlimit struct {
 // rlimits are the limits to set, by setrlimit resource.
 func (l Limits) rlimits() []rlimit {
 	var out []rlimit
-	for _, r := range []rlimit{{unix.RLIMIT_NPROC, l.Processes}, {unix.RLIMIT_FSIZE, l.FileSizeBytes}, {unix.RLIMIT_CPU, l.CPUSeconds}} {
+	for _, r := range []rlimit{{unix.RLIMIT_NPROC, l.Processes}, {unix.RLIMIT_FSIZE, l.FileSizeBytes}, {unix.RLIMIT_CPU, l.CPUSeconds}, {unix.RLIMIT_DATA, l.MemoryBytes}} {
 		if r.value > 0 {
 			out = append(out, r)
 		}
@@ -71,6 +74,8 @@ func (l *Limits) set(resource int, v uint64) {
 		l.FileSizeBytes = v
 	case unix.RLIMIT_CPU:
 		l.CPUSeconds = v
+	case unix.RLIMIT_DATA:
+		l.MemoryBytes = v
 	}
 }
 
@@ -108,6 +113,8 @@ type Backend struct {
 	userns  bool
 	ids     ids
 	net     *egressNet // bwrap mode
+	cg      *cgroups   // bwrap mode, where aod can make cgroups
+	cgWhy   string     // why cg is nil
 	prlimit string     // path of prlimit, "" when missing (none mode)
 	limits  Limits
 	drain   time.Duration // how long output may trail a dead command
@@ -155,11 +162,38 @@ func New(cfg Config) (*Backend, error) {
 	if b.prlimit == "" && b.sandbox == SandboxNone {
 		log.Warn("prlimit (util-linux) not found: sprites run without process, file size and CPU limits")
 	}
+	if b.sandbox == SandboxBwrap {
+		if b.cg == nil {
+			log.Warn("!!! no cgroups for sprites ("+b.cgWhy+"): a sprite's memory is limited per process (RLIMIT_DATA), not in total, "+
+				"and its process count per sprite uid (RLIMIT_NPROC); run aod as root on a cgroup v2 host, or give it a delegated subtree, to bound them per sprite",
+				"memory_limit", b.limits.MemoryBytes, "pids_limit", b.limits.Processes)
+		}
+	}
 	return b, nil
 }
 
 // Sandbox reports the isolation in use: SandboxBwrap or SandboxNone.
 func (b *Backend) Sandbox() string { return b.sandbox }
+
+// Enforced says how each of a sprite's limits is enforced, for /health.
+func (b *Backend) Enforced() map[string]string {
+	out := map[string]string{"disk": "watched: the sprite's files are measured while a command runs", "file_size": "rlimit"}
+	switch {
+	case b.sandbox == SandboxNone && b.prlimit == "":
+		out["memory"], out["pids"], out["file_size"] = "none", "none", "none"
+	case b.sandbox == SandboxNone:
+		out["memory"], out["pids"] = "rlimit (per process)", "rlimit (per server uid: no sandbox)"
+	case b.cg != nil:
+		v := "cgroup v" + strconv.Itoa(b.cg.version)
+		out["memory"], out["pids"] = v, v
+	default:
+		out["memory"], out["pids"] = "rlimit (per process): "+b.cgWhy, "rlimit (per sprite uid)"
+	}
+	if b.limits.DiskBytes == 0 {
+		out["disk"] = "none"
+	}
+	return out
+}
 
 func newBackend(dataDir string, limits Limits, drain time.Duration) (*Backend, error) {
 	abs, err := filepath.Abs(dataDir)
@@ -216,8 +250,9 @@ func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
 	}
 	b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns = SandboxBwrap, bin, rootArgs, initBin, os.Geteuid() == 0
 	b.ids.load(b.root)
+	b.cg, b.cgWhy = detectCgroups()
 	if err := b.probe(ctx); err != nil {
-		b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns = SandboxNone, "", nil, "", false
+		b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns, b.cg = SandboxNone, "", nil, "", false, nil
 		return err
 	}
 	return nil
@@ -648,13 +683,25 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 	var cwd string
 	env := req.Env
 	var proxy *serving
+	var group *cgroup
 	if s.b.sandbox == SandboxBwrap {
 		var err error
 		if proxy, err = s.b.net.serve(s.name, s.network); err != nil {
 			return nil, err
 		}
 		argv = append(append([]string{s.b.bwrap}, s.bwrapArgs(dir, proxy.path)...), initPath)
-		argv = append(argv, initArgs{uidBase: s.uid, socket: egressSocket, forwards: forwards(s.network), limits: s.b.limits, argv: req.Argv}.args()...)
+		ia := initArgs{uidBase: s.uid, socket: egressSocket, forwards: forwards(s.network), limits: s.b.limits, argv: req.Argv}
+		if s.b.cg != nil {
+			if group, err = s.b.cg.newGroup(s.name, s.b.limits.MemoryBytes, s.b.limits.Processes); err != nil {
+				proxy.close()
+				return nil, fmt.Errorf("sprite cgroup: %w", err)
+			}
+			ia.limits.MemoryBytes = 0 // the cgroup bounds the sprite's total
+			for i := range group.procs {
+				ia.cgroupFds = append(ia.cgroupFds, 3+i)
+			}
+		}
+		argv = append(argv, ia.args()...)
 		cwd = s.dir
 		env = append(slices.Clip(env), egress.ProxyEnv(egress.RelayAddr)...)
 	} else {
@@ -678,11 +725,14 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 		cmd.Env = []string{}
 	}
 	cmd.Dir = cwd
+	if group != nil {
+		cmd.ExtraFiles = group.procs
+	}
 	// Its own session and process group, so one kill reaches everything it
 	// starts; and it dies with us rather than outliving the server.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 
-	p := &localProcess{drain: s.b.drain, proxy: proxy}
+	p := &localProcess{drain: s.b.drain, proxy: proxy, group: group, limits: s.b.limits, watchDone: make(chan struct{})}
 	var childEnds []*os.File
 	closeAll := func() {
 		for _, f := range append(childEnds, p.stdinW, p.outR, p.errR) {
@@ -692,6 +742,9 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 		}
 		if proxy != nil {
 			proxy.close()
+		}
+		if group != nil {
+			group.remove()
 		}
 	}
 	if req.Stdin != nil {
@@ -724,6 +777,17 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 		f.Close()
 	}
 	p.cmd, p.pid = cmd, cmd.Process.Pid
+	for _, f := range cmd.ExtraFiles {
+		f.Close() // the init has them
+	}
+	if group != nil {
+		group.procs = nil
+	}
+	if lim := s.b.limits.DiskBytes; lim > 0 {
+		go p.watchDisk(s.dir, lim)
+	} else {
+		close(p.watchDone)
+	}
 	p.io.Add(2)
 	go copyOut(&p.io, p.outR, req.Stdout)
 	go copyOut(&p.io, p.errR, req.Stderr)
@@ -748,7 +812,7 @@ func (b *Backend) prlimitArgs() []string {
 	for _, l := range []struct {
 		flag string
 		v    uint64
-	}{{"--nproc=", b.limits.Processes}, {"--fsize=", b.limits.FileSizeBytes}, {"--cpu=", b.limits.CPUSeconds}} {
+	}{{"--nproc=", b.limits.Processes}, {"--fsize=", b.limits.FileSizeBytes}, {"--cpu=", b.limits.CPUSeconds}, {"--data=", b.limits.MemoryBytes}} {
 		if l.v > 0 {
 			args = append(args, l.flag+strconv.FormatUint(l.v, 10))
 		}
@@ -809,6 +873,12 @@ type localProcess struct {
 	feed   sync.WaitGroup // the stdin writer
 	drain  time.Duration
 	proxy  *serving // the command's egress proxy (bwrap mode)
+	group  *cgroup  // the command's cgroup, nil without
+	limits Limits
+
+	watchDone chan struct{} // the disk watcher has stopped
+	stopWatch atomic.Bool
+	diskHit   atomic.Bool
 
 	mu     sync.Mutex
 	reaped bool
@@ -837,10 +907,17 @@ func (p *localProcess) Wait() (sprite.ExitStatus, error) {
 			break
 		}
 	}
+	p.stopWatch.Store(true)
+	<-p.watchDone
 	p.mu.Lock()
 	syscall.Kill(-p.pid, syscall.SIGKILL)
 	p.reaped = true
 	p.mu.Unlock()
+	oom := false
+	if p.group != nil {
+		oom = p.group.oomKilled()
+		p.group.remove()
+	}
 	werr := p.cmd.Wait()
 	if p.stdinW != nil {
 		p.stdinW.Close() // unblocks a writer the command never read
@@ -866,12 +943,52 @@ func (p *localProcess) Wait() (sprite.ExitStatus, error) {
 	if werr != nil && !errors.As(werr, &exitErr) {
 		return sprite.ExitStatus{}, werr
 	}
+	var st sprite.ExitStatus
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok {
-		return sprite.ExitStatus{Code: p.cmd.ProcessState.ExitCode()}, nil
+	switch {
+	case !ok:
+		st.Code = p.cmd.ProcessState.ExitCode()
+	case ws.Signaled():
+		st.Code = 128 + int(ws.Signal())
+	default:
+		st.Code = ws.ExitStatus()
 	}
-	if ws.Signaled() {
-		return sprite.ExitStatus{Code: 128 + int(ws.Signal())}, nil
+	switch {
+	case p.diskHit.Load():
+		st.Limit = fmt.Sprintf("sprite disk limit exceeded: its files took more than %s (--sprite-disk-limit); the command was killed", humanBytes(p.limits.DiskBytes))
+	case oom:
+		st.Limit = fmt.Sprintf("sprite memory limit exceeded: a process was killed for using more than %s (--sprite-memory-limit)", humanBytes(p.limits.MemoryBytes))
 	}
-	return sprite.ExitStatus{Code: ws.ExitStatus()}, nil
+	return st, nil
+}
+
+// diskCheckEvery is how often a running command's sprite tree is measured.
+const diskCheckEvery = time.Second
+
+// watchDisk kills the command once the sprite's files pass limit.
+func (p *localProcess) watchDisk(dir string, limit uint64) {
+	defer close(p.watchDone)
+	for !p.stopWatch.Load() {
+		if _, over := treeUsage(dir, int64(limit)); over {
+			p.diskHit.Store(true)
+			p.Signal(syscall.SIGKILL)
+			return
+		}
+		for i := 0; i < 10 && !p.stopWatch.Load(); i++ {
+			time.Sleep(diskCheckEvery / 10)
+		}
+	}
+}
+
+// humanBytes writes a size the way the flags take it.
+func humanBytes(n uint64) string {
+	for _, u := range []struct {
+		unit string
+		size uint64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatUint(n/u.size, 10) + u.unit
+		}
+	}
+	return strconv.FormatUint(n, 10) + " bytes"
 }

@@ -116,4 +116,7 @@ type Process interface {
 type ExitStatus struct {
 	// Code is the exit code, or 128+signal when a signal ended it.
 	Code int
+	// Limit says which of the sprite's limits ended the command (its disk
+	// or memory), as a message for the user; "" when none did.
+	Limit string
 }
