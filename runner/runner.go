@@ -33,10 +33,10 @@ const (
 	DefaultSweepInterval    = 10 * time.Minute
 
 	// Limits.
-	DefaultProcesses     = 1024    // per sprite
-	DefaultFileSizeBytes = 8 << 30 // per file
-	DefaultCPUSeconds    = 7200    // per process
-	DefaultMemoryBytes   = 4 << 30 // per sprite (per process without cgroups)
+	DefaultProcesses     = 1024     // per sprite
+	DefaultFileSizeBytes = 8 << 30  // per file
+	DefaultCPUSeconds    = 7200     // per process
+	DefaultMemoryBytes   = 4 << 30  // per sprite (per process without cgroups)
 	DefaultDiskBytes     = 10 << 30 // the sprite's files
 
 )
