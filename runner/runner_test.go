@@ -458,13 +458,13 @@ func TestConfigValidation(t *testing.T) {
 	_, err = New(f.db, Config{})
 	is.True(err != nil) // a data dir is required
 	r, err := New(f.db, Config{DataDir: f.dir, Sandbox: SandboxNone, Logger: quiet})
-	is.NoErr(err)                                                                             // none always works
-	is.Equal(r.Sandbox(), SandboxNone)                                                        // and says so
-	is.Equal(r.cfg.MaxRunning, 4)                                                             // defaults apply
-	is.Equal(r.cfg.OutputLimit, int64(512<<20))                                               // 512 MiB output per session
-	is.Equal(r.cfg.KillGrace, 3*time.Second)                                                  // 3s between TERM and KILL
-	is.Equal(r.cfg.ProvisionTimeout, 15*time.Minute)                                          // 15 minutes to provision
-	is.Equal(r.cfg.Limits, Limits{Processes: 4096, FileSizeBytes: 8 << 30, CPUSeconds: 7200}) // and the rlimit defaults
+	is.NoErr(err)                                                                                                                        // none always works
+	is.Equal(r.Sandbox(), SandboxNone)                                                                                                   // and says so
+	is.Equal(r.cfg.MaxRunning, 4)                                                                                                        // defaults apply
+	is.Equal(r.cfg.OutputLimit, int64(512<<20))                                                                                          // 512 MiB output per session
+	is.Equal(r.cfg.KillGrace, 3*time.Second)                                                                                             // 3s between TERM and KILL
+	is.Equal(r.cfg.ProvisionTimeout, 15*time.Minute)                                                                                     // 15 minutes to provision
+	is.Equal(r.cfg.Limits, Limits{Processes: 1024, FileSizeBytes: 8 << 30, CPUSeconds: 7200, MemoryBytes: 4 << 30, DiskBytes: 10 << 30}) // and the limit defaults
 }
 
 // A session terminated while still queued is dropped from the queue at

@@ -22,31 +22,24 @@ const benchSessions = 200
 // BenchmarkFirstOutput measures POST /sessions → the first `output` event
 // on the session's stream for `echo hi`, with and without bubblewrap, and a
 // bare `bash -c 'echo hi'` → first stdout byte on the same machine in the
-// same run, so the ratio can be read off one run.
+// same run, so the ratio can be read off one run; and a bare
+// `bwrap --unshare-all … echo hi`, the baseline of issue 9's P1.
 func BenchmarkFirstOutput(b *testing.B) {
-	b.Run("bare-bash", func(b *testing.B) {
-		for b.Loop() {
-			lat := make([]time.Duration, 0, benchSessions)
-			for range benchSessions {
-				start := time.Now()
-				cmd := exec.Command("bash", "-c", "echo hi")
-				out, err := cmd.StdoutPipe()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
-				}
-				buf := make([]byte, 1)
-				if _, err := out.Read(buf); err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, time.Since(start))
-				cmd.Wait()
+	bare := map[string][]string{
+		"bare-bash": {"bash", "-c", "echo hi"},
+		// The issue's P1 baseline: bwrap with every namespace, network included.
+		"bare-bwrap": {"bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+			"--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev", "--", "/bin/echo", "hi"},
+	}
+	for _, name := range []string{"bare-bash", "bare-bwrap"} {
+		argv := bare[name]
+		b.Run(name, func(b *testing.B) {
+			if _, err := exec.LookPath(argv[0]); err != nil {
+				b.Skipf("BENCHMARK NOT RUN: %s is not installed", argv[0])
 			}
-			reportPercentiles(b, lat)
-		}
-	})
+			benchBare(b, argv)
+		})
+	}
 	for _, mode := range []string{runner.SandboxNone, runner.SandboxBwrap} {
 		b.Run("sandbox-"+mode, func(b *testing.B) {
 			a, token, agentID := benchServer(b, mode)
@@ -58,6 +51,31 @@ func BenchmarkFirstOutput(b *testing.B) {
 				reportPercentiles(b, lat)
 			}
 		})
+	}
+}
+
+// benchBare times argv → its first stdout byte.
+func benchBare(b *testing.B, argv []string) {
+	for b.Loop() {
+		lat := make([]time.Duration, 0, benchSessions)
+		for range benchSessions {
+			start := time.Now()
+			cmd := exec.Command(argv[0], argv[1:]...)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 1)
+			if _, err := out.Read(buf); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+			cmd.Wait()
+		}
+		reportPercentiles(b, lat)
 	}
 }
 

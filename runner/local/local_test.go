@@ -25,7 +25,7 @@ func sandboxModes(t *testing.T) []string {
 // requireBwrap skips loudly where bubblewrap cannot run; with
 // AOD_REQUIRE_BWRAP=1 (set by .ci/run) it fails instead, so CI never
 // passes without running the sandbox tests.
-func requireBwrap(t *testing.T) {
+func requireBwrap(t testing.TB) {
 	t.Helper()
 	skip := func(format string, args ...any) { testkit.CannotRun(t, "AOD_REQUIRE_BWRAP", format, args...) }
 	if _, err := exec.LookPath("bwrap"); err != nil && FindBinary("bwrap") == "" {
