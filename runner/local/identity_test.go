@@ -149,3 +149,42 @@ for k in kids:
 	is.True(n < 200)  // no more than the limit exist at once (the shell and python count too)
 	is.True(n >= 150) // and the limit, not something else, stopped them
 }
+
+// As an unprivileged user (a laptop), the same sandbox holds with that
+// user's uid as the sprite's root: this re-runs the sandbox tests as
+// nobody, from a copy of this test binary.
+func TestUnprivilegedServer(t *testing.T) {
+	requireBwrap(t)
+	if os.Getenv("AOD_UNPRIVILEGED_CHILD") == "1" || os.Geteuid() != 0 {
+		t.Skip("runs as root only (it switches to nobody)")
+	}
+	setpriv := FindBinary("setpriv")
+	if setpriv == "" {
+		t.Fatal("setpriv (util-linux) is needed to run the sandbox as an unprivileged user")
+	}
+	is := is.New(t)
+	// Not t.TempDir: its parent is private to root, and nobody must reach it.
+	dir, err := os.MkdirTemp("", "aod-unprivileged-")
+	is.NoErr(err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	is.NoErr(os.Chmod(dir, 0o755))
+	self, err := os.Executable()
+	is.NoErr(err)
+	data, err := os.ReadFile(self)
+	is.NoErr(err)
+	bin := filepath.Join(dir, "local.test")
+	is.NoErr(os.WriteFile(bin, data, 0o755))
+	work := filepath.Join(dir, "work")
+	is.NoErr(os.Mkdir(work, 0o755))
+	is.NoErr(os.Chown(work, 65534, 65534))
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-test.count=1", "-test.v",
+		"-test.run", "TestProcSysReadOnly|TestPrivateHostFilesHidden|TestSpriteCannotReachTheHostsNetwork|TestLimitedNetworkingInASprite|TestMemoryLimit|TestRuntimeDirMountedReadOnly|TestHostSideFileOpsNeverLeaveTheTree")
+	cmd.Dir = work
+	cmd.Env = []string{"PATH=" + sprite.DefaultPath, "HOME=" + work, "TMPDIR=" + work, "AOD_REQUIRE_BWRAP=1", "AOD_UNPRIVILEGED_CHILD=1"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the sandbox tests fail as an unprivileged user: %v\n%s", err, out)
+	}
+	is.True(strings.Count(string(out), "--- PASS") >= 7) // every one of them ran and passed
+	is.True(!strings.Contains(string(out), "--- SKIP"))
+}

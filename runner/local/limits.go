@@ -56,7 +56,7 @@ func detectCgroups() (*cgroups, string) {
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory +pids"), 0); err != nil {
 			return nil, "cannot enable the memory and pids controllers in " + dir + ": " + err.Error()
 		}
-		return &cgroups{version: 2, dirs: []string{dir}}, ""
+		return usable(&cgroups{version: 2, dirs: []string{dir}})
 	}
 	var dirs []string
 	for _, c := range []string{"memory", "pids"} {
@@ -66,7 +66,26 @@ func detectCgroups() (*cgroups, string) {
 		}
 		dirs = append(dirs, dir)
 	}
-	return &cgroups{version: 1, dirs: dirs}, ""
+	return usable(&cgroups{version: 1, dirs: dirs})
+}
+
+// usable proves aod can make groups where c says (the parent may exist
+// and still be someone else's) and removes what a previous run left.
+func usable(c *cgroups) (*cgroups, string) {
+	for _, d := range c.dirs {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if e.IsDir() {
+				os.Remove(filepath.Join(d, e.Name())) // empty leftovers of a crash; busy ones stay
+			}
+		}
+		probe := filepath.Join(d, ".probe")
+		if err := os.Mkdir(probe, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, "cannot create a group in " + d + ": " + err.Error()
+		}
+		os.Remove(probe)
+	}
+	return c, ""
 }
 
 // cgroup is one command's group.

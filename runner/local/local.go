@@ -700,6 +700,11 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 			for i := range group.procs {
 				ia.cgroupFds = append(ia.cgroupFds, 3+i)
 			}
+		} else if ia.limits.MemoryBytes > 0 && s.b.prlimit != "" {
+			// RLIMIT_DATA for the command only: the init is a Go program
+			// whose runtime must not run short itself.
+			ia.argv = append([]string{s.b.prlimit, "--data=" + strconv.FormatUint(ia.limits.MemoryBytes, 10), "--"}, ia.argv...)
+			ia.limits.MemoryBytes = 0
 		}
 		argv = append(argv, ia.args()...)
 		cwd = s.dir
