@@ -272,6 +272,35 @@ func TestLimitedNetworkingFailsClosedWithoutASandbox(t *testing.T) {
 	is.True(!exists(f.spriteDir(s.ID))) // the failed sprite is removed
 }
 
+// Under bubblewrap a limited environment runs: the network_policy stage
+// says what is allowed, and the proxy refuses the rest (recorded in the
+// session's egress record).
+func TestLimitedNetworkingUnderBwrap(t *testing.T) {
+	requireBwrap(t)
+	is := is.New(t)
+	f := newFixture(t, Config{Sandbox: SandboxBwrap})
+	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "limited", Networking: store.Networking{Type: "limited", Config: json.RawMessage(`{"allowed_hosts":["example.com","*.npmjs.org"]}`)},
+	})
+	is.NoErr(err)
+	s := f.run("curl -s --max-time 5 http://evil.example.net/ ; echo\n", sessionOpts{environmentID: env.ID})
+	done := f.wait(s.ID)
+	is.Equal(done.Status, store.StatusCompleted) // the session runs
+	var msg string
+	for _, e := range f.events(s.ID) {
+		if e.Kind == store.KindStage && e.Stage == "network_policy" && e.State == store.StageDone {
+			msg = e.Data
+		}
+	}
+	is.True(strings.HasPrefix(msg, "limited: only example.com, *.npmjs.org")) // the stage says which policy applies
+	stdout, _ := f.output(s.ID, 1)
+	is.True(strings.Contains(stdout, "evil.example.net:80 is not allowed by this session's network policy")) // the proxy's refusal reached the command
+	is.True(testkit.Eventually(5*time.Second, func() bool {
+		rows, err := f.db.ListEgress(f.ctx, f.user.ID, s.ID)
+		return err == nil && len(rows) == 1 && rows[0].Host == "evil.example.net" && !rows[0].Allowed
+	})) // the refusal is in the session's egress record
+}
+
 func TestRuntimeInstallFailure(t *testing.T) {
 	realNPM(t)
 	is := is.New(t)
