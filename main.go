@@ -309,7 +309,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	defer cancelStreams()
 	srv := &http.Server{
 		Handler: server.New(db, sess, server.Config{
-			Limits: run.Limits(),
+			Limits:  run.Limits(),
 			Version: versionString(), Logger: logger, Stream: stream, UI: pages,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
