@@ -1,9 +1,8 @@
 package egress
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,405 +10,480 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
-// Resolver resolves names; *net.Resolver is one.
+// Resolver looks names up for the proxy; *net.Resolver satisfies it.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// Recorder is told of every connection asked for, allowed or refused.
+// Recorder hears about every connection or request the proxy decided on:
+// once per SOCKS5 or HTTP CONNECT connection and once per forwarded HTTP
+// request. allowed reports the policy's answer (including the address
+// check); an allowed attempt may still fail to resolve or connect.
 type Recorder interface {
 	Record(host string, port int, allowed bool)
 }
 
-// Proxy decides and carries a sprite's connections.
+// Proxy is aod's egress proxy. The zero value is ready to use; one Proxy
+// may serve any number of listeners at once, each with its own Policy. A
+// Proxy must not be copied after first use.
 type Proxy struct {
-	Resolver  Resolver                                                             // nil: net.DefaultResolver
-	Dial      func(ctx context.Context, network, address string) (net.Conn, error) // nil: a net.Dialer; address is always ip:port
-	HostAddrs func() []netip.Addr                                                  // the host's own addresses; nil: its interfaces'
-	Logger    *slog.Logger
+	// Resolver resolves every name the proxy dials; nil: net.DefaultResolver.
+	Resolver Resolver
+	// Dial connects to a checked address, always "ip:port"; nil: a
+	// net.Dialer with a 30 s timeout.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// HostAddrs is the host's own addresses, which a sprite may not reach
+	// unless an operator rule says so; nil: the addresses of the host's
+	// interfaces (net.InterfaceAddrs), cached for a few seconds.
+	HostAddrs func() []netip.Addr
+	// Logger gets a line per decision (refusals at Info, the rest at Debug);
+	// nil: discard.
+	Logger *slog.Logger
+	// Timeout bounds how long a new connection may take to send its SOCKS5
+	// handshake or its first request's header; zero: DefaultTimeout.
+	Timeout time.Duration
 
-	ownMu   sync.Mutex
-	own     []netip.Addr
-	ownTime time.Time
+	mu          sync.Mutex
+	hostCache   []netip.Addr
+	hostCacheAt time.Time
 }
 
-// Bounds of a client's first request.
+// DefaultTimeout is the handshake and header read timeout a zero
+// Proxy.Timeout takes.
+const DefaultTimeout = 30 * time.Second
+
 const (
-	headerTimeout  = 30 * time.Second
 	maxHeaderBytes = 64 << 10
 	dialTimeout    = 30 * time.Second
+	resolveTimeout = 15 * time.Second
+	hostAddrsTTL   = 10 * time.Second
+	httpIdle       = 2 * time.Minute  // a client connection between requests
+	upstreamIdle   = 90 * time.Second // an idle forward-proxy upstream connection
 )
 
-// Serve accepts on l until l is closed, applying pol to every connection
-// and telling rec (which may be nil). When ctx ends every connection it
-// carries is closed.
+// refusedError is a request the policy refused; its text is the reason a
+// client is shown.
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return e.reason }
+
+// resolveError is a name that did not resolve.
+type resolveError struct {
+	host string
+	err  error
+}
+
+func (e *resolveError) Error() string {
+	return fmt.Sprintf("aod egress proxy: cannot resolve %s: %v", e.host, e.err)
+}
+
+func (e *resolveError) Unwrap() error { return e.err }
+
+// dialError is a checked target none of whose addresses answered.
+type dialError struct {
+	target string
+	err    error
+}
+
+func (e *dialError) Error() string {
+	return fmt.Sprintf("aod egress proxy: cannot connect to %s: %v", e.target, e.err)
+}
+
+func (e *dialError) Unwrap() error { return e.err }
+
+// target is a request the policy allowed: the addresses it may be dialled
+// at, every one of them checked.
+type target struct {
+	host  string
+	port  int
+	addrs []netip.Addr
+}
+
+func (t *target) String() string { return hostPort(t.host, t.port) }
+
+// session is one Serve call's state.
+type session struct {
+	p         *Proxy
+	ctx       context.Context
+	c         *checker
+	rec       Recorder
+	log       *slog.Logger
+	timeout   time.Duration
+	transport *http.Transport
+}
+
+// Serve accepts on l until l is closed or ctx ends, applying pol to every
+// connection and reporting each decision to rec (rec may be nil). Each
+// connection speaks SOCKS5, HTTP CONNECT or plain HTTP forward-proxy
+// requests, told apart by its first byte. Serve returns nil once l is
+// closed (connections already accepted carry on) or ctx ends (Serve closes
+// l, and every connection and tunnel it opened is closed too). Transient
+// Accept errors (out of file descriptors and the like) are retried with a
+// back-off; any other is returned.
 func (p *Proxy) Serve(ctx context.Context, l net.Listener, pol Policy, rec Recorder) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	s := &session{p: p, ctx: ctx, c: newChecker(pol), rec: rec, log: p.Logger, timeout: p.Timeout}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	s.transport = &http.Transport{
+		Proxy:                  nil, // never the environment's proxy
+		DialContext:            s.transportDial,
+		DisableCompression:     true,
+		MaxIdleConns:           64,
+		MaxIdleConnsPerHost:    4,
+		IdleConnTimeout:        upstreamIdle,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	stopClose := context.AfterFunc(ctx, func() { l.Close() })
+	defer stopClose()
+
+	hl := newChanListener(l.Addr())
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.timeout,
+		IdleTimeout:       httpIdle,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	go srv.Serve(hl) //nolint:errcheck // returns once hl is closed
+
+	var (
+		wg     sync.WaitGroup
+		retErr error
+		delay  time.Duration
+	)
 	for {
-		c, err := l.Accept()
+		conn, err := l.Accept()
 		if err != nil {
-			return err
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				break
+			}
+			if transientAccept(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("egress proxy: accept", "err", err, "retry_in", delay)
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			retErr = err
+			break
 		}
+		delay = 0
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			stop := context.AfterFunc(cctx, func() { c.Close() })
-			defer stop()
-			defer c.Close()
-			p.handle(cctx, c, pol, rec)
-		}()
+		go s.serveConn(conn, hl, wg.Done)
+	}
+	hl.Close()
+	// Once every connection is gone (or ctx ends, which closes them), the
+	// forward proxy's idle upstream connections go too.
+	go func() {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		s.transport.CloseIdleConnections()
+	}()
+	return retErr
+}
+
+// transientAccept reports whether an Accept error is worth retrying.
+func transientAccept(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// serveConn sniffs a new connection's first byte and hands it to the SOCKS5
+// handshake or to the HTTP server. done is called once the connection is
+// closed, whoever closes it.
+func (s *session) serveConn(conn net.Conn, hl *chanListener, done func()) {
+	cc := &clientConn{Conn: conn}
+	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+	cc.onClose = func() { stop(); done() }
+
+	conn.SetReadDeadline(time.Now().Add(s.timeout))
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		cc.Close()
+		return
+	}
+	switch b[0] {
+	case socksVersion:
+		defer cc.Close()
+		s.serveSOCKS(conn)
+	case 0x04:
+		// SOCKS4: "request rejected", so the client says something useful.
+		conn.Write([]byte{0x00, 0x5b, 0, 0, 0, 0, 0, 0})
+		cc.Close()
+	default:
+		conn.SetReadDeadline(time.Time{})
+		cc.first = b[:]
+		if !hl.hand(cc) {
+			cc.Close()
+		}
 	}
 }
 
-func (p *Proxy) handle(ctx context.Context, c net.Conn, pol Policy, rec Recorder) {
-	c.SetReadDeadline(time.Now().Add(headerTimeout))
-	lim := &budget{r: c, left: maxHeaderBytes}
-	br := bufio.NewReaderSize(lim, 4096)
-	first, err := br.Peek(1)
+// prepare applies the policy to a request for rawHost:port: it refuses what
+// the policy does not allow, resolves a name, and keeps only the addresses
+// that pass the address check. record says whether to tell the Recorder.
+func (s *session) prepare(ctx context.Context, rawHost string, port int, via string, record bool) (*target, error) {
+	v := s.c.decide(rawHost, port)
+	if v.refusal != "" {
+		s.note(v.host, port, false, via, v.refusal, record)
+		return nil, &refusedError{v.refusal}
+	}
+	addrs, err := s.resolve(ctx, v)
 	if err != nil {
-		return
+		s.note(v.host, port, true, via, err.Error(), record)
+		return nil, err
 	}
-	if first[0] == 5 {
-		p.socks(ctx, c, br, lim, pol, rec)
-		return
+	t := &target{host: v.host, port: port}
+	if v.exempt {
+		t.addrs = addrs
+		s.note(v.host, port, true, via, "", record)
+		return t, nil
 	}
-	p.http(ctx, c, br, lim, pol, rec)
-}
-
-// target checks host:port against the policy, resolves it and checks
-// every address; it returns the address to dial, or the reason for refusal
-// (and whether the name did not resolve).
-func (p *Proxy) target(ctx context.Context, pol Policy, host string, port int) (netip.AddrPort, string, bool) {
-	d := pol.decide(host, port)
-	if !d.allowed {
-		return netip.AddrPort{}, d.reason, false
-	}
-	host = NormalHost(host)
-	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{a}
-	} else {
-		r := p.Resolver
-		if r == nil {
-			r = net.DefaultResolver
-		}
-		rctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		addrs, err = r.LookupNetIP(rctx, "ip", host)
-		cancel()
-		if err != nil || len(addrs) == 0 {
-			return netip.AddrPort{}, fmt.Sprintf("aod egress proxy: cannot resolve %s", truncate(host, 253)), true
-		}
-	}
-	if d.internal || d.operator {
-		return netip.AddrPortFrom(addrs[0].Unmap(), uint16(port)), "", false
-	}
-	// Every address the name has must pass: one that does not is a name
-	// pointed at the host's network (DNS rebinding), refused outright.
-	own := p.ownAddrs()
+	hostAddrs := s.p.hostAddrs()
+	var refusal string
 	for _, a := range addrs {
-		if why := pol.forbidden(a, own); why != "" {
-			return netip.AddrPort{}, fmt.Sprintf("aod egress proxy: %s is refused: %s %s (policy %s; an operator can allow it with --egress-allow)",
-				net.JoinHostPort(truncate(host, 253), strconv.Itoa(port)), why, a.Unmap(), pol.name()), false
+		if what := s.c.addrProblem(a, hostAddrs); what != "" {
+			if refusal == "" {
+				refusal = s.c.addrRefusal(v, a, what)
+			}
+			continue
 		}
+		t.addrs = append(t.addrs, a)
 	}
-	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(port)), "", false
+	if len(t.addrs) == 0 {
+		s.note(v.host, port, false, via, refusal, record)
+		return nil, &refusedError{refusal}
+	}
+	s.note(v.host, port, true, via, "", record)
+	return t, nil
 }
 
-func (p *Proxy) ownAddrs() []netip.Addr {
+func (s *session) note(host string, port int, allowed bool, via, reason string, record bool) {
+	if !record {
+		return
+	}
+	if s.rec != nil {
+		s.rec.Record(host, port, allowed)
+	}
+	if allowed {
+		s.log.Debug("egress allowed", "host", host, "port", port, "via", via, "note", reason)
+	} else {
+		s.log.Info("egress refused", "host", host, "port", port, "via", via, "reason", reason)
+	}
+}
+
+// resolve returns the addresses v's host is to be dialled at, unmapped.
+func (s *session) resolve(ctx context.Context, v verdict) ([]netip.Addr, error) {
+	if v.addr.IsValid() {
+		return []netip.Addr{v.addr}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	var r Resolver = net.DefaultResolver
+	if s.p.Resolver != nil {
+		r = s.p.Resolver
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", v.host)
+	if err != nil {
+		return nil, &resolveError{host: v.host, err: err}
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if a.IsValid() {
+			out = append(out, a.Unmap())
+		}
+	}
+	if len(out) == 0 {
+		return nil, &resolveError{host: v.host, err: errors.New("no addresses")}
+	}
+	return out, nil
+}
+
+// dial connects to t at the first of its checked addresses that answers.
+// It never dials a name.
+func (s *session) dial(ctx context.Context, t *target) (net.Conn, error) {
+	dial := s.p.Dial
+	if dial == nil {
+		d := &net.Dialer{Timeout: dialTimeout}
+		dial = d.DialContext
+	}
+	var last error
+	for _, a := range t.addrs {
+		c, err := dial(ctx, "tcp", netip.AddrPortFrom(a, uint16(t.port)).String())
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if last == nil {
+		last = errors.New("no address to dial")
+	}
+	return nil, &dialError{target: t.String(), err: last}
+}
+
+// hostAddrs is the host's own addresses.
+func (p *Proxy) hostAddrs() []netip.Addr {
 	if p.HostAddrs != nil {
 		return p.HostAddrs()
 	}
-	p.ownMu.Lock()
-	defer p.ownMu.Unlock()
-	if time.Since(p.ownTime) > 10*time.Second {
-		p.own = p.own[:0]
-		if ifs, err := net.InterfaceAddrs(); err == nil {
-			for _, ia := range ifs {
-				if n, ok := ia.(*net.IPNet); ok {
-					if a, ok := netip.AddrFromSlice(n.IP); ok {
-						p.own = append(p.own, a.Unmap())
-					}
-				}
-			}
-		}
-		p.ownTime = time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.hostCacheAt.IsZero() && time.Since(p.hostCacheAt) < hostAddrsTTL {
+		return p.hostCache
 	}
-	return p.own
-}
-
-func (p *Proxy) dial(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	defer cancel()
-	if p.Dial != nil {
-		return p.Dial(dctx, "tcp", ap.String())
-	}
-	var d net.Dialer
-	return d.DialContext(dctx, "tcp", ap.String())
-}
-
-// open decides, records and dials one connection.
-func (p *Proxy) open(ctx context.Context, pol Policy, rec Recorder, host string, port int) (net.Conn, string, bool) {
-	ap, reason, unresolved := p.target(ctx, pol, host, port)
-	if rec != nil {
-		rec.Record(NormalHost(host), port, reason == "")
-	}
-	if reason != "" {
-		return nil, reason, unresolved
-	}
-	up, err := p.dial(ctx, ap)
+	ifaddrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return nil, fmt.Sprintf("aod egress proxy: cannot connect to %s: %v", net.JoinHostPort(truncate(NormalHost(host), 253), strconv.Itoa(port)), err), true
+		return p.hostCache // the last good answer, if any
 	}
-	return up, "", false
+	addrs := make([]netip.Addr, 0, len(ifaddrs))
+	for _, ia := range ifaddrs {
+		var ip net.IP
+		switch v := ia.(type) {
+		case *net.IPNet:
+			ip = v.IP
+		case *net.IPAddr:
+			ip = v.IP
+		}
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			addrs = append(addrs, a.Unmap())
+		}
+	}
+	p.hostCache, p.hostCacheAt = addrs, time.Now()
+	return addrs
 }
 
-// splice copies both ways until both directions end.
-func splice(a, b net.Conn, abuf *bufio.Reader) {
-	var wg sync.WaitGroup
-	wg.Add(1)
+// splice copies client to up and up to client until both directions end,
+// half-closing each side as its peer finishes sending, then closes both.
+// pending is client data already read (sent to up first). Both are closed
+// as soon as ctx ends.
+func splice(ctx context.Context, client net.Conn, pending []byte, up net.Conn) {
+	stop := context.AfterFunc(ctx, func() {
+		client.Close()
+		up.Close()
+	})
+	defer stop()
+	var src io.Reader = client
+	if len(pending) > 0 {
+		src = io.MultiReader(bytes.NewReader(pending), client)
+	}
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		var src io.Reader = a
-		if abuf != nil {
-			src = abuf
-		}
-		io.Copy(b, src)
-		closeWrite(b)
+		defer close(done)
+		pipe(up, src, client)
 	}()
-	io.Copy(a, b)
-	closeWrite(a)
-	wg.Wait()
+	pipe(client, up, up)
+	<-done
+	client.Close()
+	up.Close()
 }
 
-func closeWrite(c net.Conn) {
+// pipe copies src to dst, then half-closes dst; on an error, or when dst
+// cannot be half-closed, it closes both connections so the other direction
+// ends too.
+func pipe(dst net.Conn, src io.Reader, srcConn net.Conn) {
+	if _, err := io.Copy(dst, src); err != nil || closeWrite(dst) != nil {
+		dst.Close()
+		srcConn.Close()
+	}
+}
+
+func closeWrite(c net.Conn) error {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	} else {
-		c.Close()
+		return cw.CloseWrite()
 	}
+	return errors.ErrUnsupported
 }
 
-// http serves CONNECT and absolute-form forward requests on c.
-func (p *Proxy) http(ctx context.Context, c net.Conn, br *bufio.Reader, lim *budget, pol Policy, rec Recorder) {
-	for {
-		lim.left = maxHeaderBytes + int64(br.Buffered())
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			if errors.Is(err, errHeaderTooLarge) {
-				respond(c, http.StatusRequestHeaderFieldsTooLarge, "aod egress proxy: request header too large")
-			}
-			return
-		}
-		lim.left = unlimited
-		c.SetReadDeadline(time.Time{})
-		if req.Method == http.MethodConnect {
-			host, port, ok := splitPort(req.Host, 0)
-			if !ok {
-				respond(c, http.StatusBadRequest, "aod egress proxy: CONNECT needs host:port")
-				return
-			}
-			up, reason, unresolved := p.open(ctx, pol, rec, host, port)
-			if up == nil {
-				respond(c, refusalStatus(unresolved), reason)
-				return
-			}
-			defer up.Close()
-			io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-			splice(c, up, br)
-			return
-		}
-		if req.URL == nil || !req.URL.IsAbs() || req.URL.Scheme != "http" {
-			respond(c, http.StatusBadRequest, "aod egress proxy: this is a proxy; send absolute http:// URLs or CONNECT")
-			return
-		}
-		if !p.forward(ctx, c, req, pol, rec) {
-			return
-		}
-		c.SetReadDeadline(time.Now().Add(headerTimeout))
-	}
+// clientConn is an accepted connection on its way to the HTTP server: it
+// replays the sniffed first byte and reports its closing once.
+type clientConn struct {
+	net.Conn
+	first   []byte
+	once    sync.Once
+	onClose func()
 }
 
-var errHeaderTooLarge = errors.New("header too large")
-
-// budget limits how much a client may send before its request head is
-// read; lifted for bodies and tunnels.
-type budget struct {
-	r    io.Reader
-	left int64
+func (c *clientConn) Read(b []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(b, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
-func (b *budget) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, errHeaderTooLarge
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.r.Read(p)
-	b.left -= int64(n)
-	return n, err
+func (c *clientConn) Close() error {
+	err := net.ErrClosed
+	c.once.Do(func() {
+		err = c.Conn.Close()
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
+	return err
 }
 
-const unlimited = 1 << 62
+func (c *clientConn) CloseWrite() error { return closeWrite(c.Conn) }
 
-// forward carries one absolute-form request; false ends the connection.
-func (p *Proxy) forward(ctx context.Context, c net.Conn, req *http.Request, pol Policy, rec Recorder) bool {
-	host, port, ok := splitPort(req.URL.Host, 80)
-	if !ok {
-		respond(c, http.StatusBadRequest, "aod egress proxy: bad host in URL")
+// chanListener is the HTTP server's listener: Serve hands it the
+// connections it sniffed as HTTP.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// hand gives c to the HTTP server; false when the listener is closed.
+func (l *chanListener) hand(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
 		return false
 	}
-	up, reason, unresolved := p.open(ctx, pol, rec, host, port)
-	if up == nil {
-		respond(c, refusalStatus(unresolved), reason)
-		return false
-	}
-	defer up.Close()
-	for _, h := range []string{"Proxy-Connection", "Proxy-Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Upgrade"} {
-		req.Header.Del(h)
-	}
-	req.Header.Set("Connection", "close")
-	req.RequestURI = ""
-	if err := req.Write(up); err != nil {
-		respond(c, http.StatusBadGateway, "aod egress proxy: "+err.Error())
-		return false
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(up), req)
-	if err != nil {
-		respond(c, http.StatusBadGateway, "aod egress proxy: bad response from upstream")
-		return false
-	}
-	defer resp.Body.Close()
-	keep := !req.Close
-	resp.Header.Del("Connection")
-	resp.Header.Del("Keep-Alive")
-	resp.Close = !keep
-	if err := resp.Write(c); err != nil {
-		return false
-	}
-	return keep
 }
 
-func refusalStatus(unresolved bool) int {
-	if unresolved {
-		return http.StatusBadGateway
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
 	}
-	return http.StatusForbidden
 }
 
-func respond(c net.Conn, status int, body string) {
-	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), len(body)+1, body+"\n")
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
 }
 
-// splitPort splits host[:port], defaulting the port (0: required).
-func splitPort(hostport string, def int) (string, int, bool) {
-	host, ps, err := net.SplitHostPort(hostport)
-	if err != nil {
-		if def == 0 || strings.Contains(strings.Trim(hostport, "[]"), ":") && !strings.HasPrefix(hostport, "[") {
-			return "", 0, false
-		}
-		return strings.Trim(hostport, "[]"), def, hostport != ""
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil || port < 1 || port > 65535 || host == "" {
-		return "", 0, false
-	}
-	return host, port, true
-}
-
-// SOCKS5 replies (RFC 1928).
-const (
-	socksOK          = 0
-	socksNotAllowed  = 2
-	socksUnreachable = 4
-	socksRefused     = 5
-	socksNoCommand   = 7
-	socksNoAddrType  = 8
-)
-
-// socks serves one SOCKS5 CONNECT (no authentication).
-func (p *Proxy) socks(ctx context.Context, c net.Conn, br *bufio.Reader, lim *budget, pol Policy, rec Recorder) {
-	var hdr [2]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil {
-		return
-	}
-	methods := make([]byte, hdr[1])
-	if _, err := io.ReadFull(br, methods); err != nil {
-		return
-	}
-	if !strings.ContainsRune(string(methods), 0) {
-		c.Write([]byte{5, 0xff})
-		return
-	}
-	c.Write([]byte{5, 0})
-	var req [4]byte
-	if _, err := io.ReadFull(br, req[:]); err != nil || req[0] != 5 {
-		return
-	}
-	var host string
-	switch req[3] {
-	case 1, 4:
-		b := make([]byte, map[byte]int{1: 4, 4: 16}[req[3]])
-		if _, err := io.ReadFull(br, b); err != nil {
-			return
-		}
-		a, _ := netip.AddrFromSlice(b)
-		host = a.Unmap().String()
-	case 3:
-		n, err := br.ReadByte()
-		if err != nil {
-			return
-		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(br, b); err != nil {
-			return
-		}
-		host = string(b)
-	default:
-		socksReply(c, socksNoAddrType)
-		return
-	}
-	var pb [2]byte
-	if _, err := io.ReadFull(br, pb[:]); err != nil {
-		return
-	}
-	port := int(binary.BigEndian.Uint16(pb[:]))
-	if req[1] != 1 {
-		socksReply(c, socksNoCommand)
-		return
-	}
-	c.SetReadDeadline(time.Time{})
-	lim.left = unlimited
-	up, reason, unresolved := p.open(ctx, pol, rec, host, port)
-	if up == nil {
-		code := byte(socksNotAllowed)
-		if unresolved {
-			code = socksUnreachable
-			if strings.Contains(reason, "cannot connect") {
-				code = socksRefused
-			}
-		}
-		if p.Logger != nil {
-			p.Logger.Debug("egress refused", "reason", reason)
-		}
-		socksReply(c, code)
-		return
-	}
-	defer up.Close()
-	socksReply(c, socksOK)
-	splice(c, up, br)
-}
-
-func socksReply(c net.Conn, code byte) {
-	c.Write([]byte{5, code, 0, 1, 0, 0, 0, 0, 0, 0})
-}
+func (l *chanListener) Addr() net.Addr { return l.addr }

@@ -56,6 +56,7 @@ func requireRootBwrap(t *testing.T) *Backend {
 // uid of a range of their own, different for each sprite and kept across
 // a restart of the server.
 func TestEachSpriteIsItsOwnUnprivilegedRoot(t *testing.T) {
+	t.Parallel()
 	lb := requireRootBwrap(t)
 	is := is.New(t)
 	ctx := context.Background()
@@ -99,6 +100,7 @@ func TestEachSpriteIsItsOwnUnprivilegedRoot(t *testing.T) {
 // Another sprite's files cannot be read even by a process that knows their
 // host path: each tree belongs to its own range, mode 0700.
 func TestAnotherSpritesFilesUnreadableByPath(t *testing.T) {
+	t.Parallel()
 	lb := requireRootBwrap(t)
 	is := is.New(t)
 	ctx := context.Background()
@@ -121,6 +123,7 @@ func TestAnotherSpritesFilesUnreadableByPath(t *testing.T) {
 // RLIMIT_NPROC binds the sprite's root (it is not host root): 4,500
 // processes are refused past the limit.
 func TestProcessLimitHoldsForTheSpritesRoot(t *testing.T) {
+	t.Parallel()
 	lb := requireRootBwrap(t)
 	is := is.New(t)
 	lb.limits.Processes = 200
@@ -154,6 +157,7 @@ for k in kids:
 // user's uid as the sprite's root: this re-runs the sandbox tests as
 // nobody, from a copy of this test binary.
 func TestUnprivilegedServer(t *testing.T) {
+	t.Parallel()
 	requireBwrap(t)
 	if os.Getenv("AOD_UNPRIVILEGED_CHILD") == "1" || os.Geteuid() != 0 {
 		t.Skip("runs as root only (it switches to nobody)")

@@ -30,8 +30,11 @@ import (
 type cgroups struct {
 	version int
 	dirs    []string // v2: the one aod dir; v1: aod's dir in the memory and the pids hierarchy
-	seq     atomic.Uint64
 }
+
+// groupSeq numbers the groups this process makes (a name must never be
+// reused while another backend of the process may still hold it).
+var groupSeq atomic.Uint64
 
 // detectCgroups finds a place for the sprites' groups, or says why there is none.
 func detectCgroups() (*cgroups, string) {
@@ -75,8 +78,12 @@ func usable(c *cgroups) (*cgroups, string) {
 	for _, d := range c.dirs {
 		entries, _ := os.ReadDir(d)
 		for _, e := range entries {
-			if e.IsDir() {
-				os.Remove(filepath.Join(d, e.Name())) // empty leftovers of a crash; busy ones stay
+			// Leftovers of a server that died (several may share the dir:
+			// a group's name carries its server's pid).
+			if f := strings.Split(e.Name(), "."); e.IsDir() && len(f) == 3 {
+				if pid, err := strconv.Atoi(f[1]); err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
+					os.Remove(filepath.Join(d, e.Name()))
+				}
 			}
 		}
 		probe := filepath.Join(d, ".probe")
@@ -98,7 +105,7 @@ type cgroup struct {
 // newGroup makes a group with the limits (0: none for that one).
 func (c *cgroups) newGroup(name string, memBytes, pids uint64) (*cgroup, error) {
 	g := &cgroup{c: c}
-	leaf := name + "-" + strconv.FormatUint(c.seq.Add(1), 10)
+	leaf := fmt.Sprintf("%s.%d.%d", strings.ReplaceAll(name, ".", "_"), os.Getpid(), groupSeq.Add(1))
 	for i, d := range c.dirs {
 		dir := filepath.Join(d, leaf)
 		if err := os.Mkdir(dir, 0o755); err != nil {

@@ -50,6 +50,7 @@ func runStatus(t *testing.T, sp sprite.Sprite, script string) (sprite.ExitStatus
 // Files past the disk limit end the command, with a message saying so,
 // even when no single file is large.
 func TestDiskLimitEndsTheCommand(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	lb := limitedBackend(t, Limits{DiskBytes: 30 << 20})
 	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
@@ -71,6 +72,7 @@ func TestDiskLimitEndsTheCommand(t *testing.T) {
 // A sprite's memory is bounded: a 256 MiB allocation fails under a 64 MiB
 // limit, 16 MiB works.
 func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	lb := limitedBackend(t, Limits{MemoryBytes: 64 << 20})
 	if lb.cg == nil {

@@ -120,6 +120,7 @@ func TestRuntimeDirMountedReadOnly(t *testing.T) {
 // as root on the host. The check writes back the value already there, so
 // it changes nothing even where it succeeds.
 func TestProcSysReadOnly(t *testing.T) {
+	t.Parallel()
 	requireBwrap(t)
 	is := is.New(t)
 	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
@@ -147,6 +148,7 @@ cat /proc/sys/kernel/ostype`},
 // private keys) cannot be read in a sandboxed sprite: its processes may be
 // host uid 0, whose owner bits would otherwise let them read the hashes.
 func TestPrivateHostFilesHidden(t *testing.T) {
+	t.Parallel()
 	requireBwrap(t)
 	is := is.New(t)
 	fi, err := os.Stat("/etc/shadow")
@@ -175,6 +177,7 @@ func TestPrivateHostFilesHidden(t *testing.T) {
 // sprite cannot fill the host's memory through them; its own tree, /dev/null
 // and the terminal devices still work.
 func TestSandboxMemoryFilesystemsBounded(t *testing.T) {
+	t.Parallel()
 	requireBwrap(t)
 	is := is.New(t)
 	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)

@@ -84,6 +84,7 @@ func runNet(t *testing.T, sp sprite.Sprite, script string, args ...string) strin
 // directly (its network namespace has only loopback) nor through the proxy
 // (which refuses them with a 403 saying why).
 func TestSpriteCannotReachTheHostsNetwork(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	api := hostServer(t, "127.0.0.1:0", "aod api")
 	other := hostServer(t, "127.0.0.1:0", "redis-ish")
@@ -110,6 +111,7 @@ func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 // allow list and the model endpoint, which appears inside at its own
 // loopback address.
 func TestLimitedNetworkingInASprite(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	up := hostServer(t, "127.0.0.2:0", "upstream")
 	model := hostServer(t, "127.0.0.1:0", "fake model")
