@@ -970,16 +970,20 @@ func (p *localProcess) Wait() (sprite.ExitStatus, error) {
 // diskCheckEvery is how often a running command's sprite tree is measured.
 const diskCheckEvery = time.Second
 
-// watchDisk kills the command once the sprite's files pass limit.
+// watchDisk kills the command once the sprite's files pass limit. A big
+// tree (node_modules) is measured less often: the pause is at least ten
+// times the last walk, so watching costs at most a tenth of a core.
 func (p *localProcess) watchDisk(dir string, limit uint64) {
 	defer close(p.watchDone)
 	for !p.stopWatch.Load() {
+		start := time.Now()
 		if _, over := treeUsage(dir, int64(limit)); over {
 			p.diskHit.Store(true)
 			p.Signal(syscall.SIGKILL)
 			return
 		}
-		for i := 0; i < 10 && !p.stopWatch.Load(); i++ {
+		pause := max(diskCheckEvery, 10*time.Since(start))
+		for end := time.Now().Add(pause); time.Now().Before(end) && !p.stopWatch.Load(); {
 			time.Sleep(diskCheckEvery / 10)
 		}
 	}
