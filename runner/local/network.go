@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/aod/aod/runner/egress"
@@ -82,7 +83,7 @@ func (e *egressNet) serve(name string, n sprite.Network) (*serving, error) {
 		rec = recorderFunc(func(host string, port int, allowed bool) { e.record(name, host, port, allowed) })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go e.proxy.Serve(ctx, ln, pol, rec)
+	go e.proxy.Serve(ctx, limitListener(ln, maxProxyConns), pol, rec)
 	return &serving{path: path, cancel: cancel, ln: ln}, nil
 }
 
@@ -104,4 +105,49 @@ func forwards(n sprite.Network) []string {
 		}
 	}
 	return out
+}
+
+// maxProxyConns bounds the connections one command holds open through the
+// proxy at once: past it, new ones wait in the socket's backlog, so a
+// sprite cannot make the server hold thousands of sockets.
+const maxProxyConns = 256
+
+// limitListener lets at most n accepted connections be open at once.
+func limitListener(l net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: l, slots: make(chan struct{}, n)}
+}
+
+type limitedListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	l.slots <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// CloseWrite keeps half-closes working through the wrapper.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }

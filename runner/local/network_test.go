@@ -138,3 +138,43 @@ curl -s --max-time 5 http://%[2]s/; echo`, port, model))
 	is.True(strings.Contains(joined, "s1 a.cdn.test:"+port+" true"))    // the wildcard one too
 	is.True(strings.Contains(joined, "s1 evil.test:"+port+" false"))    // and the refused one
 }
+
+// At most n proxy connections of one command are open at once; closing
+// one lets the next in.
+func TestProxyConnectionsBounded(t *testing.T) {
+	is := is.New(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	is.NoErr(err)
+	l := limitListener(ln, 2)
+	defer l.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 3 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		is.NoErr(err)
+		defer c.Close()
+	}
+	first, second := <-accepted, <-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a third connection was accepted past the bound of 2")
+	case <-time.After(200 * time.Millisecond):
+	}
+	first.Close()
+	first.Close() // a second close releases nothing more
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(2 * time.Second):
+		t.Fatal("closing one did not let the waiting connection in")
+	}
+	second.Close()
+}
