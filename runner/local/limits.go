@@ -191,34 +191,3 @@ func (g *cgroup) remove() {
 	}
 	g.dirs = nil
 }
-
-// treeUsage is the disk space of everything under dir (st_blocks, each
-// inode once), walked by directory fds without following links or leaving
-// dir's filesystem; it stops early once past stopAt (0: never).
-func treeUsage(dir string, stopAt int64) (int64, bool) {
-	var top unix.Stat_t
-	if err := unix.Lstat(dir, &top); err != nil {
-		return 0, false
-	}
-	used := top.Blocks * 512
-	seen := map[uint64]bool{}
-	over := false
-	walkTree(dir, func(dirfd int, name string) {
-		if over {
-			return
-		}
-		var st unix.Stat_t
-		if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Dev != top.Dev {
-			return
-		}
-		if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if seen[st.Ino] {
-				return
-			}
-			seen[st.Ino] = true
-		}
-		used += st.Blocks * 512
-		over = stopAt > 0 && used > stopAt
-	}, func(int) {})
-	return used, over
-}

@@ -100,23 +100,3 @@ func TestHumanBytes(t *testing.T) {
 	is.Equal(humanBytes(64<<20), "64MiB")
 	is.Equal(humanBytes(1000), "1000 bytes")
 }
-
-func TestTreeUsage(t *testing.T) {
-	is := is.New(t)
-	dir := t.TempDir()
-	data := bytes.Repeat([]byte("x"), 4<<20)
-	is.NoErr(os.WriteFile(filepath.Join(dir, "a"), data, 0o600))
-	is.NoErr(os.Link(filepath.Join(dir, "a"), filepath.Join(dir, "b"))) // a hard link: counted once
-	big := filepath.Join(t.TempDir(), "big")
-	is.NoErr(os.WriteFile(big, bytes.Repeat([]byte("y"), 8<<20), 0o600))
-	is.NoErr(os.Symlink(big, filepath.Join(dir, "link"))) // a link out: not followed
-	f, err := os.Create(filepath.Join(dir, "sparse"))
-	is.NoErr(err)
-	is.NoErr(f.Truncate(1 << 30)) // sparse: no blocks
-	f.Close()
-	used, over := treeUsage(dir, 0)
-	is.True(!over)
-	is.True(used >= 4<<20 && used < 5<<20) // the data once, nothing else
-	_, over = treeUsage(dir, 1<<20)
-	is.True(over) // past a smaller limit
-}

@@ -977,7 +977,7 @@ func (p *localProcess) watchDisk(dir string, limit uint64) {
 	defer close(p.watchDone)
 	for !p.stopWatch.Load() {
 		start := time.Now()
-		if _, over := treeUsage(dir, int64(limit)); over {
+		if _, over, _ := treeUsage(dir, int64(limit)); over {
 			p.diskHit.Store(true)
 			p.Signal(syscall.SIGKILL)
 			return
