@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -17,9 +18,7 @@ const egressFlushDelay = 250 * time.Millisecond
 // store shortly after.
 type egressLog struct {
 	db  Store
-	log interface {
-		Error(msg string, args ...any)
-	}
+	log *slog.Logger
 
 	mu      sync.Mutex
 	pending map[string]map[egressKey]*store.EgressHit // by session

@@ -517,11 +517,12 @@ func (r *Runner) network(sess *store.Session, environment *store.Environment) sp
 	if ep := r.cfg.ModelEndpoints.For(sess.Provider); ep != "" {
 		if u, err := url.Parse(ep); err == nil && u.Hostname() != "" {
 			port := u.Port()
-			if port == "" {
-				port = map[string]string{"https": "443"}[u.Scheme]
-				if port == "" {
-					port = "80"
-				}
+			switch {
+			case port != "":
+			case u.Scheme == "https":
+				port = "443"
+			default:
+				port = "80"
 			}
 			n.Models = append(n.Models, net.JoinHostPort(u.Hostname(), port))
 		}
