@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -142,6 +143,7 @@ type serveOptions struct {
 	diskLimit        size
 	memoryLimit      size
 	pidsLimit        int
+	warmSprites      int
 }
 
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
@@ -188,6 +190,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.Var(&o.diskLimit, "sprite-disk-limit", "files a sprite may hold, e.g. 10GiB; a command past it is killed and its turn fails (env AOD_SPRITE_DISK_LIMIT)")
 	o.memoryLimit = env.size("AOD_SPRITE_MEMORY_LIMIT", runner.DefaultMemoryBytes)
 	f.Var(&o.memoryLimit, "sprite-memory-limit", "memory a sprite may use, e.g. 4GiB (a cgroup where aod can make one, else per process) (env AOD_SPRITE_MEMORY_LIMIT)")
+	f.IntVar(&o.warmSprites, "warm-sprites", env.int("AOD_WARM_SPRITES", runner.DefaultWarmSprites), "bubblewrap sprites kept started ahead so a new session's first command starts at once (a few MB each); 0 = none (env AOD_WARM_SPRITES)")
 	f.IntVar(&o.pidsLimit, "sprite-pids-limit", env.int("AOD_SPRITE_PIDS_LIMIT", runner.DefaultProcesses), "processes a sprite may run at once (env AOD_SPRITE_PIDS_LIMIT)")
 	f.StringArrayVar(&o.egressAllow, "egress-allow", env.list("AOD_EGRESS_ALLOW"), "a host, IP or CIDR sprites may reach although it is loopback, link-local or private (an internal mirror); limited policies allow it too; repeatable, comma-separated in the variable (env AOD_EGRESS_ALLOW)")
 	f.StringVar(&o.registration, "registration", env.str("AOD_REGISTRATION", ui.RegistrationOpen), "web UI sign-up: open (anyone may create an account) or closed (create users with: aod user set-password) (env AOD_REGISTRATION)")
@@ -278,7 +281,8 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
 		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
-		Limits: runner.Limits{DiskBytes: uint64(o.diskLimit), MemoryBytes: uint64(o.memoryLimit), Processes: uint64(max(o.pidsLimit, 0))},
+		Limits:      runner.Limits{DiskBytes: uint64(o.diskLimit), MemoryBytes: uint64(o.memoryLimit), Processes: uint64(max(o.pidsLimit, 0))},
+		WarmSprites: cmp.Or(o.warmSprites, -1), // the flag's 0 is none; the runner's is its default
 	})
 	if err != nil {
 		return err

@@ -59,6 +59,10 @@ type provisioning struct {
 	resources   []store.Resource   // env_file: the repositories, with their tokens
 	tokenEnv    map[string]string  // git_credentials: each token under its clone's variable
 	skills      []runtimes.Skill   // runtime_config: the agent's skills
+
+	// done is the last stage's done row, stored with the next stage's
+	// started row (the same instant: one commit instead of two).
+	done []store.Event
 }
 
 // stage is one step of provisioning as the log shows it: started, then
@@ -144,6 +148,7 @@ func (p *provisioning) run() error {
 			return err
 		}
 	}
+	p.r.appendStages(p.sess.ID, p.done)
 	return nil
 }
 
@@ -151,6 +156,8 @@ func (p *provisioning) run() error {
 // failed stage's message.
 func (p *provisioning) stage(st stage) error {
 	if p.ctx.Err() != nil {
+		p.r.appendStages(p.sess.ID, p.done)
+		p.done = nil
 		return stageError(p.failure(p.ctx.Err(), st.prefix)) // stopped between stages: start no more
 	}
 	var startMsg string
@@ -158,11 +165,12 @@ func (p *provisioning) stage(st stage) error {
 		startMsg = st.startMsg(p)
 	}
 	start := time.Now()
-	p.r.appendStage(p.sess.ID, st.name, store.StageStarted, nil, startMsg)
+	p.r.appendStages(p.sess.ID, append(p.done, stageEvent(st.name, store.StageStarted, nil, startMsg)))
+	p.done = nil
 	doneMsg, err := st.run(p)
 	ms := time.Since(start).Milliseconds()
 	if err == nil {
-		p.r.appendStage(p.sess.ID, st.name, store.StageDone, &ms, doneMsg)
+		p.done = []store.Event{stageEvent(st.name, store.StageDone, &ms, doneMsg)}
 		return nil
 	}
 	msg := p.failure(err, st.prefix)
@@ -324,11 +332,18 @@ func (p *provisioning) installSkills() (string, error) {
 }
 
 func (r *Runner) appendStage(id, stage, state string, ms *int64, msg string) {
-	err := r.db.AppendEvents(context.Background(), id, []store.Event{{
-		Kind: store.KindStage, Stage: stage, State: state, DurationMS: ms, Data: msg,
-	}})
+	r.appendStages(id, []store.Event{stageEvent(stage, state, ms, msg)})
+}
+
+func stageEvent(stage, state string, ms *int64, msg string) store.Event {
+	return store.Event{Kind: store.KindStage, Stage: stage, State: state, DurationMS: ms, Data: msg}
+}
+
+// appendStages stores stage rows in one commit.
+func (r *Runner) appendStages(id string, rows []store.Event) {
+	err := r.db.AppendEvents(context.Background(), id, rows)
 	if err != nil && store.ErrorCode(err) != store.NotFound {
-		r.log.Error("recording stage", "session", id, "stage", stage, "state", state, "err", err)
+		r.log.Error("recording stages", "session", id, "rows", len(rows), "err", err)
 	}
 }
 

@@ -31,6 +31,7 @@ const (
 	DefaultKillGrace        = 3 * time.Second
 	DefaultProvisionTimeout = 15 * time.Minute
 	DefaultSweepInterval    = 10 * time.Minute
+	DefaultWarmSprites      = 2 // started ahead, so a new session's first command starts at once
 
 	// Limits.
 	DefaultProcesses     = 1024     // per sprite
@@ -78,8 +79,12 @@ type Config struct {
 	// dialling (tests map names to local upstreams); nil: the system's.
 	EgressResolver egress.Resolver
 	EgressDial     func(ctx context.Context, network, address string) (net.Conn, error)
-	Limits         Limits
-	Logger         *slog.Logger
+	// WarmSprites is how many bubblewrap sprites are kept started ahead,
+	// their init parked, so that a new session's first command starts at
+	// once; negative: none.
+	WarmSprites int
+	Limits      Limits
+	Logger      *slog.Logger
 }
 
 // ModelEndpoints point the agent CLIs at other model APIs (see
@@ -198,6 +203,9 @@ func New(db Store, cfg Config) (*Runner, error) {
 	if cfg.ProvisionTimeout <= 0 {
 		cfg.ProvisionTimeout = DefaultProvisionTimeout
 	}
+	if cfg.WarmSprites == 0 {
+		cfg.WarmSprites = DefaultWarmSprites
+	}
 	if cfg.Limits.Processes == 0 {
 		cfg.Limits.Processes = DefaultProcesses
 	}
@@ -250,6 +258,7 @@ func New(db Store, cfg Config) (*Runner, error) {
 	lb, err := local.New(local.Config{
 		DataDir: cfg.DataDir, Sandbox: cfg.Sandbox, Limits: cfg.Limits, Drain: cfg.KillGrace, Logger: cfg.Logger,
 		EgressAllow: allow, Resolver: cfg.EgressResolver, Dial: cfg.EgressDial, Record: r.egress.record,
+		WarmSprites: max(cfg.WarmSprites, 0),
 	})
 	if err != nil {
 		return nil, err
@@ -508,6 +517,7 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 		r.workers.Wait()
 		r.bg.Wait()
 		r.egress.flush() // the last connections of the last turns
+		r.local.Close()
 		close(done)
 	}()
 	timer := time.NewTimer(grace)

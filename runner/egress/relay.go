@@ -56,34 +56,45 @@ const (
 // connection.
 func Relay(ctx context.Context, listen, socket string, forwards []string) error {
 	var lc net.ListenConfig
-	var bound []net.Listener
-	closeAll := func() {
-		for _, l := range bound {
-			l.Close()
-		}
-	}
 	l, err := lc.Listen(ctx, "tcp", listen)
 	if err != nil {
 		return fmt.Errorf("aod relay: listen on %s: %w", listen, err)
 	}
-	bound = append(bound, l)
-	for _, f := range forwards {
-		fl, err := lc.Listen(ctx, "tcp", f)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("aod relay: listen on forward address %s: %w", f, err)
-		}
-		bound = append(bound, fl)
+	if err := Forward(ctx, socket, forwards); err != nil {
+		l.Close()
+		return err
 	}
-	context.AfterFunc(ctx, closeAll)
-
-	go relayAccept(ctx, bound[0], func(ctx context.Context) (net.Conn, []byte, error) {
+	context.AfterFunc(ctx, func() { l.Close() })
+	go relayAccept(ctx, l, func(ctx context.Context) (net.Conn, []byte, error) {
 		d := net.Dialer{Timeout: relayDialTimeout}
 		c, err := d.DialContext(ctx, "unix", socket)
 		return c, nil, err
 	})
+	return nil
+}
+
+// Forward is the forwards part of Relay alone, for a relay already
+// listening whose forwards are known later.
+func Forward(ctx context.Context, socket string, forwards []string) error {
+	var lc net.ListenConfig
+	var bound []net.Listener
+	for _, f := range forwards {
+		fl, err := lc.Listen(ctx, "tcp", f)
+		if err != nil {
+			for _, l := range bound {
+				l.Close()
+			}
+			return fmt.Errorf("aod relay: listen on forward address %s: %w", f, err)
+		}
+		bound = append(bound, fl)
+	}
+	context.AfterFunc(ctx, func() {
+		for _, l := range bound {
+			l.Close()
+		}
+	})
 	for i, f := range forwards {
-		go relayAccept(ctx, bound[i+1], func(ctx context.Context) (net.Conn, []byte, error) {
+		go relayAccept(ctx, bound[i], func(ctx context.Context) (net.Conn, []byte, error) {
 			return connectThrough(ctx, socket, f)
 		})
 	}

@@ -2,9 +2,11 @@ package local
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -106,6 +108,32 @@ func BenchmarkSpriteStart(b *testing.B) {
 		}
 		for b.Loop() {
 			percentiles(b, func() time.Duration { return startToFirstByte(b, spr, echo) })
+		}
+	})
+	// A new sprite each time, as each session has: its first command runs
+	// in a warm sprite's parked init (the time includes Create, which takes
+	// the warm tree). The pause between sessions lets the pool refill, as
+	// the time a session runs would.
+	b.Run("8-new-sprite-warm", func(b *testing.B) {
+		lb.warm = newWarmPool(lb, 2, slog.New(slog.DiscardHandler))
+		lb.warm.start()
+		defer func() { lb.warm.close(); lb.warm = nil }()
+		n := 0
+		for b.Loop() {
+			percentiles(b, func() time.Duration {
+				n++
+				name := "warm" + strconv.Itoa(n)
+				start := time.Now()
+				spr, err := lb.Create(context.Background(), name, sprite.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				d := time.Since(start)
+				d += startToFirstByte(b, spr, echo)
+				lb.Delete(context.Background(), name)
+				time.Sleep(20 * time.Millisecond)
+				return d
+			})
 		}
 	})
 }

@@ -2,8 +2,10 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -54,7 +56,23 @@ type initArgs struct {
 	forwards  []string
 	limits    Limits
 	argv      []string
+	// A parked init (a warm sprite, see warm.go) starts everything but the
+	// command, writes a byte to readyFd, then reads the command as a
+	// parkRequest from parkFd.
+	parkFd, readyFd int
 }
+
+// parkRequest is what a parked init is told to run.
+type parkRequest struct {
+	Argv     []string `json:"argv"`
+	Env      []string `json:"env"`
+	Dir      string   `json:"dir"`
+	Forwards []string `json:"forwards"`
+}
+
+// maxParkRequest bounds a request (the kernel takes at most a few MiB of
+// arguments and environment anyway).
+const maxParkRequest = 16 << 20
 
 func (a initArgs) args() []string {
 	var out []string
@@ -73,6 +91,9 @@ func (a initArgs) args() []string {
 	for _, l := range a.limits.rlimits() {
 		out = append(out, "--rlimit", fmt.Sprintf("%d=%d", l.resource, l.value))
 	}
+	if a.parkFd > 0 {
+		out = append(out, "--park-fd", strconv.Itoa(a.parkFd), "--ready-fd", strconv.Itoa(a.readyFd))
+	}
 	return append(append(out, "--"), a.argv...)
 }
 
@@ -82,7 +103,10 @@ func parseInitArgs(args []string) (initArgs, error) {
 		flag := args[0]
 		if flag == "--" {
 			a.argv = args[1:]
-			if len(a.argv) == 0 {
+			switch {
+			case a.parkFd > 0 && (len(a.argv) > 0 || a.readyFd == 0):
+				return a, errors.New("a parked init takes its command from --park-fd, and needs --ready-fd")
+			case a.parkFd == 0 && len(a.argv) == 0:
 				return a, errors.New("no command")
 			}
 			return a, nil
@@ -103,12 +127,19 @@ func parseInitArgs(args []string) (initArgs, error) {
 			a.socket = val
 		case "--forward":
 			a.forwards = append(a.forwards, val)
-		case "--cgroup-fd":
+		case "--cgroup-fd", "--park-fd", "--ready-fd":
 			fd, err := strconv.Atoi(val)
 			if err != nil || fd < 3 {
-				return a, fmt.Errorf("bad --cgroup-fd %q", val)
+				return a, fmt.Errorf("bad %s %q", flag, val)
 			}
-			a.cgroupFds = append(a.cgroupFds, fd)
+			switch flag {
+			case "--cgroup-fd":
+				a.cgroupFds = append(a.cgroupFds, fd)
+			case "--park-fd":
+				a.parkFd = fd
+			default:
+				a.readyFd = fd
+			}
 		case "--rlimit":
 			r, v, ok := strings.Cut(val, "=")
 			res, err1 := strconv.Atoi(r)
@@ -156,9 +187,24 @@ func initMain(args []string) int {
 			return 127
 		}
 	}
+	env, dir := os.Environ(), ""
+	if a.parkFd > 0 {
+		req, err := park(a)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "aod-init:", err)
+			return 127
+		}
+		a.argv, env, dir = req.Argv, req.Env, req.Dir
+		if a.socket != "" && len(req.Forwards) > 0 {
+			if err := egress.Forward(context.Background(), a.socket, req.Forwards); err != nil {
+				fmt.Fprintln(os.Stderr, "aod-init: egress relay:", err)
+				return 127
+			}
+		}
+	}
 	path := a.argv[0]
 	if !strings.Contains(path, "/") {
-		if path = lookPathIn(path, os.Getenv("PATH")); path == "" {
+		if path = lookPathIn(path, envValue(env, "PATH")); path == "" {
 			fmt.Fprintf(os.Stderr, "aod-init: %s: command not found\n", a.argv[0])
 			return 127
 		}
@@ -172,7 +218,7 @@ func initMain(args []string) int {
 		for range sigs {
 		}
 	}()
-	cmd := &exec.Cmd{Path: path, Args: a.argv, Env: os.Environ(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	cmd := &exec.Cmd{Path: path, Args: a.argv, Env: env, Dir: dir, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if a.uidBase > 0 {
 		ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: a.uidBase, Size: uidRange}}
@@ -196,4 +242,35 @@ func initMain(args []string) int {
 		return 128 + int(ws.Signal())
 	}
 	return cmd.ProcessState.ExitCode()
+}
+
+// park says the init is ready, then waits for its command. The server
+// closes the pipe after writing it; a pipe closed with nothing in it (the
+// warm sprite was discarded) is an error, and the init exits.
+func park(a initArgs) (parkRequest, error) {
+	var req parkRequest
+	ready := os.NewFile(uintptr(a.readyFd), "ready")
+	_, err := ready.Write([]byte{1})
+	ready.Close()
+	if err != nil {
+		return req, fmt.Errorf("tell the server the sprite is ready: %w", err)
+	}
+	f := os.NewFile(uintptr(a.parkFd), "request")
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxParkRequest+1))
+	switch {
+	case err != nil:
+		return req, fmt.Errorf("read the command: %w", err)
+	case len(data) == 0:
+		return req, errors.New("discarded before a command was given")
+	case len(data) > maxParkRequest:
+		return req, errors.New("command too large")
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return req, fmt.Errorf("read the command: %w", err)
+	}
+	if len(req.Argv) == 0 {
+		return req, errors.New("no command")
+	}
+	return req, nil
 }

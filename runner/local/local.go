@@ -96,7 +96,10 @@ type Config struct {
 	Dial     func(ctx context.Context, network, address string) (net.Conn, error)
 	// Record is told of every connection a sprite asked the proxy for.
 	Record Recorder
-	Logger *slog.Logger
+	// WarmSprites is how many sprites bwrap mode keeps started ahead, so a
+	// new session's first command starts at once (see warm.go); 0: none.
+	WarmSprites int
+	Logger      *slog.Logger
 }
 
 // Backend keeps each sprite as <data dir>/sprites/<name>/{home,workspace,tmp,mounts}
@@ -112,6 +115,7 @@ type Backend struct {
 	// range of unprivileged host uids (see identity.go).
 	userns  bool
 	ids     ids
+	warm    *warmPool  // bwrap mode with Config.WarmSprites; nil: none
 	net     *egressNet // bwrap mode
 	cg      *cgroups   // bwrap mode, where aod can make cgroups
 	cgWhy   string     // why cg is nil
@@ -161,6 +165,10 @@ func New(cfg Config) (*Backend, error) {
 	}
 	if b.prlimit == "" && b.sandbox == SandboxNone {
 		log.Warn("prlimit (util-linux) not found: sprites run without process, file size and CPU limits")
+	}
+	if b.sandbox == SandboxBwrap && cfg.WarmSprites > 0 {
+		b.warm = newWarmPool(b, cfg.WarmSprites, log)
+		b.warm.start()
 	}
 	if b.sandbox == SandboxBwrap {
 		if b.cg == nil {
@@ -249,6 +257,7 @@ func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
 		}
 	}
 	b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns = SandboxBwrap, bin, rootArgs, initBin, os.Geteuid() == 0
+	sweepWarm(b.root) // a previous process's; its inits died with it
 	b.ids.load(b.root)
 	b.cg, b.cgWhy = detectCgroups()
 	if err := b.probe(ctx); err != nil {
@@ -417,6 +426,9 @@ func (b *Backend) Create(ctx context.Context, name string, opts sprite.Options) 
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Lstat(s.dir); errors.Is(err, fs.ErrNotExist) {
+		b.warm.claim(s) // a new sprite: a warm tree becomes its own
+	}
 	if err := s.makeDirs(); err != nil {
 		return nil, err
 	}
@@ -462,16 +474,25 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	b.warm.drop(name)
 	defer b.ids.release(name)
+	return removeTree(dir)
+}
+
+// removeTree removes a sprite's tree. Tools leave read-only trees behind
+// (Go's module cache): when a first try fails, every directory is made
+// writable and it tries again. (os.RemoveAll never follows a link: it
+// removes the link.)
+func removeTree(dir string) error {
 	if err := os.RemoveAll(dir); err == nil {
 		return nil
 	}
-	// Tools leave read-only trees behind (Go's module cache); make every
-	// directory writable and try again. (os.RemoveAll itself never follows
-	// a link: it removes the link.)
 	chmodDirsBeneath(dir)
 	return os.RemoveAll(dir)
 }
+
+// Close stops the backend's background work: the warm sprites go.
+func (b *Backend) Close() { b.warm.close() }
 
 func (b *Backend) List(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(b.root)
@@ -679,68 +700,113 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 	if dir == "" {
 		dir = sprite.HomeDir
 	}
-	var argv []string
-	var cwd string
-	env := req.Env
-	var proxy *serving
-	var group *cgroup
 	if s.b.sandbox == SandboxBwrap {
-		var err error
-		if proxy, err = s.b.net.serve(s.name, s.network); err != nil {
-			return nil, err
-		}
-		argv = append(append([]string{s.b.bwrap}, s.bwrapArgs(dir, proxy.path)...), initPath)
-		ia := initArgs{uidBase: s.uid, socket: egressSocket, forwards: forwards(s.network), limits: s.b.limits, argv: req.Argv}
-		if s.b.cg != nil {
-			if group, err = s.b.cg.newGroup(s.name, s.b.limits.MemoryBytes, s.b.limits.Processes); err != nil {
-				proxy.close()
-				return nil, fmt.Errorf("sprite cgroup: %w", err)
+		if w := s.b.warm.take(s); w != nil {
+			if p, err := s.startWarm(w, req, dir); err == nil {
+				return p, nil
 			}
-			ia.limits.MemoryBytes = 0 // the cgroup bounds the sprite's total
-			for i := range group.procs {
-				ia.cgroupFds = append(ia.cgroupFds, 3+i)
-			}
-		} else if ia.limits.MemoryBytes > 0 && s.b.prlimit != "" {
-			// RLIMIT_DATA for the command only: the init is a Go program
-			// whose runtime must not run short itself.
-			ia.argv = append([]string{s.b.prlimit, "--data=" + strconv.FormatUint(ia.limits.MemoryBytes, 10), "--"}, ia.argv...)
-			ia.limits.MemoryBytes = 0
+			// A warm sprite that cannot take its command is gone: start cold.
+			s.b.warm.discard(w)
 		}
-		argv = append(argv, ia.args()...)
-		cwd = s.dir
-		env = append(slices.Clip(env), egress.ProxyEnv(egress.RelayAddr)...)
-	} else {
-		argv = append([]string{}, req.Argv...)
-		if cwd = s.hostPath(dir); cwd == "" {
-			return nil, fmt.Errorf("working directory %s is outside the sprite", dir)
-		}
-		if !strings.Contains(argv[0], "/") {
-			// Resolve with the sprite's PATH, not the server's.
-			if argv[0] = lookPathIn(argv[0], envValue(req.Env, "PATH")); argv[0] == "" {
-				return nil, fmt.Errorf("%s: command not found", req.Argv[0])
-			}
+		return s.startBwrap(req, dir)
+	}
+	argv := append([]string{}, req.Argv...)
+	cwd := s.hostPath(dir)
+	if cwd == "" {
+		return nil, fmt.Errorf("working directory %s is outside the sprite", dir)
+	}
+	if !strings.Contains(argv[0], "/") {
+		// Resolve with the sprite's PATH, not the server's.
+		if argv[0] = lookPathIn(argv[0], envValue(req.Env, "PATH")); argv[0] == "" {
+			return nil, fmt.Errorf("%s: command not found", req.Argv[0])
 		}
 	}
-	if args := s.b.prlimitArgs(); len(args) > 0 && s.b.sandbox == SandboxNone {
+	if args := s.b.prlimitArgs(); len(args) > 0 {
 		argv = append(append(args, "--"), argv...)
 	}
+	p, err := s.launch(argv, req.Env, cwd, nil, req.Stdin != nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.run(s.dir, req)
+	return p, nil
+}
+
+// startBwrap starts a command in a sandbox of its own, made for it.
+func (s *localSprite) startBwrap(req sprite.ExecRequest, dir string) (*localProcess, error) {
+	proxy, err := s.b.net.serve(s.name, s.network)
+	if err != nil {
+		return nil, err
+	}
+	ia := initArgs{uidBase: s.uid, socket: egressSocket, forwards: forwards(s.network), limits: s.b.limits}
+	group, err := s.b.group(&ia, s.name)
+	if err != nil {
+		proxy.close()
+		return nil, err
+	}
+	ia.argv = s.b.commandArgv(&ia, req.Argv)
+	var extra []*os.File
+	if group != nil {
+		extra = group.procs
+	}
+	argv := append(append(append([]string{s.b.bwrap}, s.bwrapArgs(dir, proxy.path)...), initPath), ia.args()...)
+	env := append(slices.Clip(req.Env), egress.ProxyEnv(egress.RelayAddr)...)
+	p, err := s.launch(argv, env, s.dir, extra, req.Stdin != nil, proxy, group)
+	if err != nil {
+		return nil, err
+	}
+	p.run(s.dir, req)
+	return p, nil
+}
+
+// group makes a bwrap command's cgroup, if aod can, and tells its init to
+// join it.
+func (b *Backend) group(ia *initArgs, name string) (*cgroup, error) {
+	if b.cg == nil {
+		return nil, nil
+	}
+	g, err := b.cg.newGroup(name, b.limits.MemoryBytes, b.limits.Processes)
+	if err != nil {
+		return nil, fmt.Errorf("sprite cgroup: %w", err)
+	}
+	ia.limits.MemoryBytes = 0 // the cgroup bounds the sprite's total
+	for i := range g.procs {
+		ia.cgroupFds = append(ia.cgroupFds, 3+i)
+	}
+	return g, nil
+}
+
+// commandArgv is a bwrap command as its init runs it: without a cgroup
+// (ia says), its memory is bounded per process with RLIMIT_DATA, set on
+// the command only (the init is a Go program whose runtime must not run
+// short itself).
+func (b *Backend) commandArgv(ia *initArgs, argv []string) []string {
+	if ia.limits.MemoryBytes > 0 && b.prlimit != "" {
+		argv = append([]string{b.prlimit, "--data=" + strconv.FormatUint(ia.limits.MemoryBytes, 10), "--"}, argv...)
+		ia.limits.MemoryBytes = 0
+	}
+	return argv
+}
+
+// launch starts argv with pipes for its output (and its input when
+// stdin), in its own session and process group so one kill reaches
+// everything it starts; it dies with the server rather than outliving it.
+// extra are passed from fd 3 on and closed here once the child has them.
+// proxy and group belong to the process from here on, even on failure.
+func (s *localSprite) launch(argv, env []string, cwd string, extra []*os.File, stdin bool, proxy *serving, group *cgroup) (*localProcess, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	if cmd.Env == nil {
 		cmd.Env = []string{}
 	}
 	cmd.Dir = cwd
-	if group != nil {
-		cmd.ExtraFiles = group.procs
-	}
-	// Its own session and process group, so one kill reaches everything it
-	// starts; and it dies with us rather than outliving the server.
+	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 
 	p := &localProcess{drain: s.b.drain, proxy: proxy, group: group, limits: s.b.limits, watchDone: make(chan struct{})}
 	var childEnds []*os.File
 	closeAll := func() {
-		for _, f := range append(childEnds, p.stdinW, p.outR, p.errR) {
+		for _, f := range append(append(childEnds, extra...), p.stdinW, p.outR, p.errR) {
 			if f != nil {
 				f.Close()
 			}
@@ -752,9 +818,10 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 			group.remove()
 		}
 	}
-	if req.Stdin != nil {
+	if stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
+			closeAll()
 			return nil, err
 		}
 		cmd.Stdin, p.stdinW = r, w
@@ -778,33 +845,40 @@ func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite
 		closeAll()
 		return nil, err
 	}
-	for _, f := range childEnds {
-		f.Close()
-	}
-	p.cmd, p.pid = cmd, cmd.Process.Pid
-	for _, f := range cmd.ExtraFiles {
-		f.Close() // the init has them
+	for _, f := range append(childEnds, extra...) {
+		f.Close() // the child has them
 	}
 	if group != nil {
 		group.procs = nil
 	}
-	if lim := s.b.limits.DiskBytes; lim > 0 {
-		go p.watchDisk(s.dir, lim)
+	p.cmd, p.pid = cmd, cmd.Process.Pid
+	return p, nil
+}
+
+// run starts watching the sprite tree at dir and moving req's input and
+// output.
+func (p *localProcess) run(dir string, req sprite.ExecRequest) {
+	if lim := p.limits.DiskBytes; lim > 0 {
+		go p.watchDisk(dir, lim)
 	} else {
 		close(p.watchDone)
 	}
 	p.io.Add(2)
 	go copyOut(&p.io, p.outR, req.Stdout)
 	go copyOut(&p.io, p.errR, req.Stderr)
-	if p.stdinW != nil {
-		p.feed.Add(1)
-		go func() {
-			defer p.feed.Done()
-			io.Copy(p.stdinW, req.Stdin)
-			p.stdinW.Close()
-		}()
+	if p.stdinW == nil {
+		return
 	}
-	return p, nil
+	if req.Stdin == nil {
+		p.stdinW.Close() // immediate EOF
+		return
+	}
+	p.feed.Add(1)
+	go func() {
+		defer p.feed.Done()
+		io.Copy(p.stdinW, req.Stdin)
+		p.stdinW.Close()
+	}()
 }
 
 // prlimitArgs is the prlimit command setting the non-zero limits, nil

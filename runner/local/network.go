@@ -52,18 +52,32 @@ func socketDir(root string) (string, error) {
 // serving is one command's proxy.
 type serving struct {
 	path   string
-	cancel context.CancelFunc
+	cancel context.CancelFunc // nil until started
 	ln     net.Listener
 }
 
 func (s *serving) close() {
-	s.cancel()
+	if s.cancel != nil {
+		s.cancel()
+	}
 	s.ln.Close()
 	os.Remove(s.path)
 }
 
 // serve starts the proxy for one command of sprite name under policy n.
 func (e *egressNet) serve(name string, n sprite.Network) (*serving, error) {
+	s, err := e.listen()
+	if err != nil {
+		return nil, err
+	}
+	e.start(s, name, n)
+	return s, nil
+}
+
+// listen makes a proxy socket that accepts nothing yet: connections wait
+// in its backlog until start (a warm sprite's socket exists before its
+// session, and so its policy, is known).
+func (e *egressNet) listen() (*serving, error) {
 	path := filepath.Join(e.dir, strconv.FormatUint(e.seq.Add(1), 10)+".sock")
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
@@ -77,14 +91,19 @@ func (e *egressNet) serve(name string, n sprite.Network) (*serving, error) {
 		ln.Close()
 		return nil, err
 	}
+	return &serving{path: path, ln: ln}, nil
+}
+
+// start serves s for sprite name under policy n.
+func (e *egressNet) start(s *serving, name string, n sprite.Network) {
 	pol := egress.Policy{Limited: n.Limited, Hosts: n.Hosts, Operator: e.allow, Internal: n.Models}
 	var rec egress.Recorder
 	if e.record != nil {
 		rec = recorderFunc(func(host string, port int, allowed bool) { e.record(name, host, port, allowed) })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go e.proxy.Serve(ctx, limitListener(ln, maxProxyConns), pol, rec)
-	return &serving{path: path, cancel: cancel, ln: ln}, nil
+	s.cancel = cancel
+	go e.proxy.Serve(ctx, limitListener(s.ln, maxProxyConns), pol, rec)
 }
 
 type recorderFunc func(host string, port int, allowed bool)
