@@ -33,8 +33,8 @@ var migrationFiles embed.FS
 type DB struct {
 	dir    string
 	path   string
-	writer *sql.DB // exactly one connection; every write goes through it
-	reader *sql.DB // query_only pool for reads
+	writer *pool // exactly one connection; every write goes through it
+	reader *pool // query_only pool for reads
 	crypt  *cipherBox
 	now    func() time.Time
 	notify notifier
@@ -90,7 +90,7 @@ func Open(ctx context.Context, dir string, opt Options) (*DB, error) {
 	}
 	reader.SetMaxOpenConns(n)
 	reader.SetMaxIdleConns(n)
-	db := &DB{dir: dir, path: path, writer: writer, reader: reader, crypt: box, now: time.Now}
+	db := &DB{dir: dir, path: path, writer: newPool(writer), reader: newPool(reader), crypt: box, now: time.Now}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -134,7 +134,7 @@ func (db *DB) migrate(ctx context.Context) error {
 			if done > 0 {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			if _, err := tx.Tx.ExecContext(ctx, string(body)); err != nil { // a script: not kept
 				return err
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, version, tx.Stamp())
@@ -170,6 +170,8 @@ type Tx struct {
 	*sql.Tx
 	Now time.Time
 	db  *DB
+
+	missed []string // queries to prepare once the transaction has ended
 }
 
 // Stamp is the transaction's time in aod's timestamp format.
@@ -182,6 +184,7 @@ func (db *DB) write(ctx context.Context, fn func(tx *Tx) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	tx := &Tx{Tx: sqlTx, Now: db.now().UTC(), db: db}
+	defer tx.keepMissed(context.WithoutCancel(ctx))
 	if err := fn(tx); err != nil {
 		sqlTx.Rollback()
 		return err
