@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aod/aod/catalogue"
@@ -60,9 +61,48 @@ type provisioning struct {
 	tokenEnv    map[string]string  // git_credentials: each token under its clone's variable
 	skills      []runtimes.Skill   // runtime_config: the agent's skills
 
-	// done is the last stage's done row, stored with the next stage's
-	// started row (the same instant: one commit instead of two).
-	done []store.Event
+	log *stageLog
+}
+
+// stageFlushAfter is how long a stage's started row may wait to be stored
+// with the rows after it.
+const stageFlushAfter = 20 * time.Millisecond
+
+// stageLog holds provisioning's stage rows until a stage has run for
+// stageFlushAfter, one fails, or provisioning ends: the stages that have
+// nothing to do (most, most of the time) cost one commit together, while
+// a slow one shows as started within stageFlushAfter.
+type stageLog struct {
+	r     *Runner
+	id    string
+	mu    sync.Mutex // held while storing, so rows land in order
+	rows  []store.Event
+	timer *time.Timer
+}
+
+func (l *stageLog) started(e store.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rows = append(l.rows, e)
+	l.timer = time.AfterFunc(stageFlushAfter, l.flush)
+}
+
+func (l *stageLog) ended(e store.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.rows = append(l.rows, e)
+}
+
+func (l *stageLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.rows) > 0 {
+		l.r.appendStages(l.id, l.rows)
+		l.rows = nil
+	}
 }
 
 // stage is one step of provisioning as the log shows it: started, then
@@ -140,6 +180,8 @@ func (r *Runner) provision(ctx context.Context, sess *store.Session) (*prepared,
 // run executes the stages in order, up to the first failure; the error's
 // text is the message the session fails with.
 func (p *provisioning) run() error {
+	p.log = &stageLog{r: p.r, id: p.sess.ID}
+	defer p.log.flush() // before provisioning's end is stored
 	for _, st := range stages {
 		if st.when != nil && !st.when(p) {
 			continue
@@ -148,7 +190,6 @@ func (p *provisioning) run() error {
 			return err
 		}
 	}
-	p.r.appendStages(p.sess.ID, p.done)
 	return nil
 }
 
@@ -156,8 +197,6 @@ func (p *provisioning) run() error {
 // failed stage's message.
 func (p *provisioning) stage(st stage) error {
 	if p.ctx.Err() != nil {
-		p.r.appendStages(p.sess.ID, p.done)
-		p.done = nil
 		return stageError(p.failure(p.ctx.Err(), st.prefix)) // stopped between stages: start no more
 	}
 	var startMsg string
@@ -165,16 +204,15 @@ func (p *provisioning) stage(st stage) error {
 		startMsg = st.startMsg(p)
 	}
 	start := time.Now()
-	p.r.appendStages(p.sess.ID, append(p.done, stageEvent(st.name, store.StageStarted, nil, startMsg)))
-	p.done = nil
+	p.log.started(stageEvent(st.name, store.StageStarted, nil, startMsg))
 	doneMsg, err := st.run(p)
 	ms := time.Since(start).Milliseconds()
 	if err == nil {
-		p.done = []store.Event{stageEvent(st.name, store.StageDone, &ms, doneMsg)}
+		p.log.ended(stageEvent(st.name, store.StageDone, &ms, doneMsg))
 		return nil
 	}
 	msg := p.failure(err, st.prefix)
-	p.r.appendStage(p.sess.ID, st.name, store.StageFailed, &ms, msg)
+	p.log.ended(stageEvent(st.name, store.StageFailed, &ms, msg))
 	return stageError(msg)
 }
 

@@ -185,6 +185,11 @@ func TestTerminateDuringProvisioning(t *testing.T) {
 	is.NoErr(err) // create an environment whose setup hangs
 	s := f.run("echo never\n", sessionOpts{environmentID: env.ID})
 	is.True(eventually(func() bool { return exists(filepath.Join(f.spriteDir(s.ID), "home", "p.txt")) })) // the setup script is running
+	// and the log says so while it runs: stage rows wait at most stageFlushAfter
+	is.True(eventually(func() bool {
+		st := f.stages(s.ID)
+		return len(st) > 0 && st[len(st)-1] == "provision_setup:started"
+	}))
 	_, err = f.db.TerminateSession(f.ctx, f.user.ID, s.ID)
 	is.NoErr(err) // terminate while provisioning
 	f.r.Terminate(s.ID)
