@@ -157,6 +157,9 @@ func parseInitArgs(args []string) (initArgs, error) {
 
 // initMain is a sprite's init; it returns the exit code.
 func initMain(args []string) int {
+	if len(args) == 1 && args[0] == stubFlag {
+		return stubMain()
+	}
 	a, err := parseInitArgs(args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "aod-init:", err)
@@ -187,28 +190,6 @@ func initMain(args []string) int {
 			return 127
 		}
 	}
-	env, dir := os.Environ(), ""
-	if a.parkFd > 0 {
-		req, err := park(a)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "aod-init:", err)
-			return 127
-		}
-		a.argv, env, dir = req.Argv, req.Env, req.Dir
-		if a.socket != "" && len(req.Forwards) > 0 {
-			if err := egress.Forward(context.Background(), a.socket, req.Forwards); err != nil {
-				fmt.Fprintln(os.Stderr, "aod-init: egress relay:", err)
-				return 127
-			}
-		}
-	}
-	path := a.argv[0]
-	if !strings.Contains(path, "/") {
-		if path = lookPathIn(path, envValue(env, "PATH")); path == "" {
-			fmt.Fprintf(os.Stderr, "aod-init: %s: command not found\n", a.argv[0])
-			return 127
-		}
-	}
 	// A group signal reaches the command directly; init only has to
 	// outlive it. (Caught, not ignored: an ignored signal would stay
 	// ignored in the command.)
@@ -218,7 +199,33 @@ func initMain(args []string) int {
 		for range sigs {
 		}
 	}()
-	cmd := &exec.Cmd{Path: path, Args: a.argv, Env: env, Dir: dir, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if a.parkFd > 0 {
+		return parked(a)
+	}
+	return a.run(a.argv, os.Environ(), "")
+}
+
+// run starts argv as the sprite's command and waits for it.
+func (a initArgs) run(argv, env []string, dir string) int {
+	path := argv[0]
+	if !strings.Contains(path, "/") {
+		if path = lookPathIn(path, envValue(env, "PATH")); path == "" {
+			fmt.Fprintf(os.Stderr, "aod-init: %s: command not found\n", argv[0])
+			return 127
+		}
+	}
+	cmd := a.command(path, argv, env, dir)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "aod-init: %s: %v\n", argv[0], err)
+		return 127
+	}
+	return status(cmd)
+}
+
+// command is a process of the sprite: in its own user namespace mapping
+// the sprite's uid range when it has one, killed if the init dies.
+func (a initArgs) command(path string, argv, env []string, dir string) *exec.Cmd {
+	cmd := &exec.Cmd{Path: path, Args: argv, Env: env, Dir: dir, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if a.uidBase > 0 {
 		ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: a.uidBase, Size: uidRange}}
@@ -228,11 +235,13 @@ func initMain(args []string) int {
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	cmd.SysProcAttr = attr
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "aod-init: %s: %v\n", a.argv[0], err)
-		return 127
-	}
-	err = cmd.Wait()
+	return cmd
+}
+
+// status waits for a started command and is its exit status as the
+// sprite's: the code, or 128+signal.
+func status(cmd *exec.Cmd) int {
+	err := cmd.Wait()
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
 		fmt.Fprintf(os.Stderr, "aod-init: %v\n", err)
@@ -242,6 +251,92 @@ func initMain(args []string) int {
 		return 128 + int(ws.Signal())
 	}
 	return cmd.ProcessState.ExitCode()
+}
+
+// parked is a warm sprite's init: it forks the command's process now,
+// while nobody waits — a stub (this binary, "aod-init --stub") already in
+// the sprite's user namespace, whose fork copies this process's page
+// tables (no vfork with a new user namespace) — then parks; given the
+// command, it hands it to the stub, which only has to exec it. Where the
+// stub cannot start (the binary is not executable by the sprite's
+// unprivileged root), the command is started as a cold one would be.
+func parked(a initArgs) int {
+	syscall.CloseOnExec(a.readyFd) // the server's pipes are not the command's
+	syscall.CloseOnExec(a.parkFd)
+	stubR, stubW, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aod-init:", err)
+		return 127
+	}
+	stub := a.command(initPath, []string{initName, stubFlag}, []string{}, "")
+	stub.ExtraFiles = []*os.File{stubR}
+	if err := stub.Start(); err != nil {
+		stub = nil
+		stubW.Close()
+	}
+	stubR.Close()
+	req, err := park(a)
+	if err == nil && a.socket != "" && len(req.Forwards) > 0 {
+		err = egress.Forward(context.Background(), a.socket, req.Forwards)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aod-init:", err)
+		return 127 // the stub exits on its closed pipe, or with us
+	}
+	if stub == nil {
+		return a.run(req.Argv, req.Env, req.Dir)
+	}
+	data, err := json.Marshal(req)
+	if err == nil {
+		_, err = stubW.Write(data)
+	}
+	stubW.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aod-init: hand the command over:", err)
+		return 127
+	}
+	return status(stub)
+}
+
+// stubFlag makes aod-init a parked init's stub.
+const stubFlag = "--stub"
+
+// stubMain reads its command from fd 3 and becomes it.
+func stubMain() int {
+	f := os.NewFile(3, "request")
+	data, err := io.ReadAll(io.LimitReader(f, maxParkRequest+1))
+	f.Close()
+	var req parkRequest
+	switch {
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "aod-init: read the command:", err)
+		return 127
+	case len(data) == 0:
+		return 127 // the init gave up (its warm sprite was discarded)
+	case len(data) > maxParkRequest:
+		fmt.Fprintln(os.Stderr, "aod-init: command too large")
+		return 127
+	}
+	if err := json.Unmarshal(data, &req); err != nil || len(req.Argv) == 0 {
+		fmt.Fprintln(os.Stderr, "aod-init: bad command", err)
+		return 127
+	}
+	path := req.Argv[0]
+	if !strings.Contains(path, "/") {
+		if path = lookPathIn(path, envValue(req.Env, "PATH")); path == "" {
+			fmt.Fprintf(os.Stderr, "aod-init: %s: command not found\n", req.Argv[0])
+			return 127
+		}
+	}
+	if req.Dir != "" {
+		if err := os.Chdir(req.Dir); err != nil {
+			fmt.Fprintf(os.Stderr, "aod-init: %v\n", err)
+			return 127
+		}
+	}
+	err = syscall.Exec(path, req.Argv, req.Env)
+	fmt.Fprintf(os.Stderr, "aod-init: %s: %v\n", req.Argv[0], err)
+	return 127
 }
 
 // park says the init is ready, then waits for its command. The server

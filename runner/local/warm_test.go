@@ -75,6 +75,7 @@ read -r inner outer count < /proc/self/uid_map; echo "uid $(id -u) host $outer"
 curl -s --max-time 5 http://registry.test:%[1]s/; echo
 curl -s --max-time 5 http://evil.test:%[1]s/ | grep -o 'not allowed by this session.s network policy'
 curl -s --max-time 5 http://%[2]s/; echo
+echo "$(cd /proc/$$/fd && echo *)"
 echo to-stderr >&2; exit 3`, portOf(up), model)},
 		Dir:   sprite.WorkspaceDir,
 		Env:   []string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir, "FOO=bar"},
@@ -87,7 +88,7 @@ echo to-stderr >&2; exit 3`, portOf(up), model)},
 	is.Equal(st.Code, 3)
 	is.Equal(errOut.String(), "to-stderr\n")
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	is.Equal(len(lines), 5)
+	is.Equal(len(lines), 6)
 	is.Equal(lines[0], "/workspace bar from stdin written before")
 	var home syscall.Stat_t
 	is.NoErr(syscall.Lstat(filepath.Join(lb.root, "s1", "home"), &home))
@@ -104,9 +105,10 @@ echo to-stderr >&2; exit 3`, portOf(up), model)},
 
 	// Later commands start cold in the same tree; the pool has refilled
 	// with a tree of its own.
-	code, later := run(t, sp, `cat ~/note; ls /aod`)
+	code, later := run(t, sp, `cat ~/note; ls /aod; echo "$(cd /proc/$$/fd && echo *)"`)
 	is.Equal(code, 0)
 	is.True(strings.HasPrefix(later, "written before"))
+	is.Equal(lines[5], lastLine(later)) // the same open files as a cold command's: none of the init's pipes
 	waitWarm(t, lb, 1)
 	entries, err := os.ReadDir(lb.root)
 	is.NoErr(err)
@@ -194,4 +196,9 @@ func TestWarmSpritesLeaveNothing(t *testing.T) {
 	for _, e := range entries {
 		is.True(!strings.HasPrefix(e.Name(), warmPrefix)) // and every warm tree
 	}
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
 }
