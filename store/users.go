@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -133,8 +134,13 @@ func (db *DB) SetPassword(ctx context.Context, username, password string) error 
 	})
 }
 
-// dummyHash makes a login for an unknown user cost as much as a real one.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+// dummyHash makes a login for an unknown user cost as much as a real one. It
+// is made on first use: hashing costs ~60 ms, which every aod process (the
+// server, each `aod token` run, each sprite's init) would otherwise pay at start.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+	return h
+})
 
 // CheckPassword returns the user when the password matches; any failure is
 // the same Unauthorized error (no hint whether the user exists).
@@ -147,7 +153,7 @@ func (db *DB) CheckPassword(ctx context.Context, username, password string) (*Us
 		return nil, err
 	}
 	if err != nil || hash == "" {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return nil, Errorf(Unauthorized, "Please enter a correct username and password.")
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
