@@ -235,11 +235,14 @@ func FindBinary(name string) string {
 	return ""
 }
 
+// findBwrap locates bubblewrap (a variable so a test can hand New a broken one).
+var findBwrap = func() string { return FindBinary("bwrap") }
+
 // useBwrap switches the backend to bubblewrap and proves it works: a tiny
 // sandbox built exactly like a session's must start and must not see the
 // sprites directory.
 func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
-	bin := FindBinary("bwrap")
+	bin := findBwrap()
 	if bin == "" {
 		return errors.New("bwrap not found in PATH")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +74,32 @@ func TestBwrapModeFailsClosed(t *testing.T) {
 	}
 	is.True(lb.useBwrap(ctx, dir) != nil) // a failing probe is an error
 	is.Equal(lb.sandbox, SandboxNone)     // and leaves the backend unsandboxed, not half-configured
+}
+
+// TestAutoSandboxRefusesRootUnsandboxed: with a bubblewrap that cannot run,
+// auto refuses to start as root (sessions would run as host root) and names
+// the way out; unprivileged, it falls back to none and says so loudly.
+func TestAutoSandboxRefusesRootUnsandboxed(t *testing.T) {
+	is := is.New(t)
+	broken := filepath.Join(t.TempDir(), "bwrap")
+	is.NoErr(os.WriteFile(broken, []byte("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"), 0o755))
+	old := findBwrap
+	findBwrap = func() string { return broken }
+	t.Cleanup(func() { findBwrap = old })
+	var logs bytes.Buffer
+	b, err := New(Config{DataDir: t.TempDir(), Sandbox: SandboxAuto, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Limits: Limits{Processes: 100, FileSizeBytes: 1 << 20, CPUSeconds: 10}, Drain: time.Second})
+	if os.Geteuid() == 0 {
+		is.True(err != nil) // refused as root
+		t.Logf("refusal: %v", err)
+		is.True(strings.Contains(err.Error(), "running as root"))   // says why
+		is.True(strings.Contains(err.Error(), "Permission denied")) // with the probe's own error
+		is.True(strings.Contains(err.Error(), "--sandbox none"))    // and the way out
+		return
+	}
+	is.NoErr(err)                                           // unprivileged: starts
+	is.Equal(b.Sandbox(), SandboxNone)                      // unsandboxed
+	is.True(strings.Contains(logs.String(), "SANDBOX OFF")) // and warns loudly
 }
 
 func TestRuntimeDirMountedReadOnly(t *testing.T) {
