@@ -20,8 +20,10 @@ const RelayAddr = "127.0.0.1:3128"
 // and the agent CLIs use the relay at addr ("127.0.0.1:3128"): HTTP_PROXY,
 // HTTPS_PROXY, ALL_PROXY (socks5h://, so names are resolved by the proxy),
 // NO_PROXY=localhost,127.0.0.1,::1 — each in upper and lower case — plus
-// npm_config_proxy and npm_config_https_proxy. Returned as KEY=value
-// strings, sorted.
+// npm_config_proxy and npm_config_https_proxy, and NODE_USE_ENV_PROXY=1
+// (Node.js 22.21 and 24.5 on make their built-in fetch and https read the
+// variables above; older ones ignore it). Returned as KEY=value strings,
+// sorted.
 func ProxyEnv(addr string) []string {
 	httpURL := "http://" + addr
 	vals := map[string]string{
@@ -34,7 +36,7 @@ func ProxyEnv(addr string) []string {
 	for k, v := range vals {
 		env = append(env, k+"="+v, strings.ToLower(k)+"="+v)
 	}
-	env = append(env, "npm_config_proxy="+httpURL, "npm_config_https_proxy="+httpURL)
+	env = append(env, "npm_config_proxy="+httpURL, "npm_config_https_proxy="+httpURL, "NODE_USE_ENV_PROXY=1")
 	slices.Sort(env)
 	return env
 }

@@ -126,6 +126,7 @@ func TestProxyEnv(t *testing.T) {
 		"ALL_PROXY=socks5h://127.0.0.1:3128",
 		"HTTPS_PROXY=http://127.0.0.1:3128",
 		"HTTP_PROXY=http://127.0.0.1:3128",
+		"NODE_USE_ENV_PROXY=1",
 		"NO_PROXY=localhost,127.0.0.1,::1",
 		"all_proxy=socks5h://127.0.0.1:3128",
 		"http_proxy=http://127.0.0.1:3128",

@@ -159,53 +159,20 @@ func writeBeneath(base, rel string, data []byte, mode fs.FileMode, owner int) er
 
 // chmodDirsBeneath makes every directory of the tree at dir writable by its
 // owner so a removal can finish (tools leave read-only trees, e.g. Go's
-// module cache). Each change is made through a directory fd opened without
-// following links, so a link swapped in mid-walk leads nowhere outside the
-// tree.
+// module cache), at any depth. Each change is made through a directory fd
+// opened without following links, so a link swapped in mid-walk leads
+// nowhere outside the tree.
 func chmodDirsBeneath(dir string) {
-	walkTree(dir, func(int, string) {}, func(fd int) { unix.Fchmod(fd, 0o700) })
+	walkTree(dir, treeVisit{unlock: true, dir: func(fd int, _ *unix.Stat_t) { unix.Fchmod(fd, 0o700) }})
 }
 
 // chownTree gives everything in the tree at dir, links included (never
 // followed), to uid.
 func chownTree(dir string, uid int) {
-	walkTree(dir, func(dirfd int, name string) {
-		unix.Fchownat(dirfd, name, uid, uid, unix.AT_SYMLINK_NOFOLLOW)
-	}, func(fd int) { unix.Fchown(fd, uid, uid) })
-}
-
-// walkTree visits the tree at dir by directory fds opened without
-// following links: entry is called for every entry below a directory (by
-// the directory's fd and the entry's name), dir for every directory's own
-// fd, the top one included, before its entries.
-func walkTree(top string, entry func(dirfd int, name string), dir func(fd int)) {
-	fd, err := unix.Open(top, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	walkFd(fd, 0, entry, dir)
-}
-
-// walkFd walks below the directory fd, then closes it.
-func walkFd(fd, depth int, entry func(int, string), dir func(int)) {
-	defer unix.Close(fd)
-	dir(fd)
-	if depth > 256 {
-		return // deeper than any real tree: not worth a stack
-	}
-	dup, err := unix.Dup(fd)
-	if err != nil {
-		return
-	}
-	d := os.NewFile(uintptr(dup), "")
-	entries, _ := d.ReadDir(-1)
-	d.Close()
-	for _, e := range entries {
-		entry(fd, e.Name())
-		if e.IsDir() {
-			if child, err := openDirNoFollow(fd, e.Name()); err == nil {
-				walkFd(child, depth+1, entry, dir)
-			}
-		}
-	}
+	walkTree(dir, treeVisit{
+		file: func(dirfd int, name string, _ *unix.Stat_t) {
+			unix.Fchownat(dirfd, name, uid, uid, unix.AT_SYMLINK_NOFOLLOW)
+		},
+		dir: func(fd int, _ *unix.Stat_t) { unix.Fchown(fd, uid, uid) },
+	})
 }

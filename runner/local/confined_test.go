@@ -12,6 +12,7 @@ import (
 
 	"github.com/aod/aod/runner/sprite"
 	"github.com/matryer/is"
+	"golang.org/x/sys/unix"
 )
 
 // hostileSprite is a sprite whose tree a hostile process has prepared, and a
@@ -157,4 +158,36 @@ func TestDeleteNeverChangesWhatALinkPointsAt(t *testing.T) {
 	is.Equal(fi.Mode().Perm(), fs.FileMode(0o555)) // the linked host directory kept its mode
 	_, err = os.Stat(secret)
 	is.NoErr(err) // and its file
+}
+
+// A sprite can leave a tree of read-only directories deeper than any real
+// one, with an unreadable one at the bottom. Removing the sprite clears it
+// all: as an unprivileged server (TestUnprivilegedServer runs this as
+// nobody), where permissions bind the server too, nothing is left to hold
+// the sprite's disk.
+func TestDeleteClearsDeepReadOnlyTrees(t *testing.T) {
+	is := is.New(t)
+	sp, home, _, _ := hostileSprite(t)
+	const depth = 3*heldDirs + 7
+	fd, err := unix.Open(home, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	is.NoErr(err) // the sprite's home opens
+	var chain []int
+	for range depth {
+		is.NoErr(unix.Mkdirat(fd, "d", 0o755)) // one level deeper
+		next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		is.NoErr(err) // the new level opens
+		chain = append(chain, fd)
+		fd = next
+	}
+	is.NoErr(unix.Mkdirat(fd, "locked", 0o700)) // the bottom: unreadable once locked
+	is.NoErr(unix.Fchmodat(fd, "locked", 0, 0))
+	is.NoErr(unix.Fchmod(fd, 0o500))
+	unix.Close(fd)
+	for _, f := range chain {
+		is.NoErr(unix.Fchmod(f, 0o500)) // every level read-only
+		unix.Close(f)
+	}
+	is.NoErr(sp.b.Delete(context.Background(), sp.name)) // removed
+	_, err = os.Lstat(sp.dir)
+	is.True(errors.Is(err, fs.ErrNotExist)) // the whole tree is gone
 }

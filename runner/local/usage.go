@@ -3,15 +3,18 @@ package local
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
 // A sprite's tree belongs to whatever runs in it, which may swap a
-// directory for a symlink while the server measures it. The walk below
-// opens every directory relative to its parent's fd with O_NOFOLLOW and
-// checks it is the one it listed, so it never leaves the tree, never
-// follows a link, and never counts another filesystem mounted inside.
+// directory for a symlink while the server walks it. The one walk below
+// (measuring, chowning, unlocking for removal) opens every directory
+// relative to its parent's fd with O_NOFOLLOW and checks it is the one it
+// listed, so it never leaves the tree, never follows a link, never enters
+// another filesystem mounted inside, and reaches any depth with a bounded
+// number of open descriptors.
 
 // heldDirs is how many ancestors of the directory being read keep their fd
 // open; deeper down the walk goes back up through "..", checking it
@@ -22,44 +25,84 @@ const heldDirs = 128
 // fileID names an inode.
 type fileID struct{ dev, ino uint64 }
 
-// treeUsage is the disk space (st_blocks*512 summed) of everything under dir, walking without following symlinks and without crossing into another filesystem (skip mount points that differ in st_dev), counting each hard-linked inode once. Unreadable entries are skipped, not fatal. It stops early and returns (sum, true) once sum exceeds stopAt (0 = never stop early), so a check of a huge tree against a limit is cheap.
+// treeUsage is the disk space (st_blocks*512 summed) of everything under
+// dir, counting each hard-linked inode once. Unreadable entries are
+// skipped, not fatal. It stops early and returns (sum, true) once sum
+// exceeds stopAt (0 = never stop early), so a check of a huge tree against
+// a limit is cheap.
 //
 // dir itself is counted, and must be a directory (not a symlink to one).
 // Only an error opening it is returned. What the tree's owner changes
 // during the walk may be missed or counted twice, never followed out.
 func treeUsage(dir string, stopAt int64) (used int64, over bool, err error) {
-	fd, err := openDirAt(unix.AT_FDCWD, dir)
+	var sum int64
+	links := map[fileID]struct{}{}
+	add := func(st *unix.Stat_t) {
+		if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			id := idOf(st)
+			if _, ok := links[id]; ok {
+				return
+			}
+			links[id] = struct{}{}
+		}
+		sum += int64(st.Blocks) * 512
+	}
+	isOver := func() bool { return stopAt > 0 && sum > stopAt }
+	err = walkTree(dir, treeVisit{
+		file: func(_ int, _ string, st *unix.Stat_t) { add(st) },
+		dir:  func(_ int, st *unix.Stat_t) { add(st) },
+		stop: isOver,
+	})
 	if err != nil {
 		return 0, false, fmt.Errorf("tree usage of %s: %w", dir, err)
+	}
+	return sum, isOver(), nil
+}
+
+// treeVisit is what walkTree does on the way.
+type treeVisit struct {
+	// file is called for every entry that is not a directory, by its
+	// directory's fd and its name (never followed: it may be a link).
+	file func(dirfd int, name string, st *unix.Stat_t)
+	// dir is called with every directory's own fd, the top one included,
+	// before its entries are read.
+	dir func(fd int, st *unix.Stat_t)
+	// stop ends the walk early when it returns true (nil: never).
+	stop func() bool
+	// unlock makes a directory its owner cannot read readable (0700)
+	// before entering it, through a descriptor that never follows a link.
+	unlock bool
+}
+
+// walkTree walks the tree at top (a directory, not a link to one) as v
+// says. Only an error opening top is returned.
+func walkTree(top string, v treeVisit) error {
+	fd, err := openDirAt(unix.AT_FDCWD, top)
+	if err != nil {
+		return err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return 0, false, fmt.Errorf("tree usage of %s: %w", dir, err)
+		return err
 	}
-	w := &usageWalk{
-		dev:    uint64(st.Dev),
-		stopAt: stopAt,
-		buf:    make([]byte, 64<<10),
-		links:  map[fileID]struct{}{},
-		dirs:   map[fileID]struct{}{},
-	}
+	w := &treeWalk{treeVisit: v, dev: uint64(st.Dev), buf: make([]byte, 64<<10), dirs: map[fileID]struct{}{}}
 	self := idOf(&st)
 	w.dirs[self] = struct{}{}
-	w.add(&st)
+	if w.dir != nil {
+		w.dir(fd, &st)
+	}
 	if fd = w.walk(fd, self, 0); fd >= 0 {
 		unix.Close(fd)
 	}
-	return w.sum, w.over(), nil
+	return nil
 }
 
-type usageWalk struct {
-	dev    uint64 // the tree's filesystem
-	stopAt int64
-	sum    int64
-	buf    []byte              // for getdents
-	links  map[fileID]struct{} // inodes with more than one link, counted already
-	dirs   map[fileID]struct{} // directories entered (a bind mount can loop)
+type treeWalk struct {
+	treeVisit
+	dev  uint64              // the tree's filesystem
+	buf  []byte              // for getdents
+	dirs map[fileID]struct{} // directories entered (a bind mount can loop)
 }
 
 type subdir struct {
@@ -67,29 +110,18 @@ type subdir struct {
 	id   fileID
 }
 
-func (w *usageWalk) over() bool { return w.stopAt > 0 && w.sum > w.stopAt }
-
-func (w *usageWalk) add(st *unix.Stat_t) {
-	if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		id := idOf(st)
-		if _, ok := w.links[id]; ok {
-			return
-		}
-		w.links[id] = struct{}{}
-	}
-	w.sum += int64(st.Blocks) * 512
-}
+func (w *treeWalk) stopped() bool { return w.stop != nil && w.stop() }
 
 func idOf(st *unix.Stat_t) fileID { return fileID{uint64(st.Dev), uint64(st.Ino)} }
 
-// walk adds up the directory open at fd, whose inode is self, below depth
-// held ancestors. It owns fd and hands back the directory's fd (perhaps
-// reopened), or -1 when the way back up was lost.
-func (w *usageWalk) walk(fd int, self fileID, depth int) int {
+// walk visits what is below the directory open at fd, whose inode is self,
+// below depth held ancestors. It owns fd and hands back the directory's fd
+// (perhaps reopened), or -1 when the way back up was lost.
+func (w *treeWalk) walk(fd int, self fileID, depth int) int {
 	names := w.readNames(fd)
 	var subs []subdir
 	for _, name := range names {
-		if w.over() {
+		if w.stopped() {
 			return fd
 		}
 		var st unix.Stat_t
@@ -100,16 +132,21 @@ func (w *usageWalk) walk(fd int, self fileID, depth int) int {
 			subs = append(subs, subdir{name, idOf(&st)})
 			continue
 		}
-		w.add(&st)
+		if w.file != nil {
+			w.file(fd, name, &st)
+		}
 	}
 	for _, sd := range subs {
-		if w.over() {
+		if w.stopped() {
 			return fd
 		}
 		if _, ok := w.dirs[sd.id]; ok {
 			continue
 		}
 		cfd, err := openDirAt(fd, sd.name)
+		if errors.Is(err, unix.EACCES) && w.unlock && unlockDir(fd, sd.name) {
+			cfd, err = openDirAt(fd, sd.name)
+		}
 		if err != nil {
 			continue // unreadable, gone, or swapped for a link
 		}
@@ -119,7 +156,9 @@ func (w *usageWalk) walk(fd int, self fileID, depth int) int {
 			continue
 		}
 		w.dirs[sd.id] = struct{}{}
-		w.add(&st)
+		if w.dir != nil {
+			w.dir(cfd, &st)
+		}
 		if depth < heldDirs {
 			if cfd = w.walk(cfd, sd.id, depth+1); cfd >= 0 {
 				unix.Close(cfd)
@@ -144,7 +183,7 @@ func (w *usageWalk) walk(fd int, self fileID, depth int) int {
 }
 
 // readNames lists the directory open at fd (what it could read of it).
-func (w *usageWalk) readNames(fd int) []string {
+func (w *treeWalk) readNames(fd int) []string {
 	var names []string
 	for {
 		n, err := unix.Getdents(fd, w.buf)
@@ -156,6 +195,19 @@ func (w *usageWalk) readNames(fd int) []string {
 		}
 		_, _, names = unix.ParseDirent(w.buf[:n], -1, names)
 	}
+}
+
+// unlockDir makes directory name in dirfd searchable and readable by its
+// owner. The mode is changed through an O_PATH descriptor of that very
+// directory (by its /proc/self/fd link, which names the inode, not a
+// path), so a symlink swapped in meanwhile is never followed.
+func unlockDir(dirfd int, name string) bool {
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), 0o700) == nil
 }
 
 // openDirAt opens directory name in dirfd, never through a symlink.
