@@ -604,7 +604,7 @@ func provisionScript(environment *store.Environment, resources []store.Resource,
 			case "apt":
 				// apt writes system directories: say so plainly where they
 				// are read-only (bubblewrap sprites) instead of apt's own error.
-				b.WriteString(`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (bubblewrap sandbox); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi` + "\n")
+				b.WriteString(`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (a writable root needs aod to run as root); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi` + "\n")
 				fmt.Fprintf(&b, "apt-get update -qq && apt-get install -y %s\n", quoteAll(pkgs))
 			case "gem":
 				fmt.Fprintf(&b, "gem install %s\n", quoteAll(pkgs))

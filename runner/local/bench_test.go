@@ -60,7 +60,7 @@ func BenchmarkSpriteStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := lb.useBwrap(context.Background(), b.TempDir()); err != nil {
+	if err := useBwrapT(b, lb); err != nil {
 		b.Fatal(err)
 	}
 	spr, err := lb.Create(context.Background(), "bench", sprite.Options{})

@@ -16,13 +16,14 @@ import (
 	"github.com/matryer/is"
 )
 
-// run runs a shell script in sp and returns its exit code and output.
-func run(t *testing.T, sp sprite.Sprite, script string) (int, string) {
+// run runs a shell script in sp, with env added to the basics, and returns
+// its exit code and output.
+func run(t *testing.T, sp sprite.Sprite, script string, env ...string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
 	p, err := sp.Start(context.Background(), sprite.ExecRequest{
 		Argv: []string{"sh", "-c", script},
-		Env:  []string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir}, Stdout: &out, Stderr: &out,
+		Env:  append([]string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir}, env...), Stdout: &out, Stderr: &out,
 	})
 	if err != nil {
 		t.Fatalf("start: %v", err)
@@ -46,7 +47,7 @@ func requireRootBwrap(t *testing.T) *Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
+	if err := useBwrapT(t, lb); err != nil {
 		t.Fatal(err)
 	}
 	return lb
@@ -87,7 +88,7 @@ func TestEachSpriteIsItsOwnUnprivilegedRoot(t *testing.T) {
 	// A server restarted over the same data dir finds the same ranges.
 	lb2, err := newBackend(filepath.Dir(lb.root), lb.limits, time.Second)
 	is.NoErr(err)
-	is.NoErr(lb2.useBwrap(ctx, t.TempDir()))
+	is.NoErr(useBwrapT(t, lb2))
 	a2, err := lb2.Get(ctx, "a", sprite.Options{})
 	is.NoErr(err)
 	is.Equal(uidOf(a2), ua) // the same uid after a restart

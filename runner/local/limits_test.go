@@ -25,7 +25,7 @@ func limitedBackend(t *testing.T, l Limits) *Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
+	if err := useBwrapT(t, lb); err != nil {
 		t.Fatal(err)
 	}
 	return lb

@@ -106,11 +106,16 @@ type Config struct {
 // and runs its commands under bubblewrap, or as a plain process group in
 // "none" mode.
 type Backend struct {
-	root     string // <data dir>/sprites
-	sandbox  string // SandboxBwrap or SandboxNone
-	bwrap    string // path of the bwrap binary (bwrap mode)
-	rootArgs []string
-	initBin  string // aod's own binary, every bwrap sprite's init (see init.go)
+	root     string   // <data dir>/sprites
+	sandbox  string   // SandboxBwrap or SandboxNone
+	bwrap    string   // path of the bwrap binary (bwrap mode)
+	rootArgs []string // the read-only root's system dirs, /proc and /dev
+	kernArgs []string // /proc and /dev alone (under a writable root)
+	// rootfs makes each sprite's writable root (userns mode); nil: the
+	// sprite's root is the host's system dirs, read-only (rootfsWhy).
+	rootfs    *writableRoot
+	rootfsWhy string
+	initBin   string // aod's own binary, every bwrap sprite's init (see init.go)
 	// userns: aod is root, so each bwrap sprite's processes run as its own
 	// range of unprivileged host uids (see identity.go).
 	userns  bool
@@ -171,6 +176,10 @@ func New(cfg Config) (*Backend, error) {
 		b.warm.start()
 	}
 	if b.sandbox == SandboxBwrap {
+		if b.rootfs == nil {
+			log.Warn("sprites have a read-only root: apt packages cannot be installed and only the sprite's home, /workspace and /tmp are writable "+
+				"(a writable root, an overlay over the host's system dirs, needs aod to run as root)", "why", b.rootfsWhy)
+		}
 		if b.cg == nil {
 			log.Warn("!!! no cgroups for sprites ("+b.cgWhy+"): a sprite's memory is limited per process (RLIMIT_DATA), not in total, "+
 				"and its process count per sprite uid (RLIMIT_NPROC); run aod as root on a cgroup v2 host, or give it a delegated subtree, to bound them per sprite",
@@ -183,7 +192,8 @@ func New(cfg Config) (*Backend, error) {
 // Sandbox reports the isolation in use: SandboxBwrap or SandboxNone.
 func (b *Backend) Sandbox() string { return b.sandbox }
 
-// Enforced says how each of a sprite's limits is enforced, for /health.
+// Enforced says how each of a sprite's limits is enforced, and what its
+// root filesystem is, for /health.
 func (b *Backend) Enforced() map[string]string {
 	out := map[string]string{"disk": "watched: the sprite's files are measured while a command runs", "file_size": "rlimit"}
 	switch {
@@ -199,6 +209,14 @@ func (b *Backend) Enforced() map[string]string {
 	}
 	if b.limits.DiskBytes == 0 {
 		out["disk"] = "none"
+	}
+	switch {
+	case b.rootfs != nil:
+		out["root"] = "writable: an overlay of the host's system dirs (read-only below it) and the sprite's own layer"
+	case b.sandbox == SandboxBwrap:
+		out["root"] = "read-only: " + b.rootfsWhy
+	default:
+		out["root"] = "the host's own (no sandbox)"
 	}
 	return out
 }
@@ -246,10 +264,11 @@ func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
 	if bin == "" {
 		return errors.New("bwrap not found in PATH")
 	}
-	rootArgs, err := systemRootArgs(dataDir)
+	dirArgs, kernArgs, err := systemRootArgs(dataDir)
 	if err != nil {
 		return err
 	}
+	rootArgs := append(slices.Clip(dirArgs), kernArgs...)
 	initBin, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find aod's own binary (each sprite's init): %w", err)
@@ -259,12 +278,18 @@ func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
 			return fmt.Errorf("egress proxy sockets: %w", err)
 		}
 	}
-	b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns = SandboxBwrap, bin, rootArgs, initBin, os.Geteuid() == 0
+	b.sandbox, b.bwrap, b.rootArgs, b.kernArgs, b.initBin, b.userns = SandboxBwrap, bin, rootArgs, kernArgs, initBin, os.Geteuid() == 0
 	sweepWarm(b.root) // a previous process's; its inits died with it
 	b.ids.load(b.root)
+	b.rootfs, b.rootfsWhy = nil, "aod is not root (a writable root needs overlays mounted by root)"
+	if b.userns {
+		if b.rootfs, err = newWritableRoot(b.root, dataDir); err != nil {
+			b.rootfs, b.rootfsWhy = nil, err.Error()
+		}
+	}
 	b.cg, b.cgWhy = detectCgroups()
 	if err := b.probe(ctx); err != nil {
-		b.sandbox, b.bwrap, b.rootArgs, b.initBin, b.userns, b.cg = SandboxNone, "", nil, "", false, nil
+		b.sandbox, b.bwrap, b.rootArgs, b.kernArgs, b.initBin, b.userns, b.cg, b.rootfs = SandboxNone, "", nil, nil, "", false, nil, nil
 		return err
 	}
 	return nil
@@ -275,7 +300,7 @@ func (b *Backend) probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer removeTree(dir)
 	sp := &localSprite{b: b, name: filepath.Base(dir), dir: dir}
 	if err := sp.makeDirs(); err != nil {
 		return err
@@ -310,12 +335,13 @@ func (b *Backend) probe(ctx context.Context) error {
 	return nil
 }
 
-// systemRootArgs builds the sandbox's root from system directories only,
-// read-only: /usr, the usr-merge links (or the real dirs), /etc and /opt.
-// Nothing else of the host exists inside, so the data dir (aod.db, the key
-// file, other sprites) is invisible; should it lie inside one of those
-// dirs, a tmpfs hides it.
-func systemRootArgs(dataDir string) ([]string, error) {
+// systemRootArgs builds the sandbox's read-only root from system
+// directories only: /usr, the usr-merge links (or the real dirs), /etc and
+// /opt. Nothing else of the host exists inside, so the data dir (aod.db,
+// the key file, other sprites) is invisible; should it lie inside one of
+// those dirs, a tmpfs hides it. kern are the arguments for /proc and /dev
+// (and a resolv.conf kept elsewhere), which a writable root needs too.
+func systemRootArgs(dataDir string) (dirs, kern []string, err error) {
 	args := []string{"--ro-bind", "/usr", "/usr"}
 	bound := []string{"/usr"}
 	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"} {
@@ -340,11 +366,11 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	// A resolv.conf managed elsewhere (systemd-resolved links it into /run)
 	// needs its target too, or nothing resolves inside.
 	if target, err := filepath.EvalSymlinks("/etc/resolv.conf"); err == nil && target != "/etc/resolv.conf" && !underAny(target, bound) {
-		args = append(args, "--ro-bind", target, target)
+		kern = append(kern, "--ro-bind", target, target)
 	}
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
@@ -355,7 +381,7 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	// bwrap's /dev is a tmpfs as large as half the RAM; its /dev/shm gets a
 	// container's usual 64 MiB instead, and the rest is made read-only in
 	// bwrapArgs, so no sprite can fill the host's memory through them.
-	args = append(args, "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", strconv.Itoa(shmSize), "--tmpfs", "/dev/shm")
+	kern = append(kern, "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", strconv.Itoa(shmSize), "--tmpfs", "/dev/shm")
 	// A fresh /proc still lets the sprite's root write kernel tunables
 	// (kernel.core_pattern runs a program as host root) and poke the
 	// hardware interfaces: they are read-only, as container runtimes keep
@@ -363,10 +389,10 @@ func systemRootArgs(dataDir string) ([]string, error) {
 	// network namespace of their own the values read are the same.
 	for _, p := range procReadOnly {
 		if _, err := os.Lstat(p); err == nil {
-			args = append(args, "--ro-bind", p, p)
+			kern = append(kern, "--ro-bind", p, p)
 		}
 	}
-	return args, nil
+	return args, kern, nil
 }
 
 // systemDirs are the sandbox root's host directories (read-only, made by
@@ -469,6 +495,9 @@ func (b *Backend) Get(ctx context.Context, name string, opts sprite.Options) (sp
 	if err := s.own(); err != nil {
 		return nil, err
 	}
+	if err := s.mountRoot(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -487,6 +516,10 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 // writable and it tries again. (os.RemoveAll never follows a link: it
 // removes the link.)
 func removeTree(dir string) error {
+	// A writable root's overlays go first: never remove through them.
+	if err := unmountBeneath(dir); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(dir); err == nil {
 		return nil
 	}
@@ -494,8 +527,15 @@ func removeTree(dir string) error {
 	return os.RemoveAll(dir)
 }
 
-// Close stops the backend's background work: the warm sprites go.
-func (b *Backend) Close() { b.warm.close() }
+// Close stops the backend's background work: the warm sprites go, and the
+// sprites' writable roots are unmounted (a sprite used again mounts its
+// own).
+func (b *Backend) Close() {
+	b.warm.close()
+	if b.rootfs != nil {
+		unmountBeneath(b.root)
+	}
+}
 
 func (b *Backend) List(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(b.root)
@@ -549,6 +589,23 @@ func (s *localSprite) makeDirs() error {
 				return err
 			}
 		}
+	}
+	// /tmp as on any machine: programs that drop to another user (apt to
+	// _apt) write there too. The tree's own directory keeps the host out.
+	if err := os.Chmod(filepath.Join(s.dir, "tmp"), 0o1777); err != nil {
+		return err
+	}
+	return s.mountRoot()
+}
+
+// mountRoot mounts the sprite's writable root, if it has one and it is not
+// mounted (a restarted server mounts it again).
+func (s *localSprite) mountRoot() error {
+	if s.b.rootfs == nil || s.uid == 0 {
+		return nil
+	}
+	if err := s.b.rootfs.mount(s.dir, s.uid); err != nil {
+		return fmt.Errorf("sprite %s: writable root: %w", s.name, err)
 	}
 	return nil
 }
@@ -647,7 +704,12 @@ func (s *localSprite) bwrapArgs(dir, socket string) []string {
 	// As root, bwrap keeps its capabilities for the sprite's init, which
 	// needs them to map the sprite's uid range; the command itself runs as
 	// that range, with no capability on the host.
-	args = append(args, s.b.rootArgs...)
+	writable := s.b.rootfs != nil && s.uid > 0
+	if writable {
+		args = append(append(args, s.b.rootfs.bwrapArgs(s.dir)...), s.b.kernArgs...)
+	} else {
+		args = append(args, s.b.rootArgs...)
+	}
 	type bind struct{ flag, src, dst string }
 	binds := []bind{{"--ro-bind", s.b.initBin, initPath}, {"--bind", socket, egressSocket}}
 	// Shared directories sit outside the system dirs (a mount point cannot
@@ -682,8 +744,13 @@ func (s *localSprite) bwrapArgs(dir, socket string) []string {
 	}
 	// The root bwrap builds is a tmpfs as large as half the RAM: read-only
 	// once every mount point exists, so a sprite writes only its own tree
-	// (on disk, under the data dir) and the sized /dev/shm.
-	return append(args, "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", dir, "--")
+	// (on disk, under the data dir) and the sized /dev/shm. A writable
+	// root is the sprite's tree already.
+	args = append(args, "--remount-ro", "/dev")
+	if !writable {
+		args = append(args, "--remount-ro", "/")
+	}
+	return append(args, "--chdir", dir, "--")
 }
 
 func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite.Process, error) {

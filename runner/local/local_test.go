@@ -36,15 +36,24 @@ func requireBwrap(t testing.TB) {
 	if err != nil {
 		t.Fatalf("backend: %v", err)
 	}
-	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
+	if err := useBwrapT(t, lb); err != nil {
 		skip("sandbox test: bubblewrap does not work on this machine: %v", err)
 	}
 }
 
+// useBwrapT switches a test's backend to bubblewrap; the sprites' mounts
+// go when the test ends, before its directories are removed.
+func useBwrapT(t testing.TB, lb *Backend) error {
+	err := lb.useBwrap(context.Background(), t.TempDir())
+	t.Cleanup(lb.Close)
+	return err
+}
+
 func TestSystemRootArgs(t *testing.T) {
 	is := is.New(t)
-	args, err := systemRootArgs("/tmp/aod-data")
+	dirs, kern, err := systemRootArgs("/tmp/aod-data")
 	is.NoErr(err) // build the root
+	args := append(dirs, kern...)
 	joined := " " + strings.Join(args, " ") + " "
 	is.True(strings.Contains(joined, " --ro-bind /usr /usr "))     // /usr is read-only
 	is.True(strings.Contains(joined, " --ro-bind /etc /etc "))     // so is /etc
@@ -53,7 +62,7 @@ func TestSystemRootArgs(t *testing.T) {
 	for i := 0; i+2 < len(args); i++ {
 		is.True(!(args[i+1] == "/" && (args[i] == "--ro-bind" || args[i] == "--bind"))) // never the host's whole root
 	}
-	args, err = systemRootArgs("/etc/aod-data")
+	args, _, err = systemRootArgs("/etc/aod-data")
 	is.NoErr(err) // a data dir inside a bound system dir
 	joined = " " + strings.Join(args, " ") + " "
 	is.True(strings.Contains(joined, " --tmpfs /etc/aod-data "))                                           // is hidden under a tmpfs
@@ -117,7 +126,7 @@ func TestRuntimeDirMountedReadOnly(t *testing.T) {
 			lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
 			is.NoErr(err) // a backend
 			if mode == SandboxBwrap {
-				is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
+				is.NoErr(useBwrapT(t, lb)) // sandboxed
 			}
 			sp, err := lb.Create(context.Background(), "s1", sprite.Options{ReadOnlyBinds: []sprite.Bind{{Host: host, At: at}}})
 			is.NoErr(err) // a sprite with the tree bound in
@@ -151,8 +160,8 @@ func TestProcSysReadOnly(t *testing.T) {
 	requireBwrap(t)
 	is := is.New(t)
 	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
-	is.NoErr(err)                                            // a backend
-	is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
+	is.NoErr(err)              // a backend
+	is.NoErr(useBwrapT(t, lb)) // sandboxed
 	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
 	is.NoErr(err) // a sprite
 	var out, errOut bytes.Buffer
@@ -183,8 +192,8 @@ func TestPrivateHostFilesHidden(t *testing.T) {
 		t.Fatalf("this test needs a private /etc/shadow on the host (got %v, %v)", fi, err)
 	}
 	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
-	is.NoErr(err)                                            // a backend
-	is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
+	is.NoErr(err)              // a backend
+	is.NoErr(useBwrapT(t, lb)) // sandboxed
 	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
 	is.NoErr(err) // a sprite
 	var out bytes.Buffer
@@ -200,16 +209,17 @@ func TestPrivateHostFilesHidden(t *testing.T) {
 }
 
 // bwrap's root and /dev are tmpfs mounts as large as half the RAM: in a
-// sprite the root and /dev are read-only and /dev/shm holds 64 MiB, so a
-// sprite cannot fill the host's memory through them; its own tree, /dev/null
-// and the terminal devices still work.
+// sprite /dev is read-only and /dev/shm holds 64 MiB, and the root is
+// either read-only too or (a writable root) the sprite's own directory on
+// disk, so a sprite cannot fill the host's memory through them; its own
+// tree, /dev/null and the terminal devices still work.
 func TestSandboxMemoryFilesystemsBounded(t *testing.T) {
 	t.Parallel()
 	requireBwrap(t)
 	is := is.New(t)
 	lb, err := newBackend(t.TempDir(), Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
-	is.NoErr(err)                                            // a backend
-	is.NoErr(lb.useBwrap(context.Background(), t.TempDir())) // sandboxed
+	is.NoErr(err)              // a backend
+	is.NoErr(useBwrapT(t, lb)) // sandboxed
 	sp, err := lb.Create(context.Background(), "s1", sprite.Options{Mounts: []string{"/srv/repo"}})
 	is.NoErr(err) // a sprite with a repository mounted outside its home
 	var out, errOut bytes.Buffer
@@ -223,7 +233,13 @@ touch ~/f /tmp/f /workspace/f /srv/repo/f && echo tree-writable`},
 	})
 	is.NoErr(err) // start it
 	st, err := p.Wait()
-	is.NoErr(err)                                                                    // it runs
-	is.Equal(st.Code, 0)                                                             // to the end
-	is.Equal(out.String(), fmt.Sprintf("shm=%d\ndevnull\ntree-writable\n", shmSize)) // root and /dev refuse writes; /dev/shm stops at its size; the sprite's own tree works
+	is.NoErr(err)        // it runs
+	is.Equal(st.Code, 0) // to the end
+	want := fmt.Sprintf("shm=%d\ndevnull\ntree-writable\n", shmSize)
+	if lb.rootfs != nil {
+		want = "root-writable\n" + want
+		_, err := os.Stat(filepath.Join(lb.root, "s1", "root", "pwn"))
+		is.NoErr(err) // what the sprite made at / is on disk, in its own tree
+	}
+	is.Equal(out.String(), want) // /dev refuses writes, so does a read-only root; /dev/shm stops at its size; the sprite's own tree works
 }

@@ -63,7 +63,7 @@ func netBackend(t *testing.T, dns mapDNS, allow ...string) (*Backend, func() []s
 		}
 		lb.net.allow = append(lb.net.allow, r)
 	}
-	if err := lb.useBwrap(context.Background(), t.TempDir()); err != nil {
+	if err := useBwrapT(t, lb); err != nil {
 		t.Fatal(err)
 	}
 	return lb, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), log...) }

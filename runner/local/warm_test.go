@@ -131,7 +131,7 @@ func TestWarmPoolFollowsTheShape(t *testing.T) {
 	requireBwrap(t)
 	lb, err := newBackend(t.TempDir(), Limits{Processes: 1024, FileSizeBytes: 1 << 30, CPUSeconds: 60}, time.Second)
 	is.NoErr(err)
-	is.NoErr(lb.useBwrap(context.Background(), t.TempDir()))
+	is.NoErr(useBwrapT(t, lb))
 	warmBackend(t, lb, 1)
 	opts := sprite.Options{Mounts: []string{"/srv/repo"}}
 
@@ -164,7 +164,7 @@ func TestWarmSpritesLeaveNothing(t *testing.T) {
 	is.NoErr(err)
 	leftover := filepath.Join(lb.root, warmPrefix+"99", "home")
 	is.NoErr(os.MkdirAll(leftover, 0o700))
-	is.NoErr(lb.useBwrap(context.Background(), t.TempDir()))
+	is.NoErr(useBwrapT(t, lb))
 	_, err = os.Stat(leftover)
 	is.True(os.IsNotExist(err)) // swept
 

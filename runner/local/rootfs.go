@@ -1,0 +1,545 @@
+package local
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A sprite's writable root (aod running as root): its processes see "/" as
+// a machine of their own where apt-get, pip and writes under /usr/local or
+// /opt work, while the host's directories are never modified.
+//
+//   - "/" is the sprite's own directory (<sprite>/root, owned by its root),
+//     holding the mount points and the usr-merge links.
+//   - /usr, /etc and /opt are overlays mounted by the server (host root,
+//     which dpkg needs: an overlay mounted inside the sprite's user
+//     namespace cannot copy up host-root files nor rename directories).
+//     Their lower layers are idmapped, read-only views of the server's base
+//     layer and of the host's directory, in which host uid N appears as the
+//     sprite's N (so host-root files are the sprite root's to copy up);
+//     their upper layers are the sprite's, on disk under <sprite>/upper,
+//     kept across turns and counted by the disk watcher.
+//   - /var is an overlay of the base layer alone: a skeleton and a copy of
+//     the host's package database, so apt knows what /usr holds, and none
+//     of the host's own state.
+//   - The base layer (<sprites>/.base, rebuilt at each start) masks with
+//     whiteouts everything of those host directories that is not world
+//     readable (an idmapped view would show /etc/shadow as the sprite
+//     root's own) and the data dir, should it lie in one of them.
+//
+// The overlays are mounted at <sprite>/fs/<dir>, which only the server can
+// reach, and bound into the sandbox by bubblewrap; they are unmounted
+// before a sprite's tree is removed, and a restarted server mounts them
+// again when a sprite is next used.
+
+// overlaid are the host system directories a writable root overlays, and
+// baseOnly the ones made from the base layer alone.
+var (
+	overlaid = []string{"usr", "etc", "opt"}
+	baseOnly = []string{"var"}
+)
+
+// rootSkeleton are the directories of a sprite's "/" made when it is
+// created: the mount points, and what a machine has.
+var rootSkeleton = []string{"proc", "dev", "home", "home/sprite", "workspace", "tmp", "run", "root", "mnt", "srv", "aod"}
+
+// writableRoot makes and mounts sprites' root filesystems.
+type writableRoot struct {
+	base  string      // <sprites>/.base
+	dirs  []string    // the overlays, in mount order: overlaid that exist, then baseOnly
+	links [][2]string // the host's usr-merge links: name → target ("bin" → "usr/bin")
+	sleep string      // a command that waits, to hold a user namespace while its fd is taken
+
+	mu     sync.Mutex
+	userns map[int]int // first host uid of a range → a user namespace mapping it from 0
+}
+
+// idRange is how many ids a sprite's user namespace maps (identity.go).
+const idRange = 65536
+
+// newWritableRoot unmounts what a previous process left mounted under
+// sprites, rebuilds the base layer and proves an overlay mounts.
+func newWritableRoot(sprites, dataDir string) (*writableRoot, error) {
+	w := &writableRoot{base: filepath.Join(sprites, ".base"), userns: map[int]int{}}
+	if w.sleep = FindBinary("sleep"); w.sleep == "" {
+		return nil, errors.New("sleep (coreutils) not found")
+	}
+	for _, d := range overlaid {
+		if fi, err := os.Lstat("/" + d); err == nil && fi.IsDir() {
+			w.dirs = append(w.dirs, d)
+		}
+	}
+	w.dirs = append(w.dirs, baseOnly...)
+	for _, d := range []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
+		if target, err := os.Readlink("/" + d); err == nil {
+			w.links = append(w.links, [2]string{d, target})
+		}
+	}
+	if err := unmountBeneath(sprites); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if err := w.buildBase(abs); err != nil {
+		return nil, fmt.Errorf("base layer: %w", err)
+	}
+	probe, err := os.MkdirTemp(sprites, ".probe-root-")
+	if err != nil {
+		return nil, err
+	}
+	defer removeTree(probe)
+	if err := w.mount(probe, 1<<30); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// buildBase makes the base layer anew: whiteouts over what the sprite must
+// not see of the overlaid host directories, and /var's skeleton.
+func (w *writableRoot) buildBase(dataDir string) error {
+	tmp := w.base + ".new"
+	if err := removeTree(tmp); err != nil {
+		return err
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return err
+	}
+	for _, d := range w.dirs {
+		if slices.Contains(baseOnly, d) {
+			continue
+		}
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			return err
+		}
+		masks, err := hiddenEntries("/"+d, dataDir)
+		if err != nil {
+			return err
+		}
+		for _, m := range masks {
+			if err := whiteout(tmp, m); err != nil {
+				return fmt.Errorf("mask %s: %w", m, err)
+			}
+		}
+	}
+	if err := buildVar(filepath.Join(tmp, "var")); err != nil {
+		return err
+	}
+	if err := removeTree(w.base); err != nil {
+		return err
+	}
+	return os.Rename(tmp, w.base)
+}
+
+// hiddenEntries lists, under host directory top, what an unprivileged
+// user cannot read (a file without o+r, a directory without o+rx: nothing
+// below it is walked) and dataDir if it lies there, as absolute paths.
+func hiddenEntries(top, dataDir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == top {
+				return err
+			}
+			return nil // gone meanwhile, or unreadable even to root
+		}
+		if p == dataDir {
+			out = append(out, p)
+			return filepath.SkipDir
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil // its target is checked where it lies
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		perm := fi.Mode().Perm()
+		switch {
+		case d.IsDir() && perm&0o005 != 0o005:
+			out = append(out, p)
+			return filepath.SkipDir
+		case !d.IsDir() && perm&0o004 == 0:
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// whiteout hides host path p in the base layer at base: overlayfs's
+// whiteout (a 0/0 character device) at p, below copies of p's parent
+// directories with the host's modes and owners (the topmost layer holding
+// a directory gives its attributes).
+func whiteout(base, p string) error {
+	rel := strings.TrimPrefix(p, "/")
+	parts := strings.Split(rel, "/")
+	for i := 1; i < len(parts); i++ {
+		dir := strings.Join(parts[:i], "/")
+		var st unix.Stat_t
+		if err := unix.Lstat("/"+dir, &st); err != nil {
+			return err
+		}
+		at := filepath.Join(base, dir)
+		if err := os.Mkdir(at, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := os.Lchown(at, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		if err := unix.Chmod(at, st.Mode&0o7777); err != nil {
+			return err
+		}
+	}
+	err := unix.Mknod(filepath.Join(base, rel), unix.S_IFCHR|0o600, 0)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
+}
+
+// buildVar makes /var's layer: the directories apt, dpkg and programs
+// expect, and the host's package database (hard links where it can, the
+// layer is never written), so dpkg knows what the host's /usr holds.
+func buildVar(dir string) error {
+	for _, d := range []string{"", "lib", "lib/apt/lists/partial", "cache/apt/archives/partial", "log", "spool", "mail", "backups", "local", "opt"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"tmp", "lock"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Join(dir, d), 0o1777); err != nil {
+			return err
+		}
+	}
+	if err := os.Symlink("/run/lock", filepath.Join(dir, "run")); err != nil {
+		return err
+	}
+	if _, err := os.Stat("/var/lib/dpkg/status"); err != nil {
+		return nil // not a dpkg system: nothing to copy
+	}
+	return copyTree("/var/lib/dpkg", filepath.Join(dir, "lib/dpkg"))
+}
+
+// copyTree copies host tree src (the server's own, trusted) to dst with
+// modes and owners, hard-linking regular files where it can.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case d.IsDir():
+			if err := os.Mkdir(to, 0o700); err != nil {
+				return err
+			}
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		case d.Type().IsRegular():
+			if os.Link(p, to) == nil {
+				return nil
+			}
+			if err := copyFile(p, to); err != nil {
+				return err
+			}
+		default:
+			return nil // no sockets or FIFOs in a package database
+		}
+		if err := os.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		return os.Chmod(to, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
+	})
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// usernsFor is a user namespace mapping 0..idRange-1 to the host ids from
+// uid on: what the idmapped views of the layers are seen through.
+func (w *writableRoot) usernsFor(uid int) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if fd, ok := w.userns[uid]; ok {
+		return fd, nil
+	}
+	cmd := exec.Command(w.sleep, "infinity")
+	ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: idRange}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: ids, GidMappings: ids, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("user namespace for uid %d: %w", uid, err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	fd, err := unix.Open("/proc/"+strconv.Itoa(cmd.Process.Pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("user namespace for uid %d: %w", uid, err)
+	}
+	w.userns[uid] = fd
+	return fd, nil
+}
+
+// mount makes the writable root of the sprite whose tree is dir and whose
+// range starts at host uid uid, unless it is mounted already: its "/"
+// directory, its upper and work directories, and an overlay for each of
+// w.dirs at dir/fs/<d>.
+func (w *writableRoot) mount(dir string, uid int) error {
+	root := filepath.Join(dir, "root")
+	if err := mkdirOwned(root, 0o755, uid); err != nil {
+		return err
+	}
+	for _, d := range rootSkeleton {
+		// Beneath root (the sprite's own), never through a link it made.
+		if err := writeDirBeneath(root, d, uid); err != nil {
+			return fmt.Errorf("root skeleton %s: %w", d, err)
+		}
+	}
+	if err := w.makeLinks(root, uid); err != nil {
+		return err
+	}
+	userns := -1
+	for _, d := range w.dirs {
+		at := filepath.Join(dir, "fs", d)
+		if err := os.MkdirAll(at, 0o755); err != nil {
+			return err
+		}
+		if mounted, err := isMountPoint(at); err != nil || mounted {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if userns < 0 {
+			var err error
+			if userns, err = w.usernsFor(uid); err != nil {
+				return err
+			}
+		}
+		if err := w.mountOne(dir, d, uid, userns); err != nil {
+			return fmt.Errorf("overlay for /%s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// mountOne mounts dir/fs/d: idmapped views of the layers attached at
+// dir/lower/d-N for as long as the overlay's mount takes (it keeps its
+// own references), the sprite's upper layer dir/upper/d.
+func (w *writableRoot) mountOne(dir, d string, uid, userns int) error {
+	upper, work := filepath.Join(dir, "upper", d), filepath.Join(dir, "work", d)
+	// The upper directory gives the overlay's top its attributes.
+	mode := fs.FileMode(0o755)
+	if host, err := os.Stat("/" + d); err == nil && !slices.Contains(baseOnly, d) {
+		mode = host.Mode().Perm()
+	}
+	if err := os.MkdirAll(filepath.Dir(upper), 0o700); err != nil {
+		return err
+	}
+	if err := mkdirOwned(upper, mode, uid); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
+	layers := []string{filepath.Join(w.base, d)}
+	if !slices.Contains(baseOnly, d) {
+		layers = append(layers, "/"+d)
+	}
+	var lowers []string
+	defer func() {
+		for _, l := range lowers {
+			unix.Unmount(l, unix.MNT_DETACH)
+		}
+	}()
+	for i, src := range layers {
+		at := filepath.Join(dir, "lower", d+"-"+strconv.Itoa(i))
+		if err := os.MkdirAll(at, 0o700); err != nil {
+			return err
+		}
+		if err := idmappedView(src, at, userns); err != nil {
+			return err
+		}
+		lowers = append(lowers, at)
+	}
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work + ",redirect_dir=on"
+	return unix.Mount("overlay", filepath.Join(dir, "fs", d), "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts)
+}
+
+// idmappedView attaches at dst a read-only view of host directory src in
+// which the ids are seen through user namespace userns.
+func idmappedView(src, dst string, userns int) error {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("open_tree %s: %w", src, err)
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV, Userns_fd: uint64(userns)}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("idmap %s: %w", src, err)
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach %s: %w", src, err)
+	}
+	return nil
+}
+
+// bwrapArgs put the writable root of the sprite whose tree is dir in
+// place: its "/" and the overlays.
+func (w *writableRoot) bwrapArgs(dir string) []string {
+	args := []string{"--bind", filepath.Join(dir, "root"), "/"}
+	for _, d := range w.dirs {
+		args = append(args, "--bind", filepath.Join(dir, "fs", d), "/"+d)
+	}
+	return args
+}
+
+// mkdirOwned makes directory p (the server's path, not beneath a sprite's
+// reach) with mode, owned by uid.
+func mkdirOwned(p string, mode fs.FileMode, uid int) error {
+	if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := os.Lchown(p, uid, uid); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode)
+}
+
+// writeDirBeneath makes directory rel beneath base (0755, owned by uid)
+// without following any link on the way.
+func writeDirBeneath(base, rel string, uid int) error {
+	fd, err := walkBeneath(base, rel, true, uid)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fchmod(fd, 0o755)
+}
+
+// makeLinks makes the host's usr-merge links in a sprite's "/" (where the
+// sprite has not put something else).
+func (w *writableRoot) makeLinks(root string, uid int) error {
+	fd, err := openDirAt(unix.AT_FDCWD, root)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for _, l := range w.links {
+		if err := unix.Symlinkat(l[1], fd, l[0]); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				continue
+			}
+			return err
+		}
+		if err := unix.Fchownat(fd, l[0], uid, uid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isMountPoint reports whether p is the root of a mount.
+func isMountPoint(p string) (bool, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS, &stx); err != nil {
+		return false, err
+	}
+	return stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, nil
+}
+
+// unmountBeneath detaches every mount at or below dir, deepest first.
+func unmountBeneath(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		if p := unescapeMountinfo(fields[4]); under(p, dir) {
+			points = append(points, p)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
