@@ -753,6 +753,18 @@ func (s *localSprite) bwrapArgs(dir, socket string) []string {
 	return append(args, "--chdir", dir, "--")
 }
 
+// sandboxArgs are bwrapArgs, with their mount points made safe in a
+// writable root (see writableRoot.secure).
+func (s *localSprite) sandboxArgs(dir, socket string) ([]string, error) {
+	args := s.bwrapArgs(dir, socket)
+	if s.b.rootfs != nil && s.uid > 0 {
+		if err := s.b.rootfs.secure(s.dir, s.uid, args); err != nil {
+			return nil, fmt.Errorf("sprite %s: %w", s.name, err)
+		}
+	}
+	return args, nil
+}
+
 func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite.Process, error) {
 	if len(req.Argv) == 0 {
 		return nil, errors.New("empty command")
@@ -819,7 +831,15 @@ func (s *localSprite) startBwrap(req sprite.ExecRequest, dir string) (*localProc
 	if group != nil {
 		extra = group.procs
 	}
-	argv := append(append(append([]string{s.b.bwrap}, s.bwrapArgs(dir, proxy.path)...), initPath), ia.args()...)
+	args, err := s.sandboxArgs(dir, proxy.path)
+	if err != nil {
+		proxy.close()
+		if group != nil {
+			group.remove()
+		}
+		return nil, err
+	}
+	argv := append(append(append([]string{s.b.bwrap}, args...), initPath), ia.args()...)
 	env := append(slices.Clip(req.Env), egress.ProxyEnv(egress.RelayAddr)...)
 	p, err := s.launch(argv, env, s.dir, extra, req.Stdin != nil, proxy, group)
 	if err != nil {

@@ -543,3 +543,139 @@ func unescapeMountinfo(s string) string {
 	}
 	return b.String()
 }
+
+// secure makes every place bubblewrap will mount on (the destinations in
+// args) safe before it runs: bwrap creates missing mount points as host
+// root and follows links on the way, and a writable root is the sprite's
+// to change, so a link it planted at /aod or /srv would have bwrap create
+// directories and files anywhere on the host. Each destination is walked
+// without following links from the server's side of the tree (the
+// sprite's "/" directory, or the overlay the destination lies in); a link
+// or file where a directory must be is removed, a directory where a
+// file's mount point must be is moved aside, and what is missing is made,
+// owned by the sprite's root. A sprite runs no process between its
+// commands, so nothing can plant another link before bwrap starts.
+func (w *writableRoot) secure(dir string, uid int, args []string) error {
+	for i := 0; i < len(args); i++ {
+		var dst string
+		file := false
+		switch args[i] {
+		case "--":
+			return nil
+		case "--bind", "--ro-bind", "--dev-bind":
+			if i+2 >= len(args) {
+				return fmt.Errorf("%s: missing arguments", args[i])
+			}
+			fi, err := os.Stat(args[i+1])
+			if err != nil {
+				return err
+			}
+			dst, file = args[i+2], !fi.IsDir()
+			i += 2
+		case "--dir", "--tmpfs", "--proc", "--dev", "--mqueue":
+			dst = args[i+1]
+			i++
+		case "--symlink":
+			i += 2
+			continue
+		case "--perms", "--size", "--chdir", "--remount-ro", "--uid", "--gid", "--hostname":
+			i++
+			continue
+		default:
+			continue
+		}
+		base, rel := w.serverSide(dir, dst)
+		if base == "" || rel == "" {
+			continue // "/" itself, or inside a mount bwrap makes afresh
+		}
+		if err := ensureBeneath(base, rel, file, uid); err != nil {
+			return fmt.Errorf("mount point %s: %w", dst, err)
+		}
+	}
+	return nil
+}
+
+// serverSide is where sprite path p lies on the server's side: beneath
+// the overlay of the system dir holding it, else beneath the sprite's "/"
+// directory; "" for a path inside /proc or /dev (fresh mounts of bwrap's).
+func (w *writableRoot) serverSide(dir, p string) (base, rel string) {
+	if under(p, "/proc") || under(p, "/dev") {
+		return "", ""
+	}
+	for _, d := range w.dirs {
+		if under(p, "/"+d) {
+			return filepath.Join(dir, "fs", d), strings.TrimPrefix(strings.TrimPrefix(p, "/"+d), "/")
+		}
+	}
+	return filepath.Join(dir, "root"), strings.TrimPrefix(p, "/")
+}
+
+// ensureBeneath makes rel beneath base a directory (or, with file, an
+// empty regular file unless one is there), owned by uid where it makes
+// it, never following a link.
+func ensureBeneath(base, rel string, file bool, uid int) error {
+	fd, err := openDirAt(unix.AT_FDCWD, base)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(rel, "/")
+	for i, name := range parts {
+		if name == "" || name == "." || name == ".." {
+			unix.Close(fd)
+			return fmt.Errorf("%q: not a clean path", rel)
+		}
+		if file && i == len(parts)-1 {
+			err := ensureFileAt(fd, name, uid)
+			unix.Close(fd)
+			return err
+		}
+		next, err := openDirAt(fd, name)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			// A link, or a file, where a directory must be.
+			if err = unix.Unlinkat(fd, name, 0); err == nil {
+				err = unix.ENOENT
+			}
+		}
+		if errors.Is(err, unix.ENOENT) {
+			if err = unix.Mkdirat(fd, name, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+				if err = unix.Fchownat(fd, name, uid, uid, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+					next, err = openDirAt(fd, name)
+				}
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// ensureFileAt leaves a regular file name in dirfd as it is, and puts an
+// empty one in place of anything else.
+func ensureFileAt(dirfd int, name string, uid int) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	switch {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
+		return nil
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		if err := unix.Renameat(dirfd, name, dirfd, name+".moved-by-aod"); err != nil {
+			return err
+		}
+	case err == nil:
+		if err := unix.Unlinkat(dirfd, name, 0); err != nil {
+			return err
+		}
+	case !errors.Is(err, unix.ENOENT):
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fchown(fd, uid, uid)
+}

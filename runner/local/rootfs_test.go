@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,4 +136,36 @@ func TestHiddenEntries(t *testing.T) {
 	slices.Sort(got)
 	want := []string{filepath.Join(top, "closed"), filepath.Join(top, "data"), filepath.Join(top, "group"), filepath.Join(top, "private")}
 	is.Equal(got, want) // private files, closed directories (not their insides) and the data dir; links left to their targets
+}
+
+// A sprite owns its "/", so it can put links where bubblewrap mounts the
+// next command's binds (/aod for the init and the proxy's socket, /srv for
+// a repository, /home for the home directory); bwrap, host root, would
+// follow them out of the sprite and create mount points on the host. The
+// next command starts with those links replaced, and nothing appears on
+// the host.
+func TestPlantedMountPointLinksAreNotFollowed(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	lb := writableBackend(t)
+	sp, err := lb.Create(context.Background(), "s1", sprite.Options{Mounts: []string{"/srv/repo"}})
+	is.NoErr(err) // a sprite with a repository outside its home
+	targets := map[string]string{}
+	var script strings.Builder
+	for _, at := range []string{"aod", "srv", "home"} {
+		host := t.TempDir() // a host directory the links point at
+		targets[at] = host
+		fmt.Fprintf(&script, "mv /%s /%s.old && ln -s ../oldroot%s /%s || exit 1\n", at, at, host, at)
+	}
+	code, out := run(t, sp, script.String()+`test -L /aod && test -L /srv && test -L /home && echo planted`)
+	is.Equal(code, 0)          // the links are planted (see out)
+	is.Equal(out, "planted\n") // in the sprite's own /
+	code, out = run(t, sp, `test -d /srv/repo && test -S /aod/egress.sock && test -x /aod/bin/aod-init && echo mounted`)
+	for _, host := range targets {
+		entries, err := os.ReadDir(host)
+		is.NoErr(err)
+		is.Equal(len(entries), 0) // nothing was created on the host through a link
+	}
+	is.Equal(code, 0)          // the next command starts (see out)
+	is.Equal(out, "mounted\n") // with its mounts where they belong
 }

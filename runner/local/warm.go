@@ -179,7 +179,12 @@ func (pl *warmPool) build(name string, sh shape) (*warmSprite, error) {
 	extra = append(extra, ctlR, readyW)
 	// The memory limit without a cgroup: on the command, which comes later.
 	ia.limits.MemoryBytes = 0
-	argv := append(append(append([]string{b.bwrap}, s.bwrapArgs("/", proxy.path)...), initPath), ia.args()...)
+	args, err := s.sandboxArgs("/", proxy.path)
+	if err != nil {
+		release()
+		return fail(err)
+	}
+	argv := append(append(append([]string{b.bwrap}, args...), initPath), ia.args()...)
 	p, err := s.launch(argv, []string{"PATH=" + sprite.DefaultPath}, s.dir, extra, true, proxy, group)
 	if err != nil {
 		ctlW.Close()
