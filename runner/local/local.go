@@ -431,7 +431,10 @@ func (b *Backend) newSprite(name string, opts sprite.Options) (*localSprite, err
 	if err != nil {
 		return nil, err
 	}
-	s := &localSprite{b: b, name: name, dir: dir, mounts: make([]string, len(opts.Mounts)), network: opts.Network}
+	if opts.Layer != "" && (b.rootfs == nil || !validLayerKey(opts.Layer)) {
+		return nil, fmt.Errorf("package layer %q: not available here", opts.Layer)
+	}
+	s := &localSprite{b: b, name: name, dir: dir, mounts: make([]string, len(opts.Mounts)), network: opts.Network, layer: opts.Layer}
 	for i, m := range opts.Mounts {
 		m = path.Clean(m)
 		if m == "" || !path.IsAbs(m) || under(m, sprite.HomeDir) || under(m, sprite.WorkspaceDir) || under(m, sprite.TmpDir) {
@@ -560,6 +563,7 @@ type localSprite struct {
 	binds   []sprite.Bind // shared host directories, read-only
 	uid     int           // first host uid of its range (userns mode), else 0
 	network sprite.Network
+	layer   string // its environment's package layer (a writable root's), "" for none
 }
 
 func (s *localSprite) Name() string { return s.name }
@@ -604,7 +608,7 @@ func (s *localSprite) mountRoot() error {
 	if s.b.rootfs == nil || s.uid == 0 {
 		return nil
 	}
-	if err := s.b.rootfs.mount(s.dir, s.uid); err != nil {
+	if err := s.b.rootfs.mount(s.dir, s.uid, s.layer); err != nil {
 		return fmt.Errorf("sprite %s: writable root: %w", s.name, err)
 	}
 	return nil

@@ -58,7 +58,8 @@ var rootSkeleton = []string{"proc", "dev", "home", "home/sprite", "workspace", "
 
 // writableRoot makes and mounts sprites' root filesystems.
 type writableRoot struct {
-	base  string      // <sprites>/.base
+	base   string     // <sprites>/.base
+	layers string     // <data dir>/layers: the environments' package layers (layers.go)
 	dirs  []string    // the overlays, in mount order: overlaid that exist, then baseOnly
 	links [][2]string // the host's usr-merge links: name → target ("bin" → "usr/bin")
 	sleep string      // a command that waits, to hold a user namespace while its fd is taken
@@ -67,13 +68,14 @@ type writableRoot struct {
 	userns map[int]int // first host uid of a range → a user namespace mapping it from 0
 }
 
-// idRange is how many ids a sprite's user namespace maps (identity.go).
-const idRange = 65536
 
 // newWritableRoot unmounts what a previous process left mounted under
 // sprites, rebuilds the base layer and proves an overlay mounts.
 func newWritableRoot(sprites, dataDir string) (*writableRoot, error) {
-	w := &writableRoot{base: filepath.Join(sprites, ".base"), userns: map[int]int{}}
+	w := &writableRoot{base: filepath.Join(sprites, ".base"), layers: filepath.Join(filepath.Dir(sprites), "layers"), userns: map[int]int{}}
+	if err := os.MkdirAll(w.layers, 0o700); err != nil {
+		return nil, err
+	}
 	if w.sleep = FindBinary("sleep"); w.sleep == "" {
 		return nil, errors.New("sleep (coreutils) not found")
 	}
@@ -106,7 +108,7 @@ func newWritableRoot(sprites, dataDir string) (*writableRoot, error) {
 		return nil, err
 	}
 	defer removeTree(probe)
-	if err := w.mount(probe, 1<<30); err != nil {
+	if err := w.mount(probe, 1<<30, ""); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -300,7 +302,7 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// usernsFor is a user namespace mapping 0..idRange-1 to the host ids from
+// usernsFor is a user namespace mapping 0..uidRange-1 to the host ids from
 // uid on: what the idmapped views of the layers are seen through.
 func (w *writableRoot) usernsFor(uid int) (int, error) {
 	w.mu.Lock()
@@ -309,7 +311,7 @@ func (w *writableRoot) usernsFor(uid int) (int, error) {
 		return fd, nil
 	}
 	cmd := exec.Command(w.sleep, "infinity")
-	ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: idRange}}
+	ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: uidRange}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: ids, GidMappings: ids, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("user namespace for uid %d: %w", uid, err)
@@ -327,10 +329,12 @@ func (w *writableRoot) usernsFor(uid int) (int, error) {
 }
 
 // mount makes the writable root of the sprite whose tree is dir and whose
-// range starts at host uid uid, unless it is mounted already: its "/"
-// directory, its upper and work directories, and an overlay for each of
-// w.dirs at dir/fs/<d>.
-func (w *writableRoot) mount(dir string, uid int) error {
+// range starts at host uid uid, with package layer layer ("" for none),
+// unless it is mounted so already: its "/" directory, its upper and work
+// directories, and an overlay for each of w.dirs at dir/fs/<d>. A root
+// mounted with another layer is mounted again (what the sprite wrote stays
+// in its upper layers).
+func (w *writableRoot) mount(dir string, uid int, layer string) error {
 	root := filepath.Join(dir, "root")
 	if err := mkdirOwned(root, 0o755, uid); err != nil {
 		return err
@@ -342,6 +346,26 @@ func (w *writableRoot) mount(dir string, uid int) error {
 		}
 	}
 	if err := w.makeLinks(root, uid); err != nil {
+		return err
+	}
+	marker := filepath.Join(dir, "layer")
+	if had, _ := os.ReadFile(marker); string(had) != layer {
+		if err := unmountBeneath(filepath.Join(dir, "fs")); err != nil {
+			return err
+		}
+	}
+	if layer != "" {
+		// Not collected between here and the marker that keeps it.
+		unlock, err := lockLayers(w.layers, unix.LOCK_SH)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if _, err := os.Stat(filepath.Join(w.layers, layer)); err != nil {
+			return fmt.Errorf("package layer %s: %w", layer, err)
+		}
+	}
+	if err := os.WriteFile(marker, []byte(layer), 0o600); err != nil {
 		return err
 	}
 	userns := -1
@@ -362,7 +386,7 @@ func (w *writableRoot) mount(dir string, uid int) error {
 				return err
 			}
 		}
-		if err := w.mountOne(dir, d, uid, userns); err != nil {
+		if err := w.mountOne(dir, d, uid, userns, layer); err != nil {
 			return fmt.Errorf("overlay for /%s: %w", d, err)
 		}
 	}
@@ -372,7 +396,7 @@ func (w *writableRoot) mount(dir string, uid int) error {
 // mountOne mounts dir/fs/d: idmapped views of the layers attached at
 // dir/lower/d-N for as long as the overlay's mount takes (it keeps its
 // own references), the sprite's upper layer dir/upper/d.
-func (w *writableRoot) mountOne(dir, d string, uid, userns int) error {
+func (w *writableRoot) mountOne(dir, d string, uid, userns int, layer string) error {
 	upper, work := filepath.Join(dir, "upper", d), filepath.Join(dir, "work", d)
 	// The upper directory gives the overlay's top its attributes.
 	mode := fs.FileMode(0o755)
@@ -388,7 +412,13 @@ func (w *writableRoot) mountOne(dir, d string, uid, userns int) error {
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return err
 	}
-	layers := []string{filepath.Join(w.base, d)}
+	var layers []string
+	if layer != "" {
+		if fi, err := os.Lstat(filepath.Join(w.layers, layer, d)); err == nil && fi.IsDir() {
+			layers = append(layers, filepath.Join(w.layers, layer, d))
+		}
+	}
+	layers = append(layers, filepath.Join(w.base, d))
 	if !slices.Contains(baseOnly, d) {
 		layers = append(layers, "/"+d)
 	}

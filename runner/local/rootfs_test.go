@@ -169,3 +169,54 @@ func TestPlantedMountPointLinksAreNotFollowed(t *testing.T) {
 	is.Equal(code, 0)          // the next command starts (see out)
 	is.Equal(out, "mounted\n") // with its mounts where they belong
 }
+
+// What a build sprite writes to its system directories becomes a package
+// layer: later sprites made over it see those files as their root's, read
+// only below their own upper layer, while sprites without it do not; a
+// layer in use is never collected, an unused one is.
+func TestPackageLayers(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	lb := writableBackend(t)
+	ctx := context.Background()
+	build := BuildSpriteName("env1-v1-abc")
+	b, err := lb.Create(ctx, build, sprite.Options{})
+	is.NoErr(err) // a build sprite
+	code, out := run(t, b, `set -e; printf '#!/bin/sh\necho from-layer\n' > /usr/local/bin/tool; chmod 755 /usr/local/bin/tool
+echo conf > /etc/tool.conf; rm /etc/passwd.aod-missing 2>/dev/null || true; chown 42 /etc/tool.conf`)
+	is.Equal(code, 0) // it installs (see out)
+	_ = out
+	is.NoErr(lb.SaveLayer(ctx, build, "env1-v1-abc")) // saved as a layer
+	is.True(lb.HasLayer("env1-v1-abc"))               // which exists
+	_, err = os.Lstat(filepath.Join(lb.root, build))
+	is.True(os.IsNotExist(err)) // and the build sprite is gone
+	fi, err := os.Lstat(filepath.Join(LayersDir(filepath.Dir(lb.root)), "env1-v1-abc", "usr", "local", "bin", "tool"))
+	is.NoErr(err)
+	is.Equal(fi.Sys().(*syscall.Stat_t).Uid, uint32(0)) // the layer's files belong to the host's ids, counted from 0
+
+	sp, err := lb.Create(ctx, "s1", sprite.Options{Layer: "env1-v1-abc"})
+	is.NoErr(err) // a sprite over the layer
+	code, out = run(t, sp, `tool && stat -c '%u %U' /usr/local/bin/tool /etc/tool.conf && echo mine > /usr/local/bin/tool && cat /usr/local/bin/tool`)
+	is.Equal(code, 0)                                    // runs (see out)
+	is.Equal(out, "from-layer\n0 root\n42 _apt\nmine\n") // the layer's files, owned as they were in the build, writable as its own
+	other, err := lb.Create(ctx, "s2", sprite.Options{})
+	is.NoErr(err)
+	code, _ = run(t, other, `test -e /usr/local/bin/tool`)
+	is.Equal(code, 1) // a sprite without the layer does not have it
+	layerTool, err := os.ReadFile(filepath.Join(LayersDir(filepath.Dir(lb.root)), "env1-v1-abc", "usr", "local", "bin", "tool"))
+	is.NoErr(err)
+	is.Equal(string(layerTool), "#!/bin/sh\necho from-layer\n") // the sprite's write went to its own upper layer
+
+	got, err := CollectLayers(filepath.Dir(lb.root), 0)
+	is.NoErr(err)
+	is.Equal(len(got), 1)
+	is.True(got[0].InUse && !got[0].Removed) // a layer a sprite is made over stays
+	is.NoErr(lb.Delete(ctx, "s1"))
+	got, err = CollectLayers(filepath.Dir(lb.root), time.Hour)
+	is.NoErr(err)
+	is.True(!got[0].InUse && !got[0].Removed) // an unused one within the retention stays
+	got, err = CollectLayers(filepath.Dir(lb.root), 0)
+	is.NoErr(err)
+	is.True(got[0].Removed)              // past it, it goes
+	is.True(!lb.HasLayer("env1-v1-abc")) // for good
+}

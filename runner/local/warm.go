@@ -43,12 +43,13 @@ const warmPrefix = ".warm-"
 type shape struct {
 	mounts []string
 	binds  []sprite.Bind
+	layer  string
 }
 
-func shapeOf(s *localSprite) shape { return shape{mounts: s.mounts, binds: s.binds} }
+func shapeOf(s *localSprite) shape { return shape{mounts: s.mounts, binds: s.binds, layer: s.layer} }
 
 func (a shape) equal(b shape) bool {
-	return slices.Equal(a.mounts, b.mounts) && slices.Equal(a.binds, b.binds)
+	return slices.Equal(a.mounts, b.mounts) && slices.Equal(a.binds, b.binds) && a.layer == b.layer
 }
 
 // warmSprite is one parked init and its tree.
@@ -85,11 +86,12 @@ func newWarmPool(b *Backend, size int, log *slog.Logger) *warmPool {
 	return &warmPool{b: b, size: size, log: log, held: map[string]*warmSprite{}}
 }
 
-// sweepWarm removes the warm trees a previous process left.
+// sweepWarm removes the warm trees, and the trees of layer builds, a
+// previous process left.
 func sweepWarm(root string) {
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), warmPrefix) {
+		if e.IsDir() && (strings.HasPrefix(e.Name(), warmPrefix) || strings.HasPrefix(e.Name(), buildPrefix)) {
 			removeTree(filepath.Join(root, e.Name()))
 		}
 	}
@@ -133,7 +135,7 @@ func (pl *warmPool) fill() {
 // build starts one warm sprite and waits until its init is parked.
 func (pl *warmPool) build(name string, sh shape) (*warmSprite, error) {
 	b := pl.b
-	s := &localSprite{b: b, name: name, dir: filepath.Join(b.root, name), mounts: sh.mounts, binds: sh.binds}
+	s := &localSprite{b: b, name: name, dir: filepath.Join(b.root, name), mounts: sh.mounts, binds: sh.binds, layer: sh.layer}
 	if err := s.makeDirs(); err != nil {
 		b.ids.release(name)
 		return nil, err
@@ -221,7 +223,7 @@ func (pl *warmPool) claim(s *localSprite) bool {
 	defer pl.mu.Unlock()
 	sh := shapeOf(s)
 	if !pl.want.equal(sh) {
-		pl.want = shape{mounts: slices.Clone(sh.mounts), binds: slices.Clone(sh.binds)}
+		pl.want = shape{mounts: slices.Clone(sh.mounts), binds: slices.Clone(sh.binds), layer: sh.layer}
 		for _, w := range pl.idle {
 			go pl.discard(w)
 		}

@@ -52,6 +52,9 @@ type Options struct {
 	ReadOnlyBinds []Bind
 	// Network is what the sprite's processes may reach.
 	Network Network
+	// Layer names the environment's package layer the sprite's root is
+	// made over (see the local backend's layers), "" for none.
+	Layer string
 }
 
 // Network is a sprite's egress policy. Whatever it says, a backend keeps
