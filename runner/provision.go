@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -58,6 +59,7 @@ type provisioning struct {
 	environment *store.Environment // create_sprite; nil for a session without one
 	env         map[string]string  // env_file: the sprite processes' environment, secrets included
 	resources   []store.Resource   // env_file: the repositories, with their tokens
+	redact      *cmdout.Redactor   // env_file: the secrets' values, kept out of logs and messages
 	tokenEnv    map[string]string  // git_credentials: each token under its clone's variable
 	skills      []runtimes.Skill   // runtime_config: the agent's skills
 
@@ -171,6 +173,13 @@ func (r *Runner) provision(ctx context.Context, sess *store.Session) (*prepared,
 	if err := r.db.SetProvisionState(dbctx, id, store.ProvisionNone); err != nil && store.ErrorCode(err) != store.NotFound {
 		r.log.Error("recording provisioning state", "session", id, "err", err)
 	}
+	// The original's stderr row, for clients that print only output
+	// events, stored before the session ends so every stream shows it
+	// ahead of the error event (original-api.md §8.10).
+	row := store.Event{Turn: sess.CurrentTurn, Kind: store.KindOutput, Stream: "stderr", Data: "provision failed: " + err.Error() + "\n"}
+	if err := r.db.AppendEvents(dbctx, id, []store.Event{row}); err != nil && store.ErrorCode(err) != store.NotFound {
+		r.log.Error("recording provisioning failure", "session", id, "err", err)
+	}
 	if err := r.db.FailSession(dbctx, id, err.Error()); err != nil {
 		r.log.Error("recording provisioning failure", "session", id, "err", err)
 	}
@@ -211,7 +220,8 @@ func (p *provisioning) stage(st stage) error {
 		p.log.ended(stageEvent(st.name, store.StageDone, &ms, doneMsg))
 		return nil
 	}
-	msg := p.failure(err, st.prefix)
+	// The message is stored and shown: no secret a command printed in it.
+	msg := p.redact.Redact(p.failure(err, st.prefix), false, false)
 	p.log.ended(stageEvent(st.name, store.StageFailed, &ms, msg))
 	return stageError(msg)
 }
@@ -233,17 +243,13 @@ func (p *provisioning) failure(err error, prefix string) string {
 	return prefix + err.Error()
 }
 
-// createSprite reads the session's environment (packages, setup script,
-// network policy: later stages need it) and makes the sprite.
+// createSprite reads the environment version the session runs (packages,
+// setup script, network policy: later stages need it) and makes the sprite.
 func (p *provisioning) createSprite() (string, error) {
-	if p.sess.EnvironmentID != "" {
-		e, err := p.r.db.GetEnvironment(p.dbctx, p.sess.UserID, p.sess.EnvironmentID)
-		if err != nil {
-			return "", err
-		}
-		p.environment = e
-	}
 	var err error
+	if p.environment, err = p.r.db.SessionEnvironment(p.dbctx, p.sess.ID); err != nil {
+		return "", err
+	}
 	p.sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.r.spriteOpts(p.sess, p.rt, p.environment))
 	return "", err
 }
@@ -297,9 +303,26 @@ func (p *provisioning) networkPolicy() (string, error) {
 // sprite's disk; here the env vars and secrets stay in memory and reach
 // the CLI through its process environment, never a file on the host disk.
 func (p *provisioning) envFile() (string, error) {
-	var err error
-	p.env, p.resources, err = p.r.sessionEnv(p.dbctx, p.sess, p.sp, p.rt)
+	vars, resources, err := p.r.db.SessionSecrets(p.dbctx, p.sess.ID)
+	if err != nil {
+		return "", err
+	}
+	p.resources, p.redact = resources, redactor(vars, resources)
+	p.env, err = p.r.spriteEnv(p.sess, p.sp, p.rt, vars)
 	return "", err
+}
+
+// redactor hides a session's secrets: its env vars (the environment's and
+// its own) and its repository tokens.
+func redactor(vars map[string]string, resources []store.Resource) *cmdout.Redactor {
+	values := make([]string, 0, len(vars)+len(resources))
+	for _, v := range vars {
+		values = append(values, v)
+	}
+	for _, res := range resources {
+		values = append(values, res.Token)
+	}
+	return cmdout.NewRedactor(values...)
 }
 
 func (p *provisioning) hasTokens() bool { return hasToken(p.resources) }
@@ -385,8 +408,17 @@ func (r *Runner) appendStages(id string, rows []store.Event) {
 	}
 }
 
-// runScript runs the provisioning script in the sprite; a non-zero exit
-// fails with the tail of its stderr.
+// The provisioning log keeps the first provisionLogHead and the last
+// provisionLogTail bytes of what the script writes (stdout and stderr
+// together), with a line saying how much was left out between them.
+const (
+	provisionLogHead = 64 << 10
+	provisionLogTail = 1 << 20
+)
+
+// runScript runs the provisioning script in the sprite and keeps what it
+// writes as the session's provisioning log; a non-zero exit fails with the
+// tail of its stderr.
 func (p *provisioning) runScript(script string) error {
 	sp := p.sp
 	const scriptPath = sprite.TmpDir + "/aod-provision.sh"
@@ -404,29 +436,50 @@ func (p *provisioning) runScript(script string) error {
 	}
 	full["GIT_TERMINAL_PROMPT"] = "0" // a missing credential fails instead of waiting for a terminal
 	stderr := &cmdout.Tail{Max: 8 << 10}
+	log := &cmdout.Bounded{Head: provisionLogHead, Tail: provisionLogTail}
 	proc, err := sp.Start(p.ctx, sprite.ExecRequest{
 		Argv:   []string{"bash", "--noprofile", "--norc", sp.Path(scriptPath)},
 		Dir:    sprite.HomeDir,
 		Env:    envList(full),
-		Stderr: stderr,
+		Stdout: log,
+		Stderr: io.MultiWriter(stderr, log),
 	})
 	if err != nil {
 		return err
 	}
 	st, _, err := p.r.supervise(p.ctx, proc, 0, nil)
+	p.keepLog(log) // before the stage's end, and any failure, is stored
 	if err != nil {
 		return err
 	}
 	if p.ctx.Err() != nil {
 		return p.ctx.Err()
 	}
+	// The tail may begin inside a secret: Redact drops the fragment.
+	tail := p.redact.Redact(stderr.Last(2000), true, false)
 	if st.Limit != "" {
-		return fmt.Errorf("%s\nstderr:\n%s", st.Limit, stderr.Last(2000))
+		return fmt.Errorf("%s\nstderr:\n%s", st.Limit, tail)
 	}
 	if st.Code != 0 {
-		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, stderr.Last(2000))
+		return fmt.Errorf("exit %d\nstderr:\n%s", st.Code, tail)
 	}
 	return nil
+}
+
+// keepLog stores what the provisioning script wrote as the session's
+// provisioning log, its secrets redacted.
+func (p *provisioning) keepLog(b *cmdout.Bounded) {
+	head, tail, omitted := b.Text()
+	text := p.redact.Redact(head, false, omitted > 0)
+	if omitted > 0 {
+		text += fmt.Sprintf("\n[aod: %d bytes of output left out here]\n", omitted) + p.redact.Redact(tail, true, false)
+	}
+	if text == "" {
+		return
+	}
+	if err := p.r.db.SetProvisionLog(p.dbctx, p.sess.ID, text); err != nil {
+		p.r.log.Error("recording the provisioning log", "session", p.sess.ID, "err", err)
+	}
 }
 
 // sessionEnv is the complete environment of a sprite's processes, in the
@@ -440,6 +493,13 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.
 	if err != nil {
 		return nil, nil, err
 	}
+	env, err := r.spriteEnv(sess, sp, rt, vars)
+	return env, resources, err
+}
+
+// spriteEnv is sessionEnv's environment from the session's decrypted env
+// vars.
+func (r *Runner) spriteEnv(sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime, vars map[string]string) (map[string]string, error) {
 	home := sp.Path(sprite.HomeDir)
 	env := map[string]string{
 		"HOME":   home,
@@ -462,10 +522,10 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.
 	for _, k := range store.SortedKeys(vars) {
 		v := vars[k]
 		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, nil, fmt.Errorf("invalid env var name %q", k)
+			return nil, fmt.Errorf("invalid env var name %q", k)
 		}
 		if strings.ContainsRune(v, 0) {
-			return nil, nil, fmt.Errorf("env var %s contains a NUL byte", k)
+			return nil, fmt.Errorf("env var %s contains a NUL byte", k)
 		}
 		env[k] = v
 	}
@@ -474,7 +534,7 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.
 		// The CLI first, whatever PATH the user set.
 		env["PATH"] = sp.Path(pkg.MountPath()) + "/node_modules/.bin:" + env["PATH"]
 	}
-	return env, resources, nil
+	return env, nil
 }
 
 // hostNetworkEnv are the server's TLS-trust and proxy settings, passed on

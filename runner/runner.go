@@ -116,16 +116,19 @@ type Store interface {
 	FinishTurn(ctx context.Context, id string, turn int, r store.TurnResult) error
 	FailSession(ctx context.Context, id, reason string) error
 	ListTurns(ctx context.Context, userID, id string) ([]*store.Turn, error)
-	// What provisioning reads: the environment, the agent's configuration
-	// and the decrypted secrets (env vars and repository tokens).
-	GetEnvironment(ctx context.Context, userID, id string) (*store.Environment, error)
+	// What provisioning reads: the environment version the session runs,
+	// the agent's configuration and the decrypted secrets (env vars and
+	// repository tokens).
+	SessionEnvironment(ctx context.Context, id string) (*store.Environment, error)
 	SessionAgent(ctx context.Context, id string) (*store.AgentVersion, error)
 	SessionSecrets(ctx context.Context, id string) (env map[string]string, resources []store.Resource, err error)
-	// The event log.
+	// The event log, and the provisioning script's log.
 	AppendEvents(ctx context.Context, sessionID string, events []store.Event) error
 	OutputBytes(ctx context.Context, sessionID string) (int64, error)
-	// The sprites' egress record.
+	SetProvisionLog(ctx context.Context, id, log string) error
+	// The sprites' egress record (read to tell why a command failed).
 	RecordEgress(ctx context.Context, sessionID string, hits []store.EgressHit) error
+	ListEgress(ctx context.Context, userID, sessionID string) ([]store.EgressEntry, error)
 }
 
 // main, the server's and the UI's tests pass their *store.DB.

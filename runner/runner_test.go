@@ -269,12 +269,13 @@ func TestLimitedNetworkingFailsClosedWithoutASandbox(t *testing.T) {
 		"network_policy:started", "network_policy:failed",
 	}) // network_policy fails, nothing after it runs
 	evs := f.events(s.ID)
-	last := evs[len(evs)-1]
-	is.Equal(last.Data, limitedNetworkingMessage) // the failed stage carries the message
-	is.True(last.DurationMS != nil)               // and a duration
-	stdout, _ := f.output(s.ID, 0)
-	is.Equal(stdout, "")                // the script never ran
-	is.True(!exists(f.spriteDir(s.ID))) // the failed sprite is removed
+	failed := evs[len(evs)-2]
+	is.Equal(failed.Data, limitedNetworkingMessage) // the failed stage carries the message
+	is.True(failed.DurationMS != nil)               // and a duration
+	stdout, stderr := f.output(s.ID, 0)
+	is.Equal(stdout, "")                                                 // the script never ran
+	is.Equal(stderr, "provision failed: "+limitedNetworkingMessage+"\n") // and the failure's stderr row
+	is.True(!exists(f.spriteDir(s.ID)))                                  // the failed sprite is removed
 }
 
 // Under bubblewrap a limited environment runs: the network_policy stage
@@ -595,11 +596,11 @@ func (c *countingStore) SessionSecrets(ctx context.Context, id string) (map[stri
 	return c.Store.SessionSecrets(ctx, id)
 }
 
-func (c *countingStore) GetEnvironment(ctx context.Context, userID, id string) (*store.Environment, error) {
+func (c *countingStore) SessionEnvironment(ctx context.Context, id string) (*store.Environment, error) {
 	c.mu.Lock()
 	c.environments++
 	c.mu.Unlock()
-	return c.Store.GetEnvironment(ctx, userID, id)
+	return c.Store.SessionEnvironment(ctx, id)
 }
 
 func (c *countingStore) counts() (secrets, environments int) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,14 +32,18 @@ func testSprite(t *testing.T, mode string, opts sprite.Options) *spritetest.Spri
 
 // runnableSprite is a sprite of an unsandboxed local backend, for tests
 // that run commands in it.
-func runnableSprite(t *testing.T) sprite.Sprite {
+func runnableSprite(t *testing.T) sprite.Sprite { return runnableSpriteNamed(t, "s1") }
+
+// runnableSpriteNamed is runnableSprite for a session: sprites are named
+// after their session.
+func runnableSpriteNamed(t *testing.T, name string) sprite.Sprite {
 	t.Helper()
 	lb, err := local.New(local.Config{DataDir: t.TempDir(), Sandbox: SandboxNone, Drain: time.Second,
 		Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
+	sp, err := lb.Create(context.Background(), name, sprite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,17 +65,49 @@ func testRunner(t *testing.T, cfg Config) *Runner {
 	return r
 }
 
+// fakeTools puts scripts (name -> body, run by sh) in a directory and
+// returns a sprite environment whose PATH is that directory, then the
+// system's unless alone; alone also links bash there (commands aod runs
+// itself need it).
+func fakeTools(t *testing.T, alone bool, scripts map[string]string) (env map[string]string, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	for name, body := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := dir + ":" + sprite.DefaultPath
+	if alone {
+		bash, err := exec.LookPath("bash")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(bash, filepath.Join(dir, "bash")); err != nil {
+			t.Fatal(err)
+		}
+		path = dir
+	}
+	return map[string]string{"PATH": path, "HOME": "/nonexistent"}, dir
+}
+
 // fakeNPX puts an npx on PATH that records its arguments and exits code.
 func fakeNPX(t *testing.T, code int) (env map[string]string, argsFile string) {
 	t.Helper()
-	dir := t.TempDir()
-	argsFile = filepath.Join(dir, "args")
-	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\necho 'npm error network request to https://registry.npmjs.org/skills failed' >&2\nexit %d\n", argsFile, code)
-	if err := os.WriteFile(filepath.Join(dir, "npx"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return map[string]string{"PATH": dir + ":" + sprite.DefaultPath, "HOME": "/nonexistent"}, argsFile
+	env, dir := fakeTools(t, false, map[string]string{"npx": fmt.Sprintf("printf '%%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\nexit %d\n", code)})
+	return env, filepath.Join(dir, "args")
 }
+
+// npmEngineWarning is how npm 11 warns that a package wants a newer Node.js
+// (seen running `npx skills` on Node.js 20), and what follows.
+const npmEngineWarning = `npm warn EBADENGINE Unsupported engine {
+npm warn EBADENGINE   package: 'skills@1.7.4',
+npm warn EBADENGINE   required: { node: '>=22.20.0' },
+npm warn EBADENGINE   current: { node: 'v20.20.2', npm: '11.19.1' }
+npm warn EBADENGINE }
+SyntaxError: The requested module 'fs/promises' does not provide an export named 'glob'
+Node.js v20.20.2
+`
 
 func TestGitHubSkills(t *testing.T) {
 	ctx := context.Background()
@@ -90,18 +127,90 @@ func TestGitHubSkills(t *testing.T) {
 		is.Equal(runtimes.GitHubSkillArgv(runtimes.Skill{Source: "acme/skills", Name: "lint"}, "claude-code"),
 			[]string{"npx", "-y", "skills@latest", "add", "acme/skills", "--global", "--agent", "claude-code", "--yes", "--skill", "lint"}) // the original's command line
 	})
-	t.Run("failure names the skill and the cause", func(t *testing.T) {
-		is := is.New(t)
-		r := testRunner(t, Config{})
-		sp := runnableSprite(t)
-		env, _ := fakeNPX(t, 1)
-		err := r.writeSkills(ctx, sp, r.runtime("claude"), []runtimes.Skill{{Source: "acme/skills", Name: "lint"}}, env)
-		is.True(err != nil) // the install fails
-		msg := err.Error()
-		is.True(strings.HasPrefix(msg, "skill acme/skills (lint) from GitHub: `npx -y skills@latest add acme/skills --global --agent claude-code --yes --skill lint` exited 1")) // naming the skill and the command
-		is.True(strings.Contains(msg, "it needs network access to npm and GitHub"))                                                                                              // why it may fail
-		is.True(strings.Contains(msg, "npm error network request"))                                                                                                              // with the command's own output
-	})
+
+	// A failure names the skill, the command and what aod can tell of the
+	// cause, then shows the command's last output; never a guess.
+	const command = "skill acme/skills (lint) from GitHub: `npx -y skills@latest add acme/skills --global --agent claude-code --yes --skill lint`"
+	tests := []struct {
+		name    string
+		alone   bool              // PATH holds only the fakes (and bash)
+		scripts map[string]string // the fakes on PATH
+		refuse  bool              // the egress proxy refuses registry.npmjs.org:443 while npx runs
+		want    []string          // in the message
+		wantNot []string          // not in it
+	}{
+		{name: "npx missing", alone: true, scripts: map[string]string{},
+			want:    []string{"skill acme/skills (lint) from GitHub: " + npxMissing},
+			wantNot: []string{"network"}},
+		{name: "npx exits 127 and is there", scripts: map[string]string{"npx": "echo 'skills: git: not found' >&2\nexit 127\n"},
+			want:    []string{command + " exited 127\noutput:\nskills: git: not found"},
+			wantNot: []string{"not installed"}},
+		{name: "Node.js too old for the skills CLI", scripts: map[string]string{"npx": "cat >&2 <<'EOF'\n" + npmEngineWarning + "EOF\nexit 1\n"},
+			want:    []string{command + " exited 1: the skills CLI (skills@1.7.4) needs Node.js >=22.20.0; the sprite has v20.20.2\noutput:\n", "SyntaxError"},
+			wantNot: []string{"network"}},
+		{name: "refused by the egress proxy", refuse: true,
+			scripts: map[string]string{"npx": `d=$(dirname "$0"); touch "$d/started"; while [ ! -e "$d/go" ]; do sleep 0.02; done
+echo 'npm error 403 403 Forbidden - GET https://registry.npmjs.org/skills' >&2; exit 1
+`},
+			want:    []string{command + " exited 1: aod's egress proxy refused registry.npmjs.org:443, which this session's network policy does not allow", "403 Forbidden"},
+			wantNot: []string{"old.example"}},
+		{name: "anything else", scripts: map[string]string{"npx": "echo 'npm error code ECONNRESET' >&2\nexit 3\n"},
+			want:    []string{command + " exited 3\noutput:\nnpm error code ECONNRESET"},
+			wantNot: []string{"network access", "egress"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			f := newStore(t)
+			r := testRunner(t, Config{})
+			r.db, r.egress.db = f.db, f.db
+			s := f.create("true", sessionOpts{})
+			sp := runnableSpriteNamed(t, s.ID)
+			env, dir := fakeTools(t, tt.alone, tt.scripts)
+			r.egress.record(s.ID, "old.example", 443, false) // a refusal before the install
+			r.egress.flush()
+			time.Sleep(time.Millisecond) // the install starts strictly later
+			if tt.refuse {
+				go func() {
+					eventually(func() bool { return exists(filepath.Join(dir, "started")) })
+					r.egress.record(s.ID, "registry.npmjs.org", 443, false)
+					os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+				}()
+			}
+			err := r.writeSkills(ctx, sp, r.runtime("claude"), []runtimes.Skill{{Source: "acme/skills", Name: "lint"}}, env)
+			is.True(err != nil) // the install fails
+			msg := err.Error()
+			t.Log(msg)
+			for _, w := range tt.want {
+				is.True(strings.Contains(msg, w)) // the message says it
+			}
+			for _, w := range tt.wantNot {
+				is.True(!strings.Contains(msg, w)) // and not this
+			}
+		})
+	}
+}
+
+func TestNPMEngineMismatch(t *testing.T) {
+	tests := []struct {
+		name, output, pkg                  string
+		wantPkg, wantRequired, wantCurrent string
+	}{
+		{"npm 11", npmEngineWarning, "skills", "skills@1.7.4", ">=22.20.0", "v20.20.2"},
+		{"older npm's upper case", strings.ReplaceAll(npmEngineWarning, "npm warn", "npm WARN"), "skills", "skills@1.7.4", ">=22.20.0", "v20.20.2"},
+		{"another package's warning", strings.ReplaceAll(npmEngineWarning, "'skills@", "'left-pad@"), "skills", "", "", ""},
+		{"a name that only starts the same", strings.ReplaceAll(npmEngineWarning, "'skills@", "'skills-extra@"), "skills", "", "", ""},
+		{"no warning", "npm error code E404\n", "skills", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			pkg, required, current := npmEngineMismatch(tt.output, tt.pkg)
+			is.Equal(pkg, tt.wantPkg)           // the package, with its version
+			is.Equal(required, tt.wantRequired) // the Node.js it needs
+			is.Equal(current, tt.wantCurrent)   // the one it got
+		})
+	}
 }
 
 func TestCumulativeUsageIsPerTurn(t *testing.T) {

@@ -158,13 +158,9 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 // environment (reading and decrypting the session's secrets), for a turn
 // whose job did not provision; on failure it says why the turn fails.
 func (r *Runner) prepare(ctx context.Context, sess *store.Session, rt runtimes.Runtime) (*prepared, string) {
-	var environment *store.Environment
-	if sess.EnvironmentID != "" {
-		e, err := r.db.GetEnvironment(context.WithoutCancel(ctx), sess.UserID, sess.EnvironmentID)
-		if err != nil {
-			return nil, "Failed to prepare the environment: " + err.Error()
-		}
-		environment = e
+	environment, err := r.db.SessionEnvironment(context.WithoutCancel(ctx), sess.ID)
+	if err != nil {
+		return nil, "Failed to prepare the environment: " + err.Error()
 	}
 	sp, err := r.backend.Get(ctx, sess.ID, r.spriteOpts(sess, rt, environment))
 	if errors.Is(err, sprite.ErrNotFound) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/aod/aod/sse"
@@ -158,6 +159,25 @@ func (s *Server) handleSessionEgress(w http.ResponseWriter, r *http.Request, ps 
 		return err
 	}
 	writeJSON(w, http.StatusOK, mapList(entries, egressOut))
+	return nil
+}
+
+// handleSessionProvisionLog answers with what the session's provisioning
+// script wrote, as plain text: empty when it ran none (or not yet).
+func (s *Server) handleSessionProvisionLog(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	log, err := s.db.ProvisionLog(r.Context(), u.ID, id)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff") // never rendered as HTML, whatever the script printed
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, log)
 	return nil
 }
 

@@ -777,6 +777,56 @@ func TestSessionEgress(t *testing.T) {
 	is.Equal(second["allowed"], false) // a refusal is listed too
 }
 
+// The provisioning log is the setup script's stdout and stderr as plain
+// text, empty for a session whose provisioning ran no script. A failed
+// provisioning also shows in the stream as the original's stderr output
+// row (with its turn_start) before the error event.
+func TestSessionProvisionLog(t *testing.T) {
+	t.Parallel()
+	a := apitest.New(t, running)
+	tok := a.Token("alice")
+	agent := a.ShellAgent(tok)
+	env := func(name, setup string) string {
+		id, _ := a.MustCreate("/environments", tok, map[string]any{"name": name, "setup_script": setup})["id"].(string)
+		return id
+	}
+	const failure = "Provisioning script failed: exit 4\nstderr:\nno <luck>\n"
+	tests := []struct {
+		name    string
+		envID   string // "" = none
+		wantLog string
+		failed  bool
+	}{
+		{"no environment, no log", "", "", false},
+		{"a setup script's output", env("ok", "echo provisioned-ok\nsleep 0.05\necho 'a warning' >&2"), "provisioned-ok\na warning\n", false},
+		{"a failed setup script", env("broken", "echo trying\nsleep 0.05\necho 'no <luck>' >&2\nexit 4"), "trying\nno <luck>\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			body := apitest.SessionBody(agent, "echo ran")
+			if tt.envID != "" {
+				body["environment_id"] = tt.envID
+			}
+			id := a.StartSession(tok, body)
+			s := a.Finish(tok, id)
+			r := a.Do("GET", "/sessions/"+id+"/provision-log", tok, nil)
+			is.Equal(r.Status, http.StatusOK)                                   // readable
+			is.Equal(r.Header.Get("Content-Type"), "text/plain; charset=utf-8") // as plain text
+			is.Equal(r.Header.Get("X-Content-Type-Options"), "nosniff")         // never sniffed as HTML
+			is.Equal(string(r.Raw), tt.wantLog)                                 // the script's output, verbatim
+			if !tt.failed {
+				is.Equal(s.Last().Type(), "exit") // the session ran
+				return
+			}
+			types := s.Types()
+			is.Equal(types[len(types)-3:], []string{"turn_start", "output", "error"}) // the failure row, then the error
+			is.Equal(s.Output("stderr", 1), "provision failed: "+failure+"\n")        // the original's stderr row, in turn 1
+			is.Equal(s.Last().Str("message"), "Session failed: "+failure)             // the error event as before
+		})
+	}
+}
+
 // ---------------------------------------------------------------- lifecycle
 
 func TestSessionMultiTurn(t *testing.T) {
@@ -1268,7 +1318,7 @@ func TestSessionAuthRequired(t *testing.T) {
 	for _, c := range []struct{ method, path string }{
 		{"POST", "/sessions"}, {"GET", "/sessions"}, {"GET", "/sessions/{id}"}, {"GET", "/sessions/{id}/turns"},
 		{"POST", "/sessions/{id}/prompt"}, {"POST", "/sessions/{id}/terminate"}, {"DELETE", "/sessions/{id}/delete"},
-		{"GET", "/sessions/{id}/stream"},
+		{"GET", "/sessions/{id}/stream"}, {"GET", "/sessions/{id}/provision-log"},
 	} {
 		var body any
 		if c.method == "POST" {
@@ -1304,6 +1354,7 @@ func TestSessionOwnership(t *testing.T) {
 		{Name: "terminate", Method: "POST", Path: "/sessions/{id}/terminate", Token: bob, WantStatus: 404, Check: notFound},
 		{Name: "delete", Method: "DELETE", Path: "/sessions/{id}/delete", Token: bob, WantStatus: 404, Check: notFound},
 		{Name: "stream", Method: "GET", Path: "/sessions/{id}/stream", Token: bob, WantStatus: 404, Check: notFound},
+		{Name: "provision log", Method: "GET", Path: "/sessions/{id}/provision-log", Token: bob, WantStatus: 404, Check: notFound},
 		{Name: "bob's list", Method: "GET", Path: "/sessions", Token: bob, WantStatus: 200,
 			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(len(r.Data()), 0) // alice's session is not in bob's list

@@ -559,6 +559,16 @@ func TestGoldenTranscripts(t *testing.T) {
 			f.finishTurn(id, 1, store.TurnResult{Error: "turn timed out after 10s"})
 			return id
 		}},
+		{"provision_failed", func(f *fixture) string {
+			// As the runner records it: the failed stage, the original's
+			// stderr row in turn 1, then the session fails (no exit code).
+			id := f.session()
+			f.stage(id, "provision_setup", store.StageStarted, 0, "")
+			f.stage(id, "provision_setup", store.StageFailed, 40, "Provisioning script failed: exit 4\nstderr:\nno luck\n")
+			f.output(id, 1, "stderr", "provision failed: Provisioning script failed: exit 4\nstderr:\nno luck\n\n")
+			f.must(f.db.FailSession(context.Background(), id, "Provisioning script failed: exit 4\nstderr:\nno luck\n"))
+			return id
+		}},
 		{"terminated", func(f *fixture) string {
 			id := f.session()
 			f.stage(id, "create_sprite", store.StageStarted, 0, "")

@@ -388,7 +388,9 @@ func (db *DB) EnvironmentVersions(ctx context.Context, userID, id string) ([]*En
 	return out, rows.Err()
 }
 
-// EnvironmentSecrets decrypts an environment's env vars (for the runner).
+// EnvironmentSecrets decrypts an environment's current env vars (the web
+// UI lists their names). A session's come from SessionSecrets: those of
+// the version it runs.
 func (db *DB) EnvironmentSecrets(ctx context.Context, userID, id string) (map[string]string, error) {
 	var sealed []byte
 	err := db.reader.QueryRowContext(ctx, `SELECT env_vars FROM environments WHERE id = ? AND user_id = ?`, id, userID).Scan(&sealed)

@@ -29,13 +29,41 @@ func (db *DB) SetProvisionState(ctx context.Context, id, state string) error {
 	})
 }
 
+// sessionEnvVersion joins a session (s) to its environment (e) and the
+// snapshot of it the session runs (v): the version it was created with, or
+// the environment's current one for a session older than that record (0).
+// Versions are never deleted while a session refers to the environment.
+const sessionEnvVersion = `LEFT JOIN environments e ON e.id = s.environment_id
+	LEFT JOIN environment_versions v ON v.environment_id = e.id
+		AND v.version = CASE WHEN s.environment_version > 0 THEN s.environment_version ELSE e.version END`
+
+// SessionEnvironment returns the environment a session runs with (see
+// sessionEnvVersion): packages, setup script and networking as they were
+// when it was created, whatever changed since, archived or not. Its env
+// vars come with SessionSecrets. nil when the session has no environment.
+func (db *DB) SessionEnvironment(ctx context.Context, id string) (*Environment, error) {
+	var envID sql.NullString
+	err := db.reader.QueryRowContext(ctx, `SELECT environment_id FROM sessions WHERE id = ?`, id).Scan(&envID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, sessionNotFound()
+	}
+	if err != nil || !envID.Valid {
+		return nil, err
+	}
+	return scanEnvironment(db.reader.QueryRowContext(ctx, `SELECT e.id, e.user_id, v.name, v.packages, v.setup_script,
+		v.networking_type, v.networking_config, v.version, e.created_at, v.created_at, e.archived_at
+		FROM sessions s `+sessionEnvVersion+` WHERE s.id = ?`, id))
+}
+
 // SessionSecrets returns the decrypted env vars a session's sprite gets:
-// the environment's, then the session's secrets (which win), and the
-// repository tokens by resource position.
+// those of the environment version it runs (see sessionEnvVersion), then
+// the session's secrets (which win), and the repository tokens by
+// resource position.
 func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]string, resources []Resource, err error) {
 	var envID sql.NullString
-	var sealed []byte
-	if err := db.reader.QueryRowContext(ctx, `SELECT environment_id, secret_env_vars FROM sessions WHERE id = ?`, id).Scan(&envID, &sealed); err != nil {
+	var sealed, envSealed []byte
+	if err := db.reader.QueryRowContext(ctx, `SELECT s.environment_id, s.secret_env_vars, v.env_vars
+		FROM sessions s `+sessionEnvVersion+` WHERE s.id = ?`, id).Scan(&envID, &sealed, &envSealed); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil, sessionNotFound()
 		}
@@ -43,10 +71,6 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 	}
 	env = map[string]string{}
 	if envID.Valid {
-		envSealed, err := sealedEnvVars(ctx, db.reader, envID.String)
-		if err != nil {
-			return nil, nil, err
-		}
 		vars, err := db.openEnvVars(envID.String, envSealed)
 		if err != nil {
 			return nil, nil, err
@@ -113,4 +137,30 @@ func (db *DB) SessionAgent(ctx context.Context, id string) (*AgentVersion, error
 		return nil, agentNotFound()
 	}
 	return v, err
+}
+
+// SetProvisionLog keeps what a session's provisioning script wrote,
+// replacing an earlier log. The runner bounds it and redacts the
+// session's secrets first. A session that is gone is not an error: its
+// log goes with it.
+func (db *DB) SetProvisionLog(ctx context.Context, id, log string) error {
+	return db.write(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO session_provision_logs(session_id, log, created_at)
+			SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?)
+			ON CONFLICT (session_id) DO UPDATE SET log = excluded.log, created_at = excluded.created_at`,
+			id, log, tx.Stamp(), id)
+		return err
+	})
+}
+
+// ProvisionLog returns one of the user's sessions' provisioning log; ""
+// when its provisioning ran no script (or has not yet).
+func (db *DB) ProvisionLog(ctx context.Context, userID, id string) (string, error) {
+	var log sql.NullString
+	err := db.reader.QueryRowContext(ctx, `SELECT l.log FROM sessions s LEFT JOIN session_provision_logs l ON l.session_id = s.id
+		WHERE s.id = ? AND s.user_id = ?`, id, userID).Scan(&log)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", sessionNotFound()
+	}
+	return log.String, err
 }

@@ -218,7 +218,7 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 		if envID == "" {
 			envID = agent.EnvironmentID
 		}
-		envVars, err := db.sessionEnvVars(ctx, tx, userID, envID)
+		envVersion, envVars, err := db.sessionEnvVars(ctx, tx, userID, envID)
 		if err != nil {
 			return err
 		}
@@ -236,7 +236,7 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 		if s.Resources == nil {
 			s.Resources = []Resource{}
 		}
-		if err := db.insertSession(ctx, tx, s, agent.Version, in.SecretEnvVars); err != nil {
+		if err := db.insertSession(ctx, tx, s, agent.Version, envVersion, in.SecretEnvVars); err != nil {
 			return err
 		}
 		if err := db.insertResources(ctx, tx, s); err != nil {
@@ -248,23 +248,25 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 }
 
 // sessionEnvVars checks a new session's environment (the user's, not
-// archived) and opens its env vars; none when envID is "".
-func (db *DB) sessionEnvVars(ctx context.Context, tx *Tx, userID, envID string) (map[string]string, error) {
+// archived) and returns its current version, which the session will run,
+// with that version's env vars opened; none when envID is "".
+func (db *DB) sessionEnvVars(ctx context.Context, tx *Tx, userID, envID string) (int, map[string]string, error) {
 	if envID == "" {
-		return nil, nil
+		return 0, nil, nil
 	}
 	env, err := getEnvironment(ctx, tx, userID, envID)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if env.ArchivedAt != nil {
-		return nil, Errorf(Conflict, "Cannot create session with archived environment")
+		return 0, nil, Errorf(Conflict, "Cannot create session with archived environment")
 	}
 	sealed, err := sealedEnvVars(ctx, tx, envID)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	return db.openEnvVars(envID, sealed)
+	vars, err := db.openEnvVars(envID, sealed)
+	return env.Version, vars, err
 }
 
 // sealedEnvVars reads an environment's env vars as stored (encrypted).
@@ -286,8 +288,9 @@ func checkCredentials(agent *Agent, policy SessionPolicy, vars ...map[string]str
 	return nil
 }
 
-// insertSession stores the session row with its secret env vars sealed.
-func (db *DB) insertSession(ctx context.Context, tx *Tx, s *Session, agentVersion int, secretEnvVars map[string]string) error {
+// insertSession stores the session row with the agent and environment
+// versions it runs and its secret env vars sealed.
+func (db *DB) insertSession(ctx context.Context, tx *Tx, s *Session, agentVersion, envVersion int, secretEnvVars map[string]string) error {
 	var secrets any
 	if len(secretEnvVars) > 0 {
 		plain, _ := json.Marshal(secretEnvVars)
@@ -297,8 +300,8 @@ func (db *DB) insertSession(ctx context.Context, tx *Tx, s *Session, agentVersio
 		}
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, user_id, agent_id, environment_id, runtime, provider, model,
-			system, agent_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		s.ID, s.UserID, s.AgentID, nullString(s.EnvironmentID), s.Runtime, s.Provider, s.Model, s.System, agentVersion, s.Status, secrets,
+			system, agent_version, environment_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		s.ID, s.UserID, s.AgentID, nullString(s.EnvironmentID), s.Runtime, s.Provider, s.Model, s.System, agentVersion, envVersion, s.Status, secrets,
 		tx.Stamp(), tx.Stamp())
 	return err
 }

@@ -51,18 +51,19 @@ func (u *UI) agentNames(r *http.Request, s *session) (map[string]string, error) 
 }
 
 type sessionPage struct {
-	S           *store.Session
-	Agent       *store.Agent
-	Environment *store.Environment
-	Prompt      string // the latest turn's
-	Backend     string
-	Log         []logPiece
-	LastID      int64 // the last log row rendered; the live stream resumes after it
-	LastTurn    int
-	Timeout     int
-	Terminal    bool
-	Network     string              // the policy, as the network_policy stage would say
-	Egress      []store.EgressEntry // what the sprite asked the egress proxy for
+	S            *store.Session
+	Agent        *store.Agent
+	Environment  *store.Environment // the version the session runs
+	Prompt       string             // the latest turn's
+	Backend      string
+	Log          []logPiece
+	LastID       int64 // the last log row rendered; the live stream resumes after it
+	LastTurn     int
+	Timeout      int
+	Terminal     bool
+	Network      string              // the policy, as the network_policy stage would say
+	Egress       []store.EgressEntry // what the sprite asked the egress proxy for
+	ProvisionLog string              // what the setup script wrote ("": none)
 }
 
 // maxRenderedRows bounds the log rendered into the page; the live stream
@@ -84,10 +85,8 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 			p.Agent = a
 		}
 	}
-	if sess.EnvironmentID != "" {
-		if e, err := u.db.GetEnvironment(r.Context(), s.User.ID, sess.EnvironmentID); err == nil {
-			p.Environment = e
-		}
+	if e, err := u.db.SessionEnvironment(r.Context(), sess.ID); err == nil {
+		p.Environment = e
 	}
 	turns, err := u.db.ListTurns(r.Context(), s.User.ID, id)
 	if err != nil {
@@ -100,6 +99,9 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 	}
 	p.Backend = backendLabel(sess)
 	if p.Egress, err = u.db.ListEgress(r.Context(), s.User.ID, id); err != nil {
+		return err
+	}
+	if p.ProvisionLog, err = u.db.ProvisionLog(r.Context(), s.User.ID, id); err != nil {
 		return err
 	}
 	p.Network = "unrestricted (public hosts only)"

@@ -251,6 +251,40 @@ func TestSessionPageStates(t *testing.T) {
 	is.True(!p.Has("[stdout]")) // and no output rows
 }
 
+// The session page names the environment version the session runs (as it
+// was then) and shows the provisioning log, escaped, in a collapsible
+// block whose heading is the toggle; no block without a log.
+func TestSessionPageProvisioningLog(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	v := s.user("prov")
+	agent := v.shellAgent("sh")
+	is := is.New(t)
+	ctx := context.Background()
+	uid := userID(t, s, "prov")
+	env, err := s.DB.CreateEnvironment(ctx, uid, storeEnv("py"))
+	is.NoErr(err) // an environment
+	sess, err := s.DB.CreateSession(ctx, uid, store.SessionInput{AgentID: agent, EnvironmentID: env.ID, Prompt: "true", Timeout: 60})
+	is.NoErr(err) // a session on it
+	renamed := "py-renamed"
+	_, err = s.DB.UpdateEnvironment(ctx, uid, env.ID, store.EnvironmentPatch{Version: 1, Name: &renamed})
+	is.NoErr(err) // edited afterwards
+
+	p := v.get("/ui/sessions/" + sess.ID)
+	is.Equal(p.Status, http.StatusOK)                                               // the page
+	is.True(p.Has(`>py</a> <span class="muted">(version 1)</span>`))                // the version the session runs, as it was
+	is.True(!p.Has("Provisioning log"))                                             // no log, no block
+	is.NoErr(s.DB.SetProvisionLog(ctx, sess.ID, "<script>alert(1)</script>\nok\n")) // a log arrives
+
+	p = v.get("/ui/sessions/" + sess.ID)
+	is.True(strings.Contains(p.Body, `<details>`))                                                            // a collapsible block, closed
+	is.True(strings.Contains(p.Body, `<summary><h2 class="summary-heading">Provisioning log</h2></summary>`)) // toggled by its heading (a summary: focusable, Enter and Space open it)
+	is.True(strings.Contains(p.Body, `tabindex="0" aria-label="Provisioning log">&lt;script&gt;alert(1)&lt;/script&gt;
+ok
+</pre>`)) // the text, escaped, scrollable from the keyboard
+	is.True(!strings.Contains(p.Body, "<script>alert(1)")) // never markup
+}
+
 func TestStaticFiles(t *testing.T) {
 	t.Parallel()
 	s := newRunningSite(t)

@@ -59,9 +59,11 @@ func WriteInlineSkills(ctx context.Context, sp sprite.Sprite, rt Runtime, skills
 	return nil
 }
 
-// skillsCLI is the skills.sh installer, fetched by npx at its latest
-// version like the original does.
-const skillsCLI = "skills@latest"
+// SkillsPackage is the npm package of the skills.sh installer; npx fetches
+// it at its latest version like the original does.
+const SkillsPackage = "skills"
+
+const skillsCLI = SkillsPackage + "@latest"
 
 // GitHubSkillArgv is the command that installs a GitHub skill for the
 // skills.sh agent id (see Runtime.Skills); it needs npm and GitHub.
