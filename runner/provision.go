@@ -60,6 +60,9 @@ type provisioning struct {
 	env         map[string]string  // env_file: the sprite processes' environment, secrets included
 	resources   []store.Resource   // env_file: the repositories, with their tokens
 	redact      *cmdout.Redactor   // env_file: the secrets' values, kept out of logs and messages
+	opts        sprite.Options     // create_sprite: the sprite's options
+	layerKey    string             // create_sprite: its package layer, where sprites have them
+	logBuf      *cmdout.Bounded    // provision_setup: what its commands wrote, for the provisioning log
 	tokenEnv    map[string]string  // git_credentials: each token under its clone's variable
 	skills      []runtimes.Skill   // runtime_config: the agent's skills
 
@@ -250,7 +253,13 @@ func (p *provisioning) createSprite() (string, error) {
 	if p.environment, err = p.r.db.SessionEnvironment(p.dbctx, p.sess.ID); err != nil {
 		return "", err
 	}
-	p.sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.r.spriteOpts(p.sess, p.rt, p.environment))
+	p.opts = p.r.spriteOpts(p.sess, p.rt, p.environment)
+	if p.r.local.Layers() {
+		if p.layerKey = layerKey(p.environment); p.layerKey != "" && p.r.local.HasLayer(p.layerKey) {
+			p.opts.Layer = p.layerKey
+		}
+	}
+	p.sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.opts)
 	return "", err
 }
 
@@ -344,14 +353,35 @@ func (p *provisioning) gitCredentials() (string, error) {
 	return "", nil
 }
 
-// provisionSetup runs the one script of packages, clones and the
-// environment's setup script, if there is anything to do.
-func (p *provisioning) provisionSetup() (string, error) {
-	script, err := provisionScript(p.environment, p.resources, p.sp)
-	if err != nil || script == "" {
-		return "", err
+// provisionSetup puts the environment's packages in place (its package
+// layer where sprites have them, else the installs run in the sprite),
+// then runs the clones and the environment's setup script, if there is
+// anything to do; what they write is kept as the provisioning log.
+func (p *provisioning) provisionSetup() (msg string, err error) {
+	p.logBuf = &cmdout.Bounded{Head: provisionLogHead, Tail: provisionLogTail}
+	defer p.keepLog() // before the stage's end, and any failure, is stored
+	if p.layerKey != "" {
+		steps, err := packageSteps(p.environment)
+		if err != nil {
+			return "", err
+		}
+		if p.opts.Layer == "" {
+			if msg, err = p.layerFor(p.layerKey, steps); err != nil {
+				return "", err
+			}
+			p.opts.Layer = p.layerKey
+			if p.sp, err = p.r.backend.Get(p.ctx, p.sess.ID, p.opts); err != nil {
+				return "", err
+			}
+		} else {
+			msg = "packages from the environment's layer (" + packagesLine(steps) + ")"
+		}
 	}
-	return "", p.runScript(script)
+	script, err := provisionScript(p.environment, p.resources, p.sp, p.layerKey == "")
+	if err != nil || script == "" {
+		return msg, err
+	}
+	return msg, p.runScript(script)
 }
 
 // runtimeConfig writes the CLI's config files with the agent's MCP
@@ -436,19 +466,17 @@ func (p *provisioning) runScript(script string) error {
 	}
 	full["GIT_TERMINAL_PROMPT"] = "0" // a missing credential fails instead of waiting for a terminal
 	stderr := &cmdout.Tail{Max: 8 << 10}
-	log := &cmdout.Bounded{Head: provisionLogHead, Tail: provisionLogTail}
 	proc, err := sp.Start(p.ctx, sprite.ExecRequest{
 		Argv:   []string{"bash", "--noprofile", "--norc", sp.Path(scriptPath)},
 		Dir:    sprite.HomeDir,
 		Env:    envList(full),
-		Stdout: log,
-		Stderr: io.MultiWriter(stderr, log),
+		Stdout: p.logBuf,
+		Stderr: io.MultiWriter(stderr, p.logBuf),
 	})
 	if err != nil {
 		return err
 	}
 	st, _, err := p.r.supervise(p.ctx, proc, 0, nil)
-	p.keepLog(log) // before the stage's end, and any failure, is stored
 	if err != nil {
 		return err
 	}
@@ -466,10 +494,11 @@ func (p *provisioning) runScript(script string) error {
 	return nil
 }
 
-// keepLog stores what the provisioning script wrote as the session's
+// keepLog stores what the package installs and the provisioning script
+// wrote as the session's
 // provisioning log, its secrets redacted.
-func (p *provisioning) keepLog(b *cmdout.Bounded) {
-	head, tail, omitted := b.Text()
+func (p *provisioning) keepLog() {
+	head, tail, omitted := p.logBuf.Text()
 	text := p.redact.Redact(head, false, omitted > 0)
 	if omitted > 0 {
 		text += fmt.Sprintf("\n[aod: %d bytes of output left out here]\n", omitted) + p.redact.Redact(tail, true, false)
@@ -645,38 +674,66 @@ func (r *Runner) network(sess *store.Session, environment *store.Environment) sp
 	return n
 }
 
-// provisionScript is the one script provisioning runs: packages, clones,
-// then the environment's setup script. "" when there is nothing to do.
-func provisionScript(environment *store.Environment, resources []store.Resource, sp sprite.Sprite) (string, error) {
-	var b strings.Builder
-	if environment != nil {
-		for m := range environment.Packages {
-			if !slices.Contains(store.PackageManagers, m) {
-				return "", fmt.Errorf("unknown package manager: %s", m)
+// packageStep is one package manager's share of an environment's
+// packages: its install commands.
+type packageStep struct {
+	manager string
+	pkgs    []string
+	script  string
+}
+
+// packageSteps are an environment's package installs, in the original's
+// order of managers.
+func packageSteps(environment *store.Environment) ([]packageStep, error) {
+	if environment == nil {
+		return nil, nil
+	}
+	for m := range environment.Packages {
+		if !slices.Contains(store.PackageManagers, m) {
+			return nil, fmt.Errorf("unknown package manager: %s", m)
+		}
+	}
+	var steps []packageStep
+	for _, m := range store.PackageManagers { // in install order
+		pkgs := environment.Packages[m]
+		if len(pkgs) == 0 {
+			continue
+		}
+		var b strings.Builder
+		switch m {
+		case "apt":
+			// apt writes system directories: say so plainly where they
+			// are read-only instead of apt's own error.
+			b.WriteString(`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (a writable root needs aod to run as root); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi` + "\n")
+			fmt.Fprintf(&b, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y %s\n", quoteAll(pkgs))
+		case "gem":
+			fmt.Fprintf(&b, "gem install %s\n", quoteAll(pkgs))
+		case "npm":
+			fmt.Fprintf(&b, "npm install --global %s\n", quoteAll(pkgs))
+		case "pip":
+			fmt.Fprintf(&b, "pip install %s\n", quoteAll(pkgs))
+		default: // cargo, go: one package per command
+			for _, pkg := range pkgs {
+				fmt.Fprintf(&b, "%s install %s\n", m, shellQuote(pkg))
 			}
 		}
-		for _, m := range store.PackageManagers { // in install order
-			pkgs := environment.Packages[m]
-			if len(pkgs) == 0 {
-				continue
-			}
-			switch m {
-			case "apt":
-				// apt writes system directories: say so plainly where they
-				// are read-only (bubblewrap sprites) instead of apt's own error.
-				b.WriteString(`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (a writable root needs aod to run as root); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi` + "\n")
-				fmt.Fprintf(&b, "apt-get update -qq && apt-get install -y %s\n", quoteAll(pkgs))
-			case "gem":
-				fmt.Fprintf(&b, "gem install %s\n", quoteAll(pkgs))
-			case "npm":
-				fmt.Fprintf(&b, "npm install --global %s\n", quoteAll(pkgs))
-			case "pip":
-				fmt.Fprintf(&b, "pip install %s\n", quoteAll(pkgs))
-			default: // cargo, go: one package per command
-				for _, pkg := range pkgs {
-					fmt.Fprintf(&b, "%s install %s\n", m, shellQuote(pkg))
-				}
-			}
+		steps = append(steps, packageStep{manager: m, pkgs: pkgs, script: b.String()})
+	}
+	return steps, nil
+}
+
+// provisionScript is the one script provisioning runs: packages (unless
+// a package layer has them), clones, then the environment's setup script.
+// "" when there is nothing to do.
+func provisionScript(environment *store.Environment, resources []store.Resource, sp sprite.Sprite, packages bool) (string, error) {
+	var b strings.Builder
+	steps, err := packageSteps(environment)
+	if err != nil {
+		return "", err
+	}
+	if packages {
+		for _, st := range steps {
+			b.WriteString(st.script)
 		}
 	}
 	for i, res := range resources {

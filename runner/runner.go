@@ -32,6 +32,7 @@ const (
 	DefaultProvisionTimeout = 15 * time.Minute
 	DefaultSweepInterval    = 10 * time.Minute
 	DefaultWarmSprites      = 2 // started ahead, so a new session's first command starts at once
+	DefaultLayerRetention   = 7 * 24 * time.Hour
 
 	// Limits.
 	DefaultProcesses     = 1024     // per sprite
@@ -79,6 +80,9 @@ type Config struct {
 	// dialling (tests map names to local upstreams); nil: the system's.
 	EgressResolver egress.Resolver
 	EgressDial     func(ctx context.Context, network, address string) (net.Conn, error)
+	// LayerRetention is how long an environment's package layer that no
+	// sprite is made over is kept (the sweep removes it after).
+	LayerRetention time.Duration
 	// WarmSprites is how many bubblewrap sprites are kept started ahead,
 	// their init parked, so that a new session's first command starts at
 	// once; negative: none.
@@ -169,7 +173,8 @@ type Runner struct {
 	local     *local.Backend
 
 	workers sync.WaitGroup
-	bg      sync.WaitGroup // sprite removals
+	bg      sync.WaitGroup // sprite removals, layer builds
+	layers  layers
 }
 
 // job is the runner's state of one session while it is queued or active.
@@ -199,6 +204,9 @@ func New(db Store, cfg Config) (*Runner, error) {
 	}
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = DefaultKillGrace
+	}
+	if cfg.LayerRetention <= 0 {
+		cfg.LayerRetention = DefaultLayerRetention
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = DefaultSweepInterval
@@ -372,6 +380,17 @@ func (r *Runner) sweep(ctx context.Context) error {
 		r.log.Info("removing orphaned sprite", "sprite", name)
 		if err := r.backend.Delete(ctx, name); err != nil {
 			r.log.Error("removing orphaned sprite", "sprite", name, "err", err)
+		}
+	}
+	if r.local.Layers() {
+		got, err := local.CollectLayers(r.cfg.DataDir, r.cfg.LayerRetention)
+		for _, l := range got {
+			if l.Removed {
+				r.log.Info("removed an unused package layer", "layer", l.Key, "last_used", l.LastUsed)
+			}
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -376,20 +376,23 @@ func TestProvisionScript(t *testing.T) {
 	script, err := provisionScript(env, []store.Resource{
 		{URL: "https://github.com/o/r.git", MountPath: "/srv/code"},
 		{URL: "https://github.com/o/other", Token: "ghp_secret"},
-	}, sp)
+	}, sp, true)
 	is.NoErr(err) // build the script
 	is.Equal(script, "#!/bin/bash\nset -e\n"+
-		`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (bubblewrap sandbox); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi`+"\n"+
-		"apt-get update -qq && apt-get install -y curl\n"+
+		`if [ ! -w /usr ]; then echo "apt packages cannot be installed: this sprite's system directories are read-only (a writable root needs aod to run as root); use pip, npm, gem, cargo or go packages, which install into the home directory" >&2; exit 1; fi`+"\n"+
+		"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y curl\n"+
 		"go install x/y@latest\ngo install z@v1\n"+
 		"pip install requests 'a b'\n"+
 		"git clone --depth=1 --quiet https://github.com/o/r.git "+data+"/sprites/s1/mounts/0\n"+
 		`git -c credential.helper= -c 'credential.helper=!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$AOD_GIT_TOKEN_1"; }; f' clone --depth=1 --quiet https://github.com/o/other `+data+"/sprites/s1/workspace/other\n"+
 		"echo done\n") // packages in manager order, clones, then the setup script
 	is.True(!strings.Contains(script, "ghp_secret")) // the token is never in the script
-	_, err = provisionScript(&store.Environment{Packages: map[string][]string{"brew": {"x"}}}, nil, sp)
+	layered, err := provisionScript(env, nil, sp, false)
+	is.NoErr(err)
+	is.Equal(layered, "#!/bin/bash\nset -e\necho done\n") // with a package layer, only the setup script is left
+	_, err = provisionScript(&store.Environment{Packages: map[string][]string{"brew": {"x"}}}, nil, sp, true)
 	is.True(err != nil) // an unknown package manager fails
-	empty, err := provisionScript(nil, nil, sp)
+	empty, err := provisionScript(nil, nil, sp, true)
 	is.NoErr(err)       // nothing to do is fine
 	is.Equal(empty, "") // and runs no script
 }
@@ -534,10 +537,11 @@ func TestPeriodicSweep(t *testing.T) {
 	is.True(exists(f.spriteDir(live.ID))) // a running session's sprite is left alone
 }
 
-// Environment packages install into the sprite's home, so they work under
-// bubblewrap's read-only system directories too; their commands are on
+// Environment packages install into the environment's package layer
+// (/usr/local) where sprites have a writable root, else into the sprite's
+// home, so they work under a read-only root too; their commands are on
 // PATH in every turn. (npm is the manager this machine's registry serves.)
-func TestEnvironmentPackagesInstallIntoHome(t *testing.T) {
+func TestEnvironmentPackagesOnPath(t *testing.T) {
 	if _, err := exec.LookPath("npm"); err != nil {
 		t.Fatalf("npm is required (the runtime tests need it too): %v", err)
 	}
@@ -556,7 +560,11 @@ func TestEnvironmentPackagesInstallIntoHome(t *testing.T) {
 			done := f.wait(s.ID)
 			is.Equal(done.Status, store.StatusCompleted) // provisioning installed it and the turn ran
 			out, _ := f.output(s.ID, 1)
-			is.Equal(out, "1.3.0\nHOME/.local/bin/semver\n") // the package's command works, from the home dir
+			where := "HOME/.local/bin/semver"
+			if f.r.local.Layers() {
+				where = "/usr/local/bin/semver"
+			}
+			is.Equal(out, "1.3.0\n"+where+"\n") // the package's command works, from the layer or the home dir
 		})
 	}
 }

@@ -1,0 +1,185 @@
+package runner
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/store"
+	"github.com/matryer/is"
+)
+
+// layerFixture is a bubblewrap runner whose sprites have a writable root
+// (root, as on CI), so environments get package layers.
+func layerFixture(t *testing.T) *fixture {
+	t.Helper()
+	requireBwrap(t)
+	if os.Geteuid() != 0 {
+		t.Skip("package layers need a writable root, which needs aod to run as root (CI's case)")
+	}
+	realNPM(t)
+	f := newFixture(t, Config{Sandbox: SandboxBwrap, ProvisionTimeout: 5 * time.Minute})
+	if !f.r.local.Layers() {
+		t.Fatal("as root, bubblewrap sprites have a writable root and package layers")
+	}
+	return f
+}
+
+// waitLong is wait for sessions whose provisioning installs packages.
+func (f *fixture) waitLong(id string) *store.Session {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(f.ctx, 4*time.Minute)
+	defer cancel()
+	for {
+		seq := f.db.ChangeSeq(id)
+		s, err := f.db.GetSession(ctx, "", id)
+		if err != nil {
+			f.t.Fatalf("get session: %v", err)
+		}
+		if !s.Active() {
+			return s
+		}
+		if err := f.db.WaitChange(ctx, id, seq); err != nil {
+			f.t.Fatalf("session %s still %s after 4 minutes", id, s.Status)
+		}
+	}
+}
+
+// setupMessages are a session's provision_setup stage messages.
+func (f *fixture) setupMessages(id string) []string {
+	var out []string
+	for _, e := range f.events(id) {
+		if e.Kind == store.KindStage && e.Stage == stageProvisionSetup && e.Data != "" {
+			out = append(out, e.State+": "+e.Data)
+		}
+	}
+	return out
+}
+
+func countContaining(list []string, sub string) int {
+	n := 0
+	for _, s := range list {
+		if strings.Contains(s, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// An environment's apt and npm packages are installed once, for real, into
+// its layer: the first session builds it (saying what installs), the
+// second starts with the packages in place and installs nothing, and
+// neither touched the host's /usr.
+func TestPackageLayerBuiltOnceAndReused(t *testing.T) {
+	is := is.New(t)
+	f := layerFixture(t)
+	for _, p := range []string{"/usr/games/cowsay", "/usr/local/bin/semver"} {
+		if exists(p) {
+			t.Fatalf("this test installs %s into sprites: the host must not have it", p)
+		}
+	}
+	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "layered", Networking: store.Networking{Type: "unrestricted"},
+		Packages:    map[string][]string{"apt": {"cowsay"}, "npm": {"semver@7.6.3"}},
+		SetupScript: "echo setup-ran-here",
+	})
+	is.NoErr(err) // an environment with apt and npm packages
+	script := "/usr/games/cowsay moo | head -2 | tail -1; semver 1.2.3 -i minor\n"
+	first := f.run(script, sessionOpts{environmentID: env.ID})
+	done := f.waitLong(first.ID)
+	is.Equal(done.Status, store.StatusCompleted) // the first session builds the layer and runs (see done.Error)
+	out, _ := f.output(first.ID, 1)
+	is.Equal(out, "< moo >\n1.3.0\n") // with both packages
+	msgs := f.setupMessages(first.ID)
+	is.Equal(countContaining(msgs, "installing apt packages: cowsay"), 1)       // it said what it installed
+	is.Equal(countContaining(msgs, "installing npm packages: semver@7.6.3"), 1) // manager by manager
+	is.Equal(countContaining(msgs, "packages installed into the environment's layer"), 1)
+	log, err := f.db.ProvisionLog(f.ctx, f.user.ID, first.ID)
+	is.NoErr(err)
+	is.True(strings.Contains(log, "setup-ran-here")) // the setup script ran, and its output is in the log
+	is.True(strings.Contains(log, "cowsay"))         // as is the build's
+
+	second := f.run(script, sessionOpts{environmentID: env.ID})
+	done = f.waitLong(second.ID)
+	is.Equal(done.Status, store.StatusCompleted) // the second session runs
+	out, _ = f.output(second.ID, 1)
+	is.Equal(out, "< moo >\n1.3.0\n") // with the packages
+	msgs = f.setupMessages(second.ID)
+	is.Equal(countContaining(msgs, "installing"), 0)                            // it installed nothing
+	is.Equal(countContaining(msgs, "packages from the environment's layer"), 1) // it says where they came from
+	log, err = f.db.ProvisionLog(f.ctx, f.user.ID, second.ID)
+	is.NoErr(err)
+	is.Equal(log, "setup-ran-here\n") // the setup script still runs in every session
+
+	for _, p := range []string{"/usr/games/cowsay", "/usr/local/bin/semver"} {
+		is.True(!exists(p)) // the host's /usr never got the packages
+	}
+}
+
+// Sessions starting together build their layer once: one builds, the
+// others wait for it and say so. A build that fails fails every session
+// waiting for it with its error and is not remembered: the next session
+// tries again.
+func TestPackageLayerSingleFlightAndFailuresNotCached(t *testing.T) {
+	is := is.New(t)
+	f := layerFixture(t)
+	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "shared", Networking: store.Networking{Type: "unrestricted"},
+		Packages: map[string][]string{"npm": {"semver@7.6.3"}},
+	})
+	is.NoErr(err)
+	var ids []string
+	for range 3 {
+		ids = append(ids, f.create("semver 2.0.0 -i patch\n", sessionOpts{environmentID: env.ID}).ID)
+	}
+	for _, id := range ids {
+		f.r.Enqueue(id)
+	}
+	builds, waits := 0, 0
+	for _, id := range ids {
+		done := f.waitLong(id)
+		is.Equal(done.Status, store.StatusCompleted) // every session runs (see done.Error)
+		out, _ := f.output(id, 1)
+		is.Equal(out, "2.0.1\n") // with the package
+		msgs := f.setupMessages(id)
+		waited := countContaining(msgs, "which another session started building") > 0
+		cached := countContaining(msgs, "packages from the environment's layer") > 0
+		switch {
+		case waited:
+			waits++
+		case !cached:
+			builds++ // neither waited nor found it: this session's build
+		}
+	}
+	is.Equal(builds, 1) // one build for all three
+	is.True(waits >= 1) // at least one session waited for it, saying so
+
+	bad, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "broken", Networking: store.Networking{Type: "unrestricted"},
+		Packages: map[string][]string{"npm": {"aod-no-such-package-" + strings.ToLower(t.Name())}},
+	})
+	is.NoErr(err)
+	var wg sync.WaitGroup
+	failed := make([]*store.Session, 2)
+	for i := range failed {
+		id := f.run("echo never\n", sessionOpts{environmentID: bad.ID}).ID
+		wg.Add(1)
+		go func() { defer wg.Done(); failed[i] = f.waitLong(id) }()
+	}
+	wg.Wait()
+	for _, s := range failed {
+		is.Equal(s.Status, store.StatusFailed)                                                    // a failed build fails its sessions
+		is.True(strings.Contains(s.Error, "building the environment's package layer: npm: exit")) // with the build's error (see s.Error)
+	}
+	again := f.run("echo never\n", sessionOpts{environmentID: bad.ID})
+	s := f.waitLong(again.ID)
+	is.Equal(s.Status, store.StatusFailed)                                             // the next session
+	is.Equal(countContaining(f.setupMessages(again.ID), "installing npm packages"), 1) // built again: the failure was not cached
+	got, err := local.CollectLayers(f.dir, time.Hour)
+	is.NoErr(err)
+	is.Equal(len(got), 1) // only the good environment has a layer
+}
