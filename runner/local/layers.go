@@ -225,4 +225,6 @@ const buildPrefix = ".build-"
 
 // BuildSpriteName is the name of the sprite that builds layer key (its
 // tree is swept at start like a warm sprite's, never listed).
-func BuildSpriteName(key string) string { return buildPrefix + key + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) }
+func BuildSpriteName(key string) string {
+	return buildPrefix + key + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}

@@ -58,16 +58,15 @@ var rootSkeleton = []string{"proc", "dev", "home", "home/sprite", "workspace", "
 
 // writableRoot makes and mounts sprites' root filesystems.
 type writableRoot struct {
-	base   string     // <sprites>/.base
-	layers string     // <data dir>/layers: the environments' package layers (layers.go)
-	dirs  []string    // the overlays, in mount order: overlaid that exist, then baseOnly
-	links [][2]string // the host's usr-merge links: name → target ("bin" → "usr/bin")
-	sleep string      // a command that waits, to hold a user namespace while its fd is taken
+	base   string      // <sprites>/.base
+	layers string      // <data dir>/layers: the environments' package layers (layers.go)
+	dirs   []string    // the overlays, in mount order: overlaid that exist, then baseOnly
+	links  [][2]string // the host's usr-merge links: name → target ("bin" → "usr/bin")
+	sleep  string      // a command that waits, to hold a user namespace while its fd is taken
 
 	mu     sync.Mutex
 	userns map[int]int // first host uid of a range → a user namespace mapping it from 0
 }
-
 
 // newWritableRoot unmounts what a previous process left mounted under
 // sprites, rebuilds the base layer and proves an overlay mounts.
