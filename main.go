@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/runner"
+	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/server"
 	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
@@ -71,6 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.AddCommand(tokenCmd(openStore, stdout))
 	root.AddCommand(userCmd(openStore, stdout))
 	root.AddCommand(fakeModelCmd(getenv, stdout, stderr))
+	root.AddCommand(environmentsCmd(&dataDir, stdout))
 	root.AddCommand(&cobra.Command{
 		Use:   "backup DEST_DIR",
 		Short: "Write a consistent copy of the database and the key file (safe while the server runs)",
@@ -133,6 +136,7 @@ type serveOptions struct {
 	shutdownGrace    time.Duration
 	provisionTimeout time.Duration
 	sweepInterval    time.Duration
+	layerRetention   time.Duration
 	runtimeDir       string
 	fakeModel        bool
 	fakeModelScript  string
@@ -180,6 +184,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", env.dur("AOD_SHUTDOWN_GRACE", defaultShutdownGrace), "on SIGTERM, how long running turns may finish (env AOD_SHUTDOWN_GRACE)")
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", runner.DefaultProvisionTimeout), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
 	f.DurationVar(&o.sweepInterval, "sweep-interval", env.dur("AOD_SWEEP_INTERVAL", runner.DefaultSweepInterval), "how often leftover sprites of deleted or terminated sessions are removed (env AOD_SWEEP_INTERVAL)")
+	f.DurationVar(&o.layerRetention, "layer-retention", env.dur("AOD_LAYER_RETENTION", runner.DefaultLayerRetention), "how long an environment's package layer no sprite uses is kept before the sweep removes it (env AOD_LAYER_RETENTION)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
 	f.BoolVar(&o.fakeModel, "fake-model", env.bool("AOD_FAKE_MODEL"), "run the fake model API in-process and point every runtime at it: offline runs, no model keys (env AOD_FAKE_MODEL=1)")
 	f.StringVar(&o.fakeModelScript, "fake-model-script", env.str("AOD_FAKE_MODEL_SCRIPT", ""), "script for --fake-model replies (env AOD_FAKE_MODEL_SCRIPT)")
@@ -280,6 +285,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	run, err := runner.New(db, runner.Config{
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
+		LayerRetention: o.layerRetention,
 		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
 		Limits:      runner.Limits{DiskBytes: uint64(o.diskLimit), MemoryBytes: uint64(o.memoryLimit), Processes: uint64(max(o.pidsLimit, 0))},
 		WarmSprites: cmp.Or(o.warmSprites, -1), // the flag's 0 is none; the runner's is its default
@@ -587,5 +593,43 @@ AOD_GEMINI_BASE_URL, or use aod serve --fake-model to run one in-process.`,
 	}
 	cmd.Flags().StringVar(&listen, "listen", envOr(getenv, "AOD_FAKE_MODEL_LISTEN", "127.0.0.1:8778"), "address to listen on (env AOD_FAKE_MODEL_LISTEN)")
 	cmd.Flags().StringVar(&script, "script", getenv("AOD_FAKE_MODEL_SCRIPT"), "JSON script of replies (see testdata/fakemodel/example.json; env AOD_FAKE_MODEL_SCRIPT)")
+	return cmd
+}
+
+// environmentsCmd manages what environments keep on disk: their package
+// layers.
+func environmentsCmd(dataDir *string, stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "environments", Short: "Manage environments' package layers"}
+	var olderThan time.Duration
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Remove the package layers no sprite uses (safe while the server runs)",
+		Long: `Remove the environments' package layers that no sprite is made over and
+that were last used more than --older-than ago (default: now). A later
+session of that environment version builds its layer again. The server
+does the same on its own every --sweep-interval, with --layer-retention.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(filepath.Join(*dataDir, store.DBFile)); err != nil {
+				return fmt.Errorf("no aod data dir at %s (give --data-dir or AOD_DATA_DIR): %w", *dataDir, err)
+			}
+			layers, err := local.CollectLayers(*dataDir, olderThan)
+			removed := 0
+			for _, l := range layers {
+				state := "kept (unused)"
+				switch {
+				case l.Removed:
+					state, removed = "removed", removed+1
+				case l.InUse:
+					state = "kept (in use)"
+				}
+				fmt.Fprintf(stdout, "%s  last used %s  %s\n", l.Key, l.LastUsed.UTC().Format(time.RFC3339), state)
+			}
+			fmt.Fprintf(stdout, "%d of %d package layers removed\n", removed, len(layers))
+			return err
+		},
+	}
+	gc.Flags().DurationVar(&olderThan, "older-than", 0, "remove only layers last used longer ago than this, e.g. 24h")
+	cmd.AddCommand(gc)
 	return cmd
 }

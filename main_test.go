@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aod/aod/runner/local"
 	"github.com/matryer/is"
 )
 
@@ -222,4 +223,35 @@ func TestFakeModelCommand(t *testing.T) {
 
 	_, err = cli(t, nil, "fake-model", "--script", filepath.Join(t.TempDir(), "missing.json"))
 	is.True(err != nil) // a missing script is an error, not a silent default
+}
+
+// `aod environments gc` removes the package layers no sprite uses, keeps
+// the one a sprite is made over, and refuses a directory that is not a
+// data dir instead of making one.
+func TestEnvironmentsGC(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	dir := t.TempDir()
+	_, err := cli(t, nil, "--data-dir", dir, "token", "create", "--user", "bob")
+	is.NoErr(err) // a data dir
+	for _, key := range []string{"env-a-v1-l1-0123456789abcdef", "env-b-v1-l1-0123456789abcdef"} {
+		is.NoErr(os.MkdirAll(filepath.Join(local.LayersDir(dir), key, "usr"), 0o755))
+		is.NoErr(os.WriteFile(filepath.Join(local.LayersDir(dir), key, ".used"), nil, 0o600))
+	}
+	is.NoErr(os.MkdirAll(filepath.Join(dir, "sprites", "s1"), 0o700))
+	is.NoErr(os.WriteFile(filepath.Join(dir, "sprites", "s1", "layer"), []byte("env-b-v1-l1-0123456789abcdef"), 0o600))
+	out, err := cli(t, nil, "--data-dir", dir, "environments", "gc")
+	is.NoErr(err)                                                             // gc runs
+	is.True(strings.Contains(out, "env-a-v1-l1-0123456789abcdef  last used")) // listing each layer
+	is.True(strings.Contains(out, "1 of 2 package layers removed"))           // removing the unused one (see out)
+	_, err = os.Stat(filepath.Join(local.LayersDir(dir), "env-a-v1-l1-0123456789abcdef"))
+	is.True(os.IsNotExist(err)) // it is gone
+	_, err = os.Stat(filepath.Join(local.LayersDir(dir), "env-b-v1-l1-0123456789abcdef"))
+	is.NoErr(err) // the one in use stays
+
+	nowhere := filepath.Join(t.TempDir(), "not-a-data-dir")
+	_, err = cli(t, nil, "--data-dir", nowhere, "environments", "gc")
+	is.True(err != nil && strings.Contains(err.Error(), "no aod data dir")) // a wrong directory is an error
+	_, err = os.Stat(nowhere)
+	is.True(os.IsNotExist(err)) // and nothing is made there
 }
