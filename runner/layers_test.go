@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -182,4 +183,23 @@ func TestPackageLayerSingleFlightAndFailuresNotCached(t *testing.T) {
 	got, err := local.CollectLayers(f.dir, time.Hour)
 	is.NoErr(err)
 	is.Equal(len(got), 1) // only the good environment has a layer
+}
+
+// A limited environment with allow_package_managers reaches the package
+// registries (what its packages install from) besides its allowed_hosts;
+// without it, only those.
+func TestLimitedNetworkAllowsPackageManagers(t *testing.T) {
+	is := is.New(t)
+	r := &Runner{cfg: Config{}}
+	sess := &store.Session{Provider: "local"}
+	with := &store.Environment{Networking: store.Networking{Type: "limited",
+		Config: []byte(`{"allowed_hosts":["api.example.com"],"allow_package_managers":true}`)}}
+	n := r.network(sess, with)
+	is.True(n.Limited)                                      // limited
+	is.Equal(n.Hosts[0], "api.example.com")                 // its own hosts first
+	is.True(slices.Contains(n.Hosts, "registry.npmjs.org")) // then npm's registry
+	is.True(slices.Contains(n.Hosts, "deb.debian.org"))     // and Debian's mirror
+	without := &store.Environment{Networking: store.Networking{Type: "limited",
+		Config: []byte(`{"allowed_hosts":["api.example.com"],"allow_package_managers":false}`)}}
+	is.Equal(r.network(sess, without).Hosts, []string{"api.example.com"}) // false: only its hosts
 }

@@ -650,7 +650,13 @@ func (r *Runner) network(sess *store.Session, environment *store.Environment) sp
 	var n sprite.Network
 	if environment != nil && environment.Networking.Type == "limited" {
 		n.Limited = true
-		for _, h := range environment.Networking.AllowedHosts() {
+		hosts := environment.Networking.AllowedHosts()
+		if environment.Networking.AllowPackageManagers() {
+			for _, m := range store.PackageManagers {
+				hosts = append(hosts, store.PackageRegistries[m]...)
+			}
+		}
+		for _, h := range hosts {
 			if h = egress.NormalHost(h); h != "" && !slices.Contains(n.Hosts, h) {
 				n.Hosts = append(n.Hosts, h)
 			}

@@ -32,6 +32,17 @@ type Environment struct {
 // often need system libraries).
 var PackageManagers = []string{"apt", "cargo", "gem", "go", "npm", "pip"}
 
+// PackageRegistries are the hosts each package manager installs from, which
+// a limited policy with allow_package_managers lets sprites reach.
+var PackageRegistries = map[string][]string{
+	"apt":   {"deb.debian.org", "security.debian.org", "archive.ubuntu.com", "security.ubuntu.com", "ports.ubuntu.com"},
+	"cargo": {"crates.io", "index.crates.io", "static.crates.io", "static.rust-lang.org"},
+	"gem":   {"rubygems.org", "index.rubygems.org"},
+	"go":    {"proxy.golang.org", "sum.golang.org"},
+	"npm":   {"registry.npmjs.org", "registry.yarnpkg.com"},
+	"pip":   {"pypi.org", "files.pythonhosted.org"},
+}
+
 // Networking is the policy type and every other key the client sent with it
 // (allowed_hosts and anything else), kept as canonical JSON.
 type Networking struct {
@@ -42,6 +53,16 @@ type Networking struct {
 // Equal compares two policies.
 func (n Networking) Equal(o Networking) bool {
 	return n.Type == o.Type && bytes.Equal(orEmpty(n.Config, "{}"), orEmpty(o.Config, "{}"))
+}
+
+// AllowPackageManagers is the policy's allow_package_managers: a limited
+// policy that says true also reaches PackageRegistries.
+func (n Networking) AllowPackageManagers() bool {
+	var cfg struct {
+		Allow any `json:"allow_package_managers"`
+	}
+	json.Unmarshal(n.Config, &cfg)
+	return cfg.Allow == true
 }
 
 // AllowedHosts are the policy's allowed_hosts (validation made them a list
