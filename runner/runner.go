@@ -294,6 +294,10 @@ func (r *Runner) pin(rt runtimes.Runtime) *runtimes.Package {
 // Limits reports how each sprite limit is enforced (for /health).
 func (r *Runner) Limits() map[string]string { return r.local.Enforced() }
 
+// Layers reports whether environments' packages are built into package
+// layers here (sprites have a writable root).
+func (r *Runner) Layers() bool { return r.local.Layers() }
+
 // Sandbox reports the isolation in use: "bwrap" or "none".
 func (r *Runner) Sandbox() string { return r.mode }
 

@@ -128,3 +128,54 @@ func firstOutput(b *testing.B, a *apitest.Server, token, agentID string) time.Du
 	}
 	return d
 }
+
+// BenchmarkFirstOutputLayered is issue 10's P6: POST /sessions → the first
+// `output` of `echo hi` for a session whose environment's package layer is
+// built (an npm package), against the same for an empty environment, in
+// one run under bubblewrap with writable roots; and the first session of
+// the packaged environment, which builds the layer.
+func BenchmarkFirstOutputLayered(b *testing.B) {
+	a, token, _ := benchServer(b, runner.SandboxBwrap)
+	if !a.Runner.Layers() {
+		b.Skip("BENCHMARK NOT RUN: package layers need a writable root (aod as root)")
+	}
+	ctx := context.Background()
+	u, err := a.DB.EnsureUser(ctx, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	agentOn := func(name string, packages map[string][]string) string {
+		env, err := a.DB.CreateEnvironment(ctx, u.ID, store.EnvironmentInput{Name: name, Packages: packages, Networking: store.Networking{Type: "unrestricted"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ag, err := a.DB.CreateAgent(ctx, u.ID, store.AgentInput{Name: name, EnvironmentID: env.ID,
+			Model: store.Model{Runtime: "shell", Provider: "local", Model: store.ShellModel}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return ag.ID
+	}
+	empty, packaged := agentOn("empty", nil), agentOn("npm", map[string][]string{"npm": {"semver@7.6.3"}})
+	for b.Loop() {
+		build := firstOutput(b, a, token, packaged)
+		b.ReportMetric(float64(build.Microseconds())/1000, "build-ms")
+		// One series after the other: each kind of session has the warm
+		// sprites of its own shape.
+		series := func(agent string) []time.Duration {
+			lat := make([]time.Duration, 0, benchSessions/2)
+			for range benchSessions / 2 {
+				lat = append(lat, firstOutput(b, a, token, agent))
+			}
+			slices.Sort(lat)
+			return lat
+		}
+		e, p := series(empty), series(packaged)
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(e[len(e)/2]), "empty-p50-ms")
+		b.ReportMetric(ms(p[len(p)/2]), "layered-p50-ms")
+		b.ReportMetric(ms(p[len(p)*99/100]), "layered-p99-ms")
+		b.ReportMetric(ms(p[len(p)/2])/ms(e[len(e)/2]), "layered/empty")
+		b.ReportMetric(0, "ns/op")
+	}
+}
