@@ -286,7 +286,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
 		LayerRetention: o.layerRetention,
-		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
+		RuntimeDir:     o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
 		Limits:      runner.Limits{DiskBytes: uint64(o.diskLimit), MemoryBytes: uint64(o.memoryLimit), Processes: uint64(max(o.pidsLimit, 0))},
 		WarmSprites: cmp.Or(o.warmSprites, -1), // the flag's 0 is none; the runner's is its default
 	})
