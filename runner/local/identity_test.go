@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 // its exit code and output.
 func run(t *testing.T, sp sprite.Sprite, script string, env ...string) (int, string) {
 	t.Helper()
-	var out bytes.Buffer
+	var out lockedBuffer // stdout and stderr are copied by goroutines of their own
 	p, err := sp.Start(context.Background(), sprite.ExecRequest{
 		Argv: []string{"sh", "-c", script},
 		Env:  append([]string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir}, env...), Stdout: &out, Stderr: &out,
@@ -33,6 +34,24 @@ func run(t *testing.T, sp sprite.Sprite, script string, env ...string) (int, str
 		t.Fatalf("wait: %v", err)
 	}
 	return st.Code, out.String()
+}
+
+// lockedBuffer is a buffer two writers may share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // requireRootBwrap is for the tests of the uid ranges: they exist only when

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -33,7 +32,7 @@ func limitedBackend(t *testing.T, l Limits) *Backend {
 
 func runStatus(t *testing.T, sp sprite.Sprite, script string) (sprite.ExitStatus, string) {
 	t.Helper()
-	var out bytes.Buffer
+	var out lockedBuffer
 	p, err := sp.Start(context.Background(), sprite.ExecRequest{
 		Argv: []string{"sh", "-c", script}, Env: []string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir}, Stdout: &out, Stderr: &out,
 	})

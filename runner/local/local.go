@@ -536,6 +536,7 @@ func removeTree(dir string) error {
 func (b *Backend) Close() {
 	b.warm.close()
 	if b.rootfs != nil {
+		<-b.rootfs.ready // a base layer still being made is not left half done
 		unmountBeneath(b.root)
 	}
 }

@@ -196,7 +196,7 @@ func TestPrivateHostFilesHidden(t *testing.T) {
 	is.NoErr(useBwrapT(t, lb)) // sandboxed
 	sp, err := lb.Create(context.Background(), "s1", sprite.Options{})
 	is.NoErr(err) // a sprite
-	var out bytes.Buffer
+	var out lockedBuffer
 	p, err := sp.Start(context.Background(), sprite.ExecRequest{
 		Argv: []string{"sh", "-c", `cat /etc/shadow 2>/dev/null && echo shadow-readable; grep -q '^root:' /etc/passwd && echo passwd-readable`},
 		Env:  []string{"PATH=" + sprite.DefaultPath}, Stdout: &out, Stderr: &out,

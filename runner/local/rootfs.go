@@ -64,6 +64,9 @@ type writableRoot struct {
 	links  [][2]string // the host's usr-merge links: name → target ("bin" → "usr/bin")
 	sleep  string      // a command that waits, to hold a user namespace while its fd is taken
 
+	ready    chan struct{} // closed once the base layer is made
+	readyErr error         // why it could not be
+
 	mu     sync.Mutex
 	userns map[int]int // first host uid of a range → a user namespace mapping it from 0
 }
@@ -99,19 +102,74 @@ func newWritableRoot(sprites, dataDir string) (*writableRoot, error) {
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
 	}
-	if err := w.buildBase(abs); err != nil {
-		return nil, fmt.Errorf("base layer: %w", err)
-	}
-	probe, err := os.MkdirTemp(sprites, ".probe-root-")
-	if err != nil {
+	if err := w.probe(sprites); err != nil {
 		return nil, err
 	}
-	defer removeTree(probe)
-	if err := w.mount(probe, 1<<30, ""); err != nil {
-		return nil, err
-	}
+	// The base layer takes a walk of the host's system dirs: made in the
+	// background, waited for by the first sprite.
+	w.ready = make(chan struct{})
+	go func() {
+		defer close(w.ready)
+		if w.readyErr = w.buildBase(abs); w.readyErr != nil {
+			w.readyErr = fmt.Errorf("base layer: %w", w.readyErr)
+		}
+	}()
 	return w, nil
 }
+
+// probe proves an overlay over an idmapped view mounts here, on a tiny
+// tree of its own.
+func (w *writableRoot) probe(sprites string) error {
+	dir, err := os.MkdirTemp(sprites, ".probe-root-")
+	if err != nil {
+		return err
+	}
+	defer removeTree(dir)
+	for _, d := range []string{"lower", "view", "upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lower", "f"), nil, 0o644); err != nil {
+		return err
+	}
+	userns, err := w.usernsFor(1 << 30)
+	if err != nil {
+		return err
+	}
+	if err := idmappedView(filepath.Join(dir, "lower"), filepath.Join(dir, "view"), userns); err != nil {
+		return err
+	}
+	defer unix.Unmount(filepath.Join(dir, "view"), unix.MNT_DETACH)
+	opts := "lowerdir=" + filepath.Join(dir, "view") + ",upperdir=" + filepath.Join(dir, "upper") + ",workdir=" + filepath.Join(dir, "work") + ",redirect_dir=on"
+	if err := unix.Mount("overlay", filepath.Join(dir, "merged"), "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("overlay over an idmapped mount: %w", err)
+	}
+	defer unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH)
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dir, "merged", "f"), &st); err != nil {
+		return fmt.Errorf("overlay over an idmapped mount: %w", err)
+	}
+	return nil
+}
+
+// hostMasks are what an unprivileged user cannot read in the host's
+// overlaid directories: one walk of them per process (a server makes its
+// base layer at start; tests start many).
+var hostMasks = sync.OnceValues(func() ([]string, error) {
+	var out []string
+	for _, d := range overlaid {
+		if fi, err := os.Lstat("/" + d); err != nil || !fi.IsDir() {
+			continue
+		}
+		masks, err := hiddenEntries("/"+d, "")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, masks...)
+	}
+	return out, nil
+})
 
 // buildBase makes the base layer anew: whiteouts over what the sprite must
 // not see of the overlaid host directories, and /var's skeleton.
@@ -130,14 +188,19 @@ func (w *writableRoot) buildBase(dataDir string) error {
 		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
 			return err
 		}
-		masks, err := hiddenEntries("/"+d, dataDir)
-		if err != nil {
-			return err
+	}
+	masks, err := hostMasks()
+	if err != nil {
+		return err
+	}
+	for _, d := range w.dirs {
+		if under(dataDir, "/"+d) {
+			masks = append(masks, dataDir) // the data dir, should it lie there
 		}
-		for _, m := range masks {
-			if err := whiteout(tmp, m); err != nil {
-				return fmt.Errorf("mask %s: %w", m, err)
-			}
+	}
+	for _, m := range masks {
+		if err := whiteout(tmp, m); err != nil {
+			return fmt.Errorf("mask %s: %w", m, err)
 		}
 	}
 	if err := buildVar(filepath.Join(tmp, "var")); err != nil {
@@ -334,6 +397,10 @@ func (w *writableRoot) usernsFor(uid int) (int, error) {
 // mounted with another layer is mounted again (what the sprite wrote stays
 // in its upper layers).
 func (w *writableRoot) mount(dir string, uid int, layer string) error {
+	<-w.ready
+	if w.readyErr != nil {
+		return w.readyErr
+	}
 	root := filepath.Join(dir, "root")
 	if err := mkdirOwned(root, 0o755, uid); err != nil {
 		return err
