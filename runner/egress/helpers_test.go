@@ -189,7 +189,7 @@ func serveOn(t *testing.T, p *Proxy, l net.Listener, pol Policy, rec Recorder) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, l, pol, rec) }()
+	go func() { done <- p.Serve(ctx, l, pol, rec, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
