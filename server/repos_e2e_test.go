@@ -161,6 +161,7 @@ ask 'protocol=https\nhost=github.com\npath=acme/other\n'
 ask 'protocol=http\nhost=github.com\npath=acme/private\n'
 ask 'protocol=https\nhost=github.com\n'
 ask 'protocol=https\nhost=github.com:8443\npath=acme/private\n'
+env | grep -c '^AOD_GIT_TOKEN_'
 printf 'protocol=https\nhost=github.com\npath=acme/private.git\n' | /aod/bin/aod-init git-credential get | sha256sum | cut -c1-64
 `
 			}
@@ -169,9 +170,9 @@ printf 'protocol=https\nhost=github.com\npath=acme/private.git\n' | /aod/bin/aod
 			s3 := rs.a.Finish(rs.tok, id)
 			want := shaHex(repoToken+"\n") + "\n" + shaHex("") + "\n"
 			if mode == runner.SandboxBwrap {
-				want += "0\n0\n0\n0\n0\n" + shaHex("username=x-access-token\npassword="+repoToken+"\n") + "\n"
+				want += "0\n0\n0\n0\n0\n0\n" + shaHex("username=x-access-token\npassword="+repoToken+"\n") + "\n"
 			}
-			is.Equal(s3.Output("stdout", 3), want) // the token for its own repository and nothing for any other
+			is.Equal(s3.Output("stdout", 3), want) // the token for its own repository and nothing for any other (nor in the environment under bwrap)
 
 			if mode == runner.SandboxBwrap {
 				// Another user's sprite asks its own socket for this

@@ -131,7 +131,7 @@ func (e *egressNet) credentialHandler(name string) http.Handler {
 // ("aod-init git-credential get"): for get it asks the server through the
 // sprite's egress socket and prints what it answers; store and erase are
 // the server's business, so it ignores them. It returns the exit code.
-func credentialHelperMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func credentialHelperMain(socket string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: aod-init git-credential get|store|erase")
 		return 2
@@ -144,7 +144,7 @@ func credentialHelperMain(args []string, stdin io.Reader, stdout, stderr io.Writ
 	if args[0] != "get" {
 		return 0
 	}
-	answer, err := askCredential(egressSocket, c)
+	answer, err := askCredential(socket, c)
 	if err != nil {
 		fmt.Fprintln(stderr, "aod git credential helper:", err)
 		return 1

@@ -164,7 +164,7 @@ func initMain(args []string) int {
 		return stubMain()
 	}
 	if len(args) > 0 && args[0] == credentialHelperArg {
-		return credentialHelperMain(args[1:], os.Stdin, os.Stdout, os.Stderr)
+		return credentialHelperMain(egressSocket, args[1:], os.Stdin, os.Stdout, os.Stderr)
 	}
 	a, err := parseInitArgs(args)
 	if err != nil {
