@@ -63,7 +63,6 @@ type provisioning struct {
 	opts        sprite.Options     // create_sprite: the sprite's options
 	layerKey    string             // create_sprite: its package layer, where sprites have them
 	logBuf      *cmdout.Bounded    // provision_setup: what its commands wrote, for the provisioning log
-	tokenEnv    map[string]string  // git_credentials: each token under its clone's variable
 	skills      []runtimes.Skill   // runtime_config: the agent's skills
 
 	log *stageLog
@@ -317,7 +316,7 @@ func (p *provisioning) envFile() (string, error) {
 		return "", err
 	}
 	p.resources, p.redact = resources, redactor(vars, resources)
-	p.env, err = p.r.spriteEnv(p.sess, p.sp, p.rt, vars)
+	p.env, err = p.r.spriteEnv(p.sess, p.sp, p.rt, vars, resources)
 	return "", err
 }
 
@@ -336,21 +335,23 @@ func redactor(vars map[string]string, resources []store.Resource) *cmdout.Redact
 
 func (p *provisioning) hasTokens() bool { return hasToken(p.resources) }
 
-// gitCredentials puts each repository token under its clone's variable.
-// Tokens go to the clone's environment only, read by a credential helper;
-// no credential store file.
+// gitCredentials writes the sprite's git config, which makes git ask for
+// a repository's token whenever it needs one, in this and every later turn
+// (see repos.go). No token is written: no credential store file.
 func (p *provisioning) gitCredentials() (string, error) {
-	p.tokenEnv = map[string]string{}
 	for i, res := range p.resources {
-		if res.Token == "" {
-			continue
+		if problem := tokenProblem(res.Token); problem != "" {
+			return "", fmt.Errorf("repository %d: %s", i, problem)
 		}
-		if strings.ContainsAny(res.Token, "\r\n\x00") {
-			return "", fmt.Errorf("repository %d: the authorization token contains a line break", i)
-		}
-		p.tokenEnv[tokenVar(i)] = res.Token
 	}
-	return "", nil
+	sandboxed := p.r.mode != SandboxNone
+	if err := p.sp.WriteFile(p.ctx, gitConfigPath, gitConfig(p.resources, sandboxed), 0o644); err != nil {
+		return "", err
+	}
+	if sandboxed {
+		return "git asks aod for the repositories' tokens (credential helper)", nil
+	}
+	return "git reads the repositories' tokens from each process's environment (no sandbox)", nil
 }
 
 // provisionSetup puts the environment's packages in place (its package
@@ -452,16 +453,13 @@ const (
 func (p *provisioning) runScript(script string) error {
 	sp := p.sp
 	const scriptPath = sprite.TmpDir + "/aod-provision.sh"
-	// The script holds no secrets (tokens come from the environment), so it
-	// may sit in the sprite like the original's.
+	// The script holds no secrets (git asks for tokens, see repos.go), so
+	// it may sit in the sprite like the original's.
 	if err := sp.WriteFile(p.ctx, scriptPath, []byte(script), 0o700); err != nil {
 		return err
 	}
-	full := make(map[string]string, len(p.env)+len(p.tokenEnv)+1)
+	full := make(map[string]string, len(p.env)+1)
 	for k, v := range p.env {
-		full[k] = v
-	}
-	for k, v := range p.tokenEnv {
 		full[k] = v
 	}
 	full["GIT_TERMINAL_PROMPT"] = "0" // a missing credential fails instead of waiting for a terminal
@@ -514,7 +512,8 @@ func (p *provisioning) keepLog() {
 // sessionEnv is the complete environment of a sprite's processes, in the
 // original's order (later wins): the basics, AOD_SESSION_ID, AOD_MODEL,
 // then the environment's env vars and the session's secrets
-// (store.SessionSecrets merged those, secrets winning); then the runtime
+// (store.SessionSecrets merged those, secrets winning), and without a
+// sandbox the repositories' tokens (see repos.go); then the runtime
 // adds its variables (see runtimes.Runtime.Env) and its CLI's directory in front
 // of PATH. It also returns the resources with their tokens.
 func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime) (map[string]string, []store.Resource, error) {
@@ -522,13 +521,13 @@ func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.
 	if err != nil {
 		return nil, nil, err
 	}
-	env, err := r.spriteEnv(sess, sp, rt, vars)
+	env, err := r.spriteEnv(sess, sp, rt, vars, resources)
 	return env, resources, err
 }
 
 // spriteEnv is sessionEnv's environment from the session's decrypted env
-// vars.
-func (r *Runner) spriteEnv(sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime, vars map[string]string) (map[string]string, error) {
+// vars and repositories.
+func (r *Runner) spriteEnv(sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime, vars map[string]string, resources []store.Resource) (map[string]string, error) {
 	home := sp.Path(sprite.HomeDir)
 	env := map[string]string{
 		"HOME":   home,
@@ -557,6 +556,14 @@ func (r *Runner) spriteEnv(sess *store.Session, sp sprite.Sprite, rt runtimes.Ru
 			return nil, fmt.Errorf("env var %s contains a NUL byte", k)
 		}
 		env[k] = v
+	}
+	if r.mode == SandboxNone {
+		// No socket to ask aod through: git's helper reads the tokens here.
+		for i, res := range resources {
+			if res.Token != "" {
+				env[tokenVar(i)] = res.Token
+			}
+		}
 	}
 	rt.Env(sess, sp, env)
 	if pkg := r.pin(rt); pkg != nil {
@@ -611,8 +618,6 @@ func hasToken(resources []store.Resource) bool {
 	}
 	return false
 }
-
-func tokenVar(i int) string { return fmt.Sprintf("AOD_GIT_TOKEN_%d", i) }
 
 // mountPath is where a repository is cloned: its mount_path, or
 // /workspace/<repo name>.
@@ -742,17 +747,8 @@ func provisionScript(environment *store.Environment, resources []store.Resource,
 			b.WriteString(st.script)
 		}
 	}
-	for i, res := range resources {
-		target := shellQuote(sp.Path(mountPath(res)))
-		if res.Token == "" {
-			fmt.Fprintf(&b, "git clone --depth=1 --quiet %s %s\n", shellQuote(res.URL), target)
-			continue
-		}
-		// The empty helper resets any configured one; ours answers from the
-		// environment, so the token is never written anywhere.
-		helper := `!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$` + tokenVar(i) + `"; }; f`
-		fmt.Fprintf(&b, "git -c credential.helper= -c %s clone --depth=1 --quiet %s %s\n",
-			shellQuote("credential.helper="+helper), shellQuote(res.URL), target)
+	for _, res := range resources {
+		b.WriteString(cloneScript(res, sp.Path(mountPath(res))))
 	}
 	if environment != nil {
 		if s := strings.TrimSpace(environment.SetupScript); s != "" {

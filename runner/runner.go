@@ -268,7 +268,7 @@ func New(db Store, cfg Config) (*Runner, error) {
 	r.egress = &egressLog{db: db, log: cfg.Logger}
 	lb, err := local.New(local.Config{
 		DataDir: cfg.DataDir, Sandbox: cfg.Sandbox, Limits: cfg.Limits, Drain: cfg.KillGrace, Logger: cfg.Logger,
-		EgressAllow: allow, Resolver: cfg.EgressResolver, Dial: cfg.EgressDial, Record: r.egress.record,
+		EgressAllow: allow, Resolver: cfg.EgressResolver, Dial: cfg.EgressDial, Record: r.egress.record, GitCredentials: r.gitCredential,
 		WarmSprites: max(cfg.WarmSprites, 0),
 	})
 	if err != nil {

@@ -384,8 +384,8 @@ func TestProvisionScript(t *testing.T) {
 		"go install x/y@latest\ngo install z@v1\n"+
 		"pip install requests 'a b'\n"+
 		"git clone --depth=1 --quiet https://github.com/o/r.git "+data+"/sprites/s1/mounts/0\n"+
-		`git -c credential.helper= -c 'credential.helper=!f() { test "$1" = get || return 0; echo username=x-access-token; echo "password=$AOD_GIT_TOKEN_1"; }; f' clone --depth=1 --quiet https://github.com/o/other `+data+"/sprites/s1/workspace/other\n"+
-		"echo done\n") // packages in manager order, clones, then the setup script
+		"git clone --depth=1 --quiet https://github.com/o/other "+data+"/sprites/s1/workspace/other\n"+
+		"echo done\n") // packages in manager order, clones (credentials from the git config), then the setup script
 	is.True(!strings.Contains(script, "ghp_secret")) // the token is never in the script
 	layered, err := provisionScript(env, nil, sp, false)
 	is.NoErr(err)

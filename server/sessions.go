@@ -11,10 +11,14 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// resourceJSON is a session's repository as responses show it: never its
+// token; checkout only when one was asked for, so a resource without one
+// keeps the original's exact shape.
 type resourceJSON struct {
 	Type      string `json:"type"`
 	URL       string `json:"url"`
 	MountPath string `json:"mount_path"`
+	Checkout  string `json:"checkout,omitempty"`
 }
 
 type sessionJSON struct {
@@ -35,7 +39,7 @@ type sessionJSON struct {
 func resourcesOut(rs []store.Resource) []resourceJSON {
 	out := make([]resourceJSON, len(rs))
 	for i, r := range rs {
-		out[i] = resourceJSON{Type: r.Type, URL: r.URL, MountPath: r.MountPath}
+		out[i] = resourceJSON{Type: r.Type, URL: r.URL, MountPath: r.MountPath, Checkout: r.Checkout}
 	}
 	return out
 }

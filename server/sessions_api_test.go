@@ -593,10 +593,44 @@ func TestSessionResources(t *testing.T) {
 			Body: body(repo("https://github.com/acme/private", "mount_path", "/srv/code", "authorization_token", token),
 				repo("https://github.com/acme/public")), WantStatus: 202,
 			Check: wantResources(res("https://github.com/acme/private", "/srv/code"), res("https://github.com/acme/public", "/workspace/public"))},
+		{Name: "a checkout is stored and echoed", Method: "POST", Path: "/sessions", Token: tok,
+			Body: body(repo("https://github.com/acme/lib", "checkout", "release/2.x", "authorization_token", token),
+				repo("https://github.com/acme/app", "checkout", nil)), WantStatus: 202,
+			Check: func(is *is.I, r apitest.Response) {
+				noToken(is, r)
+				want := []any{
+					map[string]any{"type": "github_repository", "url": "https://github.com/acme/lib", "mount_path": "/workspace/lib", "checkout": "release/2.x"},
+					map[string]any{"type": "github_repository", "url": "https://github.com/acme/app", "mount_path": "/workspace/app"},
+				}
+				is.Equal(r.Obj()["resources"], want) // the checkout echoed; none shown where none was asked for
+				id, _ := r.Obj()["id"].(string)
+				ids = append(ids, id)
+				got := a.Do("GET", "/sessions/"+id, tok, nil)
+				noToken(is, got)
+				is.Equal(got.Obj()["resources"], want) // GET returns it too
+			}},
+		{Name: "checkout starting with -", Method: "POST", Path: "/sessions", Token: tok,
+			Body: body(repo("https://github.com/a/b", "checkout", "--upload-pack=x", "authorization_token", token)), WantStatus: 422,
+			Check: func(is *is.I, r apitest.Response) {
+				noToken(is, r)
+				sessWantMsg("checkout must not start with '-'", "resources", 0, "checkout")(is, r)
+			}},
+		{Name: "checkout with ..", Method: "POST", Path: "/sessions", Token: tok,
+			Body: body(repo("https://github.com/a/b", "checkout", "a..b")), WantStatus: 422,
+			Check: sessWantLoc("resources", 0, "checkout")},
+		{Name: "checkout too long", Method: "POST", Path: "/sessions", Token: tok,
+			Body: body(repo("https://github.com/a/b", "checkout", strings.Repeat("x", 256))), WantStatus: 422,
+			Check: sessWantMsg("checkout must be at most 255 characters", "resources", 0, "checkout")},
+		{Name: "checkout not a string", Method: "POST", Path: "/sessions", Token: tok,
+			Body: body(repo("https://github.com/a/b", "checkout", []any{"main"})), WantStatus: 422,
+			Check: sessWantLoc("resources", 0, "checkout")},
+		{Name: "empty checkout", Method: "POST", Path: "/sessions", Token: tok,
+			Body: body(repo("https://github.com/a/b", "checkout", "")), WantStatus: 422,
+			Check: sessWantMsg("checkout must not be empty", "resources", 0, "checkout")},
 		{Name: "the list never shows the token", Method: "GET", Path: "/sessions", Token: tok, WantStatus: 200,
 			Check: func(is *is.I, r apitest.Response) {
 				noToken(is, r)
-				is.Equal(len(r.Data()), 4) // the four accepted sessions
+				is.Equal(len(r.Data()), 5) // the five accepted sessions
 			}},
 	})
 	// Repositories can't be cloned here; stop what is still provisioning.

@@ -92,7 +92,7 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 			env[k] = v
 		}
 	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT position, type, url, mount_path, authorization_token FROM session_resources
+	rows, err := db.reader.QueryContext(ctx, `SELECT position, type, url, mount_path, checkout, authorization_token FROM session_resources
 		WHERE session_id = ? ORDER BY position`, id)
 	if err != nil {
 		return nil, nil, err
@@ -102,7 +102,7 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 		var pos int
 		var r Resource
 		var tok []byte
-		if err := rows.Scan(&pos, &r.Type, &r.URL, &r.MountPath, &tok); err != nil {
+		if err := rows.Scan(&pos, &r.Type, &r.URL, &r.MountPath, &r.Checkout, &tok); err != nil {
 			return nil, nil, err
 		}
 		if len(tok) > 0 {

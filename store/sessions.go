@@ -58,6 +58,7 @@ type Resource struct {
 	Type      string
 	URL       string
 	MountPath string
+	Checkout  string // a branch, tag or commit to check out; "": the default branch
 	Token     string
 }
 
@@ -112,7 +113,7 @@ func scanSession(s scanner) (*Session, error) {
 }
 
 func loadResources(ctx context.Context, q querier, s *Session) error {
-	rows, err := q.QueryContext(ctx, `SELECT type, url, mount_path FROM session_resources WHERE session_id = ? ORDER BY position`, s.ID)
+	rows, err := q.QueryContext(ctx, `SELECT type, url, mount_path, checkout FROM session_resources WHERE session_id = ? ORDER BY position`, s.ID)
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func loadResources(ctx context.Context, q querier, s *Session) error {
 	s.Resources = []Resource{}
 	for rows.Next() {
 		var r Resource
-		if err := rows.Scan(&r.Type, &r.URL, &r.MountPath); err != nil {
+		if err := rows.Scan(&r.Type, &r.URL, &r.MountPath, &r.Checkout); err != nil {
 			return err
 		}
 		s.Resources = append(s.Resources, r)
@@ -318,7 +319,7 @@ func (db *DB) insertResources(ctx context.Context, tx *Tx, s *Session) error {
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO session_resources(session_id, position, type, url, mount_path,
-				authorization_token) VALUES (?,?,?,?,?,?)`, s.ID, i, r.Type, r.URL, r.MountPath, token); err != nil {
+				checkout, authorization_token) VALUES (?,?,?,?,?,?,?)`, s.ID, i, r.Type, r.URL, r.MountPath, r.Checkout, token); err != nil {
 			return err
 		}
 		s.Resources[i].Token = ""

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aod/aod/internal/testkit"
+	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
@@ -283,6 +284,27 @@ func TestSessionPageProvisioningLog(t *testing.T) {
 ok
 </pre>`)) // the text, escaped, scrollable from the keyboard
 	is.True(!strings.Contains(p.Body, "<script>alert(1)")) // never markup
+}
+
+// TestSessionPageResources: the page lists a session's repositories with
+// their checkout, never their token.
+func TestSessionPageResources(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	v := s.user("repos")
+	agent := v.shellAgent("sh")
+	is := is.New(t)
+	const token = "ghp_uiSENTINEL_51a0e7"
+	tok := s.Token("repos")
+	id := s.StartSession(tok, apitest.SessionBody(agent, "true", "resources", []any{
+		map[string]any{"type": "github_repository", "url": "https://github.com/acme/lib", "checkout": "v2.1", "authorization_token": token},
+		map[string]any{"type": "github_repository", "url": "https://github.com/acme/app"},
+	}))
+	p := v.get("/ui/sessions/" + id)
+	is.Equal(p.Status, http.StatusOK)                                                                     // the page
+	is.True(p.Has("<code>github_repository: https://github.com/acme/lib @ v2.1 → /workspace/lib</code>")) // with its checkout
+	is.True(p.Has("<code>github_repository: https://github.com/acme/app → /workspace/app</code>"))        // and without one
+	is.True(!p.Has(token))                                                                                // never the token
 }
 
 func TestStaticFiles(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/aod/aod/store"
 )
@@ -18,6 +19,10 @@ const (
 	// MaxMountPathLen bounds mount_path: far beyond any real checkout path,
 	// well below what the kernel refuses (PATH_MAX 4096).
 	MaxMountPathLen = 1024
+	// MaxCheckoutLen bounds checkout: a branch, tag or commit name (git
+	// sets no limit; real ones are far shorter, and a ref is a file name
+	// on most servers, 255 bytes at most per path component).
+	MaxCheckoutLen = 255
 )
 
 var githubURLRE = regexp.MustCompile(`^https://github\.com/[\w.-]+/[\w.-]+(\.git)?$`)
@@ -38,7 +43,8 @@ func decodePromptFields(o *Object) (string, int) {
 
 // decodeResources validates github_repository resources: the URL form
 // (".git" stripped), absolute unique mount paths that are not the sprite's
-// root, default mount /workspace/<repo>.
+// root, default mount /workspace/<repo>, and an optional checkout (a
+// branch, tag or commit).
 func decodeResources(o *Object) []store.Resource {
 	items, ok := o.list("resources")
 	if !ok {
@@ -82,12 +88,24 @@ func decodeResources(o *Object) []store.Resource {
 			r.MountPath = "/workspace/" + path.Base(r.URL)
 		case string:
 			if problem := mountPathProblem(mp); problem != "" {
-				o.valueError(loc("mount_path"), mountPathInput(mp), "%s", problem)
+				o.valueError(loc("mount_path"), boundedInput(mp, MaxMountPathLen), "%s", problem)
 				valid = false
 			}
 			r.MountPath = path.Clean(mp)
 		default:
 			o.add("string_type", loc("mount_path"), "Input should be a valid string", mp, nil)
+			valid = false
+		}
+		switch ref := m["checkout"].(type) {
+		case nil:
+		case string:
+			if problem := checkoutProblem(ref); problem != "" {
+				o.valueError(loc("checkout"), boundedInput(ref, MaxCheckoutLen), "%s", problem)
+				valid = false
+			}
+			r.Checkout = ref
+		default:
+			o.add("string_type", loc("checkout"), "Input should be a valid string", ref, nil)
 			valid = false
 		}
 		switch tok := m["authorization_token"].(type) {
@@ -144,10 +162,8 @@ func mountPathProblem(mp string) string {
 	if n := len([]rune(mp)); n > MaxMountPathLen {
 		return fmt.Sprintf("mount_path must be at most %d characters", MaxMountPathLen)
 	}
-	for _, r := range mp {
-		if r < 0x20 || r == 0x7f {
-			return "mount_path must not contain control characters"
-		}
+	if hasControl(mp) {
+		return "mount_path must not contain control characters"
 	}
 	clean := path.Clean(mp)
 	switch clean {
@@ -164,13 +180,50 @@ func mountPathProblem(mp string) string {
 	return ""
 }
 
-// mountPathInput is what a 422 echoes of a refused mount_path: the path, cut
-// short when it is huge, so an error body stays bounded by the rule.
-func mountPathInput(mp string) string {
-	if r := []rune(mp); len(r) > MaxMountPathLen {
-		return string(r[:MaxMountPathLen]) + "…"
+// checkoutProblem says why ref cannot be a checkout, "" when it can. A
+// checkout is passed to git as a branch, tag or commit name, so it follows
+// git's rules for ref names (git check-ref-format) and can never be taken
+// for an option.
+func checkoutProblem(ref string) string {
+	switch {
+	case ref == "":
+		return "checkout must not be empty"
+	case utf8.RuneCountInString(ref) > MaxCheckoutLen:
+		return fmt.Sprintf("checkout must be at most %d characters", MaxCheckoutLen)
+	case hasControl(ref):
+		return "checkout must not contain control characters"
+	case strings.HasPrefix(ref, "-"):
+		return "checkout must not start with '-'"
+	case strings.ContainsAny(ref, " ~^:?*[\\"):
+		return "checkout must not contain spaces or any of ~ ^ : ? * [ \\"
+	case strings.Contains(ref, "..") || strings.Contains(ref, "@{") || ref == "@":
+		return "checkout must not contain '..' or '@{', nor be '@'"
+	case strings.HasPrefix(ref, "/") || strings.HasSuffix(ref, "/") || strings.Contains(ref, "//"):
+		return "checkout must not start or end with '/', nor contain '//'"
+	case strings.HasSuffix(ref, "."):
+		return "checkout must not end with '.'"
 	}
-	return mp
+	for _, part := range strings.Split(ref, "/") {
+		if strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") {
+			return "checkout must not have a part that starts with '.' or ends with '.lock'"
+		}
+	}
+	return ""
+}
+
+// hasControl reports whether s holds an ASCII control character.
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
+}
+
+// boundedInput is what a 422 echoes of a refused string bounded to max
+// characters: the string, cut short when it is longer, so an error body
+// stays bounded by the rule.
+func boundedInput(s string, max int) string {
+	if r := []rune(s); len(r) > max {
+		return string(r[:max]) + "…"
+	}
+	return s
 }
 
 // SessionInput validates a session create: the schema first, then the ids'

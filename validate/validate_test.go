@@ -110,6 +110,79 @@ func TestMountPaths(t *testing.T) {
 	}
 }
 
+func TestCheckout(t *testing.T) {
+	ok := []string{"main", "feature/x", "v1.0.2", "release-2026.01", "0123456789abcdef0123456789abcdef01234567", "ünïcode",
+		strings.Repeat("a", validate.MaxCheckoutLen)}
+	refused := map[string]string{
+		"": "must not be empty",
+		strings.Repeat("a", validate.MaxCheckoutLen+1): "at most 255 characters",
+		"-x":                         "must not start with '-'",
+		"--upload-pack=touch /tmp/x": "must not start with '-'",
+		"a\nb":                       "control characters",
+		"a\x7fb":                     "control characters",
+		"a b":                        "must not contain spaces",
+		"a~1":                        "any of ~ ^ : ? * [ \\",
+		"a^":                         "any of",
+		"a:b":                        "any of",
+		"a?":                         "any of",
+		"a*":                         "any of",
+		"a[b":                        "any of",
+		"a\\b":                       "any of",
+		"a..b":                       "'..'",
+		"a@{1}":                      "'@{'",
+		"@":                          "nor be '@'",
+		"/main":                      "start or end with '/'",
+		"main/":                      "start or end with '/'",
+		"a//b":                       "'//'",
+		"main.":                      "end with '.'",
+		".hidden":                    "starts with '.'",
+		"a/.b":                       "starts with '.'",
+		"a.lock":                     "ends with '.lock'",
+		"a.lock/b":                   "ends with '.lock'",
+	}
+	session := func(ref any) *validate.Object {
+		raw, _ := json.Marshal(map[string]any{"agent_id": "0195a0c0-0000-7000-8000-000000000001", "prompt": "p",
+			"resources": []any{map[string]any{"type": "github_repository", "url": "https://github.com/o/r", "checkout": ref}}})
+		o, err := validate.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	for _, ref := range ok {
+		t.Run(fmt.Sprintf("accepts %.40q", ref), func(t *testing.T) {
+			is := is.New(t)
+			in, err := validate.SessionInput(session(ref))
+			is.NoErr(err)                           // a branch, tag or commit name
+			is.Equal(in.Resources[0].Checkout, ref) // kept as given
+		})
+	}
+	t.Run("null is none", func(t *testing.T) {
+		is := is.New(t)
+		in, err := validate.SessionInput(session(nil))
+		is.NoErr(err)                          // no checkout
+		is.Equal(in.Resources[0].Checkout, "") // the default branch
+	})
+	t.Run("a number is refused", func(t *testing.T) {
+		is := is.New(t)
+		_, err := validate.SessionInput(session(7))
+		fields, _ := body422(t, err)
+		is.Equal(fields[0].Loc, []any{"resources", 0, "checkout"}) // the 422 names the field
+		is.Equal(fields[0].Type, "string_type")                    // as not a string
+	})
+	for ref, want := range refused {
+		t.Run(fmt.Sprintf("refuses %.40q", ref), func(t *testing.T) {
+			is := is.New(t)
+			_, err := validate.SessionInput(session(ref))
+			fields, size := body422(t, err)
+			is.Equal(len(fields), 1)                                   // one problem
+			is.Equal(fields[0].Loc, []any{"resources", 0, "checkout"}) // the 422 names the field
+			is.True(strings.Contains(fields[0].Msg, want))             // and why
+			is.True(size < 2<<10)                                      // echoing at most a bounded value
+		})
+	}
+}
+
 func TestTooManyErrorsOnlyPastTheCap(t *testing.T) {
 	is := is.New(t)
 	_, err := validate.AgentInput(parse(t, `{"name": 1, "model": 2, "runtime": 3}`))

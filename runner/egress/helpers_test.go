@@ -187,9 +187,15 @@ func serve(t *testing.T, p *Proxy, pol Policy, rec Recorder) string {
 
 func serveOn(t *testing.T, p *Proxy, l net.Listener, pol Policy, rec Recorder) {
 	t.Helper()
+	serveWith(t, p, l, pol, rec, nil)
+}
+
+// serveWith is serveOn with own serving the requests to the proxy itself.
+func serveWith(t *testing.T, p *Proxy, l net.Listener, pol Policy, rec Recorder, own http.Handler) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, l, pol, rec) }()
+	go func() { done <- p.Serve(ctx, l, pol, rec, own) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -17,14 +17,18 @@ import (
 // transport's dial.
 type targetKey struct{}
 
-// ServeHTTP serves the connections sniffed as HTTP: CONNECT tunnels and
-// absolute-form forward-proxy requests.
+// ServeHTTP serves the connections sniffed as HTTP: CONNECT tunnels,
+// absolute-form forward-proxy requests, and origin-form requests to the
+// proxy itself (see Serve).
 func (s *session) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect {
+	switch {
+	case r.Method == http.MethodConnect:
 		s.serveConnect(w, r)
-		return
+	case s.own != nil && r.URL.Scheme == "" && r.URL.Host == "" && strings.HasPrefix(r.RequestURI, "/"):
+		s.own.ServeHTTP(w, r)
+	default:
+		s.serveForward(w, r)
 	}
-	s.serveForward(w, r)
 }
 
 // plain writes a short text/plain answer and asks for the connection to be

@@ -112,6 +112,7 @@ type session struct {
 	ctx       context.Context
 	c         *checker
 	rec       Recorder
+	own       http.Handler // the requests to the proxy itself; nil: none
 	log       *slog.Logger
 	timeout   time.Duration
 	transport *http.Transport
@@ -120,13 +121,17 @@ type session struct {
 // Serve accepts on l until l is closed or ctx ends, applying pol to every
 // connection and reporting each decision to rec (rec may be nil). Each
 // connection speaks SOCKS5, HTTP CONNECT or plain HTTP forward-proxy
-// requests, told apart by its first byte. Serve returns nil once l is
+// requests, told apart by its first byte. An HTTP request in origin form
+// ("POST /path", no scheme or host) is addressed to the proxy itself, not
+// through it: own serves those (services aod gives the listener's one
+// sprite, such as its git credential helper), and nil refuses them. Serve
+// returns nil once l is
 // closed (connections already accepted carry on) or ctx ends (Serve closes
 // l, and every connection and tunnel it opened is closed too). Transient
 // Accept errors (out of file descriptors and the like) are retried with a
 // back-off; any other is returned.
-func (p *Proxy) Serve(ctx context.Context, l net.Listener, pol Policy, rec Recorder) error {
-	s := &session{p: p, ctx: ctx, c: newChecker(pol), rec: rec, log: p.Logger, timeout: p.Timeout}
+func (p *Proxy) Serve(ctx context.Context, l net.Listener, pol Policy, rec Recorder, own http.Handler) error {
+	s := &session{p: p, ctx: ctx, c: newChecker(pol), rec: rec, own: own, log: p.Logger, timeout: p.Timeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

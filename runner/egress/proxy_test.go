@@ -468,7 +468,7 @@ func TestServeLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, l, pol, nil) }()
+	go func() { done <- p.Serve(ctx, l, pol, nil, nil) }()
 	resp, c, br := connect(t, l.Addr().String(), u.addr)
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
@@ -493,7 +493,7 @@ func TestServeLifecycle(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	done2 := make(chan error, 1)
-	go func() { done2 <- p.Serve(ctx2, l2, pol, nil) }()
+	go func() { done2 <- p.Serve(ctx2, l2, pol, nil, nil) }()
 	resp, c2, _ := connect(t, l2.Addr().String(), u.addr)
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.Status)

@@ -35,6 +35,9 @@ import (
 //
 // Being the process bubblewrap starts, it is what bwrap waits for; a group
 // kill from the host reaches it and the command alike.
+//
+// The same binary is also the sprite's git credential helper ("aod-init
+// git-credential get", see gitcred.go).
 const (
 	initPath = "/aod/bin/aod-init"
 	initName = "aod-init"
@@ -159,6 +162,9 @@ func parseInitArgs(args []string) (initArgs, error) {
 func initMain(args []string) int {
 	if len(args) == 1 && args[0] == stubFlag {
 		return stubMain()
+	}
+	if len(args) > 0 && args[0] == credentialHelperArg {
+		return credentialHelperMain(egressSocket, args[1:], os.Stdin, os.Stdout, os.Stderr)
 	}
 	a, err := parseInitArgs(args)
 	if err != nil {

@@ -96,6 +96,9 @@ type Config struct {
 	Dial     func(ctx context.Context, network, address string) (net.Conn, error)
 	// Record is told of every connection a sprite asked the proxy for.
 	Record Recorder
+	// GitCredentials answers the git credential helper of a bwrap sprite
+	// (see gitcred.go); nil: it gets nothing.
+	GitCredentials GitCredentials
 	// WarmSprites is how many sprites bwrap mode keeps started ahead, so a
 	// new session's first command starts at once (see warm.go); 0: none.
 	WarmSprites int
@@ -143,7 +146,7 @@ func New(cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.net.allow, b.net.record = cfg.EgressAllow, cfg.Record
+	b.net.allow, b.net.record, b.net.creds = cfg.EgressAllow, cfg.Record, cfg.GitCredentials
 	b.net.proxy.Resolver, b.net.proxy.Dial, b.net.proxy.Logger = cfg.Resolver, cfg.Dial, log
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -29,9 +29,10 @@ type Recorder func(sprite, host string, port int, allowed bool)
 // egressNet is the backend's side of sprite networking.
 type egressNet struct {
 	proxy  *egress.Proxy
-	allow  []egress.Rule // --egress-allow
-	record Recorder      // nil: nothing kept
-	dir    string        // where the per-command sockets are made
+	allow  []egress.Rule  // --egress-allow
+	record Recorder       // nil: nothing kept
+	creds  GitCredentials // nil: sprites' git gets no tokens from aod
+	dir    string         // where the per-command sockets are made
 	seq    atomic.Uint64
 }
 
@@ -103,7 +104,7 @@ func (e *egressNet) start(s *serving, name string, n sprite.Network) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	go e.proxy.Serve(ctx, limitListener(s.ln, maxProxyConns), pol, rec)
+	go e.proxy.Serve(ctx, limitListener(s.ln, maxProxyConns), pol, rec, e.credentialHandler(name))
 }
 
 type recorderFunc func(host string, port int, allowed bool)

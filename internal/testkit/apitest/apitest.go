@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/runner"
+	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/server"
 	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
@@ -54,6 +56,14 @@ type Options struct {
 	// UI, when set, mounts the web UI with this configuration (its Stream
 	// and Logger are the server's).
 	UI *ui.Config
+	// EgressAllow, EgressResolver and EgressDial are the real runner's
+	// (see runner.Config): a test points sprites' egress at its own servers.
+	EgressAllow    []string
+	EgressResolver egress.Resolver
+	EgressDial     func(ctx context.Context, network, address string) (net.Conn, error)
+	// Log receives every log line of the runner, the server and the UI,
+	// debug included; nil discards them.
+	Log io.Writer
 }
 
 // Server is a running aod server and a client for it.
@@ -87,7 +97,10 @@ func Start(t testing.TB, o Options) (*Server, error) {
 		t.Fatalf("open store: %v", err)
 	}
 	s := &Server{DB: db, Dir: dir}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.Log != nil {
+		logger = slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	var run sessions.Runner
 	if o.Runner == RealRunner {
 		// Agent CLIs always talk to a fake model API here, never the network.
@@ -95,7 +108,8 @@ func Start(t testing.TB, o Options) (*Server, error) {
 		fakeSrv := httptest.NewServer(s.Fake)
 		t.Cleanup(fakeSrv.Close)
 		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: o.Sandbox, MaxRunning: o.MaxRunning,
-			KillGrace: 200 * time.Millisecond, RuntimeDir: RuntimeDir(), Logger: quiet,
+			KillGrace: 200 * time.Millisecond, RuntimeDir: RuntimeDir(), Logger: logger,
+			EgressAllow: o.EgressAllow, EgressResolver: o.EgressResolver, EgressDial: o.EgressDial,
 			ModelEndpoints: runner.ModelEndpoints{Anthropic: fakeSrv.URL, OpenAI: fakeSrv.URL, Gemini: fakeSrv.URL}})
 		if err != nil {
 			db.Close()
@@ -112,10 +126,10 @@ func Start(t testing.TB, o Options) (*Server, error) {
 	policy := store.SessionPolicy{MaxConcurrent: o.MaxConcurrent, Keyless: o.Keyless}
 	sess := sessions.New(db, run, policy)
 	stream := sse.Config{Heartbeat: o.Heartbeat, Stale: o.Stale}
-	cfg := server.Config{Version: "test", Stream: stream, Logger: quiet}
+	cfg := server.Config{Version: "test", Stream: stream, Logger: logger}
 	if o.UI != nil {
 		uc := *o.UI
-		uc.Stream, uc.Logger = stream, quiet
+		uc.Stream, uc.Logger = stream, logger
 		h, err := ui.New(db, sess, uc)
 		if err != nil {
 			t.Fatalf("ui: %v", err)
