@@ -89,8 +89,12 @@ func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
 	}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
+			// A graceful stop, so the server unmounts its sprites' roots
+			// before the test's directories go; KILL if it hangs.
+			cmd.Process.Signal(syscall.SIGTERM)
+			timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
 			cmd.Wait()
+			timer.Stop()
 		}
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')

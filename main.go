@@ -293,6 +293,12 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	if err != nil {
 		return err
 	}
+	serving := false
+	defer func() {
+		if !serving { // stopped before serving: its warm sprites and mounts go
+			run.Shutdown(context.Background(), 0)
+		}
+	}()
 	sess := sessions.New(db, run, store.SessionPolicy{MaxConcurrent: o.maxConcurrent, Keyless: o.endpoints.Keyless},
 		sessions.MinFreeDisk(int64(o.minFreeDisk)))
 	stream := sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter}
@@ -330,6 +336,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	fmt.Fprintf(stdout, "create an API token with: aod --data-dir %s token create --user NAME\n", dataDir)
 	fmt.Fprintf(stdout, "web UI at http://%s/ (registration %s)\n", ln.Addr(), o.registration)
 	errc := make(chan error, 1)
+	serving = true
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
