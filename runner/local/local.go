@@ -118,6 +118,8 @@ type Backend struct {
 	// sprite's root is the host's system dirs, read-only (rootfsWhy).
 	rootfs    *writableRoot
 	rootfsWhy string
+	rootMu    sync.Mutex
+	rootHeld  map[string]int // sprite dir → commands holding its root mounted
 	initBin   string // aod's own binary, every bwrap sprite's init (see init.go)
 	// userns: aod is root, so each bwrap sprite's processes run as its own
 	// range of unprivileged host uids (see identity.go).
@@ -233,7 +235,7 @@ func newBackend(dataDir string, limits Limits, drain time.Duration) (*Backend, e
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create sprites dir: %w", err)
 	}
-	b := &Backend{root: root, sandbox: SandboxNone, limits: limits, drain: drain, net: &egressNet{proxy: &egress.Proxy{}}}
+	b := &Backend{root: root, sandbox: SandboxNone, limits: limits, drain: drain, net: &egressNet{proxy: &egress.Proxy{}}, rootHeld: map[string]int{}}
 	b.prlimit = FindBinary("prlimit")
 	return b, nil
 }
@@ -501,7 +503,7 @@ func (b *Backend) Get(ctx context.Context, name string, opts sprite.Options) (sp
 	if err := s.own(); err != nil {
 		return nil, err
 	}
-	if err := s.mountRoot(); err != nil {
+	if err := s.prepareRoot(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -603,16 +605,17 @@ func (s *localSprite) makeDirs() error {
 	if err := os.Chmod(filepath.Join(s.dir, "tmp"), 0o1777); err != nil {
 		return err
 	}
-	return s.mountRoot()
+	return s.prepareRoot()
 }
 
-// mountRoot mounts the sprite's writable root, if it has one and it is not
-// mounted (a restarted server mounts it again).
-func (s *localSprite) mountRoot() error {
+// prepareRoot makes the sprite's "/" directory and records its package
+// layer, if it has a writable root (mounted only while a command starts or
+// runs, see holdRoot).
+func (s *localSprite) prepareRoot() error {
 	if s.b.rootfs == nil || s.uid == 0 {
 		return nil
 	}
-	if err := s.b.rootfs.mount(s.dir, s.uid, s.layer); err != nil {
+	if err := s.b.rootfs.prepare(s.dir, s.uid, s.layer); err != nil {
 		return fmt.Errorf("sprite %s: writable root: %w", s.name, err)
 	}
 	return nil
@@ -761,16 +764,49 @@ func (s *localSprite) bwrapArgs(dir, socket string) []string {
 	return append(args, "--chdir", dir, "--")
 }
 
-// sandboxArgs are bwrapArgs, with their mount points made safe in a
-// writable root (see writableRoot.secure).
-func (s *localSprite) sandboxArgs(dir, socket string) ([]string, error) {
-	args := s.bwrapArgs(dir, socket)
-	if s.b.rootfs != nil && s.uid > 0 {
-		if err := s.b.rootfs.secure(s.dir, s.uid, args); err != nil {
-			return nil, fmt.Errorf("sprite %s: %w", s.name, err)
+// sandboxArgs are bwrapArgs, with a writable root mounted for them and
+// their mount points in it made safe (see writableRoot.secure). release
+// says bwrap no longer needs the root's host-side mounts.
+func (s *localSprite) sandboxArgs(dir, socket string) (args []string, release func(), err error) {
+	args = s.bwrapArgs(dir, socket)
+	if s.b.rootfs == nil || s.uid == 0 {
+		return args, func() {}, nil
+	}
+	if release, err = s.b.holdRoot(s); err != nil {
+		return nil, nil, err
+	}
+	if err := s.b.rootfs.secure(s.dir, s.uid, args); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("sprite %s: %w", s.name, err)
+	}
+	return args, release, nil
+}
+
+// holdRoot mounts sprite s's writable root on the host for a command's
+// bubblewrap to bind, unless a command of s holds it already. The last
+// release unmounts it: a sandbox keeps the overlays it bound, and the
+// host's mount table, which every new mount namespace copies, holds only
+// the roots of commands being started or running, not every sprite's.
+func (b *Backend) holdRoot(s *localSprite) (release func(), err error) {
+	b.rootMu.Lock()
+	defer b.rootMu.Unlock()
+	if b.rootHeld[s.dir] == 0 {
+		if err := b.rootfs.mount(s.dir, s.uid, s.layer); err != nil {
+			return nil, fmt.Errorf("sprite %s: writable root: %w", s.name, err)
 		}
 	}
-	return args, nil
+	b.rootHeld[s.dir]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.rootMu.Lock()
+			defer b.rootMu.Unlock()
+			if b.rootHeld[s.dir]--; b.rootHeld[s.dir] <= 0 {
+				delete(b.rootHeld, s.dir)
+				unmountBeneath(filepath.Join(s.dir, "fs"))
+			}
+		})
+	}, nil
 }
 
 func (s *localSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite.Process, error) {
@@ -839,7 +875,7 @@ func (s *localSprite) startBwrap(req sprite.ExecRequest, dir string) (*localProc
 	if group != nil {
 		extra = group.procs
 	}
-	args, err := s.sandboxArgs(dir, proxy.path)
+	args, release, err := s.sandboxArgs(dir, proxy.path)
 	if err != nil {
 		proxy.close()
 		if group != nil {
@@ -851,8 +887,10 @@ func (s *localSprite) startBwrap(req sprite.ExecRequest, dir string) (*localProc
 	env := append(slices.Clip(req.Env), egress.ProxyEnv(egress.RelayAddr)...)
 	p, err := s.launch(argv, env, s.dir, extra, req.Stdin != nil, proxy, group)
 	if err != nil {
+		release()
 		return nil, err
 	}
+	p.release = release
 	p.run(s.dir, req)
 	return p, nil
 }
@@ -1050,6 +1088,9 @@ type localProcess struct {
 	feed   sync.WaitGroup // the stdin writer
 	drain  time.Duration
 	proxy  *serving // the command's egress proxy (bwrap mode)
+	// release lets go of the sprite's writable root once the command has
+	// ended (bwrap mode with a writable root; else nil).
+	release func()
 	group  *cgroup  // the command's cgroup, nil without
 	limits Limits
 
@@ -1115,6 +1156,9 @@ func (p *localProcess) Wait() (sprite.ExitStatus, error) {
 	p.errR.Close()
 	if p.proxy != nil {
 		p.proxy.close()
+	}
+	if p.release != nil {
+		p.release()
 	}
 	var exitErr *exec.ExitError
 	if werr != nil && !errors.As(werr, &exitErr) {

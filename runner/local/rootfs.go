@@ -390,35 +390,34 @@ func (w *writableRoot) usernsFor(uid int) (int, error) {
 	return fd, nil
 }
 
-// mount makes the writable root of the sprite whose tree is dir and whose
-// range starts at host uid uid, with package layer layer ("" for none),
-// unless it is mounted so already: its "/" directory, its upper and work
-// directories, and an overlay for each of w.dirs at dir/fs/<d>. A root
-// mounted with another layer is mounted again (what the sprite wrote stays
-// in its upper layers).
-func (w *writableRoot) mount(dir string, uid int, layer string) error {
+// prepare makes the "/" directory of the sprite whose tree is dir and
+// whose range starts at host uid uid, and records its package layer
+// ("" for none), which must exist, in dir/layer (which keeps it from
+// being collected).
+func (w *writableRoot) prepare(dir string, uid int, layer string) error {
 	<-w.ready
 	if w.readyErr != nil {
 		return w.readyErr
 	}
 	root := filepath.Join(dir, "root")
-	if err := mkdirOwned(root, 0o755, uid); err != nil {
-		return err
-	}
-	for _, d := range rootSkeleton {
-		// Beneath root (the sprite's own), never through a link it made.
-		if err := writeDirBeneath(root, d, uid); err != nil {
-			return fmt.Errorf("root skeleton %s: %w", d, err)
-		}
-	}
-	if err := w.makeLinks(root, uid); err != nil {
-		return err
-	}
-	marker := filepath.Join(dir, "layer")
-	if had, _ := os.ReadFile(marker); string(had) != layer {
-		if err := unmountBeneath(filepath.Join(dir, "fs")); err != nil {
+	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+		// A new sprite's "/": after this it is the sprite's to change
+		// (each command's mount points are made safe by secure).
+		if err := mkdirOwned(root, 0o755, uid); err != nil {
 			return err
 		}
+		for _, d := range rootSkeleton {
+			if err := writeDirBeneath(root, d, uid); err != nil {
+				return fmt.Errorf("root skeleton %s: %w", d, err)
+			}
+		}
+		if err := w.makeLinks(root, uid); err != nil {
+			return err
+		}
+	}
+	marker := filepath.Join(dir, "layer")
+	if had, err := os.ReadFile(marker); err == nil && string(had) == layer {
+		return nil
 	}
 	if layer != "" {
 		// Not collected between here and the marker that keeps it.
@@ -431,8 +430,16 @@ func (w *writableRoot) mount(dir string, uid int, layer string) error {
 			return fmt.Errorf("package layer %s: %w", layer, err)
 		}
 	}
-	if err := os.WriteFile(marker, []byte(layer), 0o600); err != nil {
-		return err
+	return os.WriteFile(marker, []byte(layer), 0o600)
+}
+
+// mount mounts the writable root of the sprite whose tree is dir (see
+// prepare) on the host: an overlay for each of w.dirs at dir/fs/<d>, over
+// its package layer; one mounted already is left as it is.
+func (w *writableRoot) mount(dir string, uid int, layer string) error {
+	<-w.ready
+	if w.readyErr != nil {
+		return w.readyErr
 	}
 	userns := -1
 	for _, d := range w.dirs {

@@ -61,6 +61,9 @@ ls /var/lib | grep -qv '^\(apt\|dpkg\)$' && echo "host /var: $(ls /var/lib)" || 
 	code, out = run(t, sp, `cat /usr/local/`+probe+` /etc/`+probe+` && test -d /opt/`+probe+` && test -d /`+probe+` && echo kept`)
 	is.Equal(code, 0)                 // a later command
 	is.Equal(out, "one\ntwo\nkept\n") // sees what the first wrote
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	is.NoErr(err)
+	is.True(!strings.Contains(string(mounts), filepath.Join(lb.root, "s1"))) // between commands the host holds no mount of the sprite's
 	for _, p := range []string{"/usr/local/" + probe, "/etc/" + probe, "/opt/" + probe, "/" + probe} {
 		_, err := os.Lstat(p)
 		is.True(os.IsNotExist(err)) // the host never saw the write
@@ -69,7 +72,7 @@ ls /var/lib | grep -qv '^\(apt\|dpkg\)$' && echo "host /var: $(ls /var/lib)" || 
 	is.NoErr(err)                                                        // the write is in the sprite's upper layer
 	is.Equal(int(fi.Sys().(*syscall.Stat_t).Uid), sp.(*localSprite).uid) // owned by the sprite's root on the host
 	is.NoErr(lb.Delete(context.Background(), "s1"))                      // deleting the sprite
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err = os.ReadFile("/proc/self/mountinfo")
 	is.NoErr(err)
 	is.True(!strings.Contains(string(mounts), filepath.Join(lb.root, "s1"))) // leaves no mount behind
 	_, err = os.Lstat(filepath.Join(lb.root, "s1"))

@@ -181,11 +181,13 @@ func (pl *warmPool) build(name string, sh shape) (*warmSprite, error) {
 	extra = append(extra, ctlR, readyW)
 	// The memory limit without a cgroup: on the command, which comes later.
 	ia.limits.MemoryBytes = 0
-	args, err := s.sandboxArgs("/", proxy.path)
+	args, unhold, err := s.sandboxArgs("/", proxy.path)
 	if err != nil {
 		release()
 		return fail(err)
 	}
+	// Once the init is parked, bwrap has bound what it needs.
+	defer unhold()
 	argv := append(append(append([]string{b.bwrap}, args...), initPath), ia.args()...)
 	p, err := s.launch(argv, []string{"PATH=" + sprite.DefaultPath}, s.dir, extra, true, proxy, group)
 	if err != nil {
