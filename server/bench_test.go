@@ -89,7 +89,7 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(0, "ns/op") // the percentiles are the figures; ns/op would count all 200 sessions
 }
 
-func benchServer(b *testing.B, mode string) (a *apitest.Server, token, agentID string) {
+func benchServer(b testing.TB, mode string) (a *apitest.Server, token, agentID string) {
 	b.Helper()
 	a, err := apitest.Start(b, apitest.Options{Runner: apitest.RealRunner, Sandbox: mode})
 	if err != nil {
@@ -107,7 +107,7 @@ func benchServer(b *testing.B, mode string) (a *apitest.Server, token, agentID s
 
 // firstOutput creates a session, opens its stream at once and returns the
 // time from sending the POST to reading the first output event.
-func firstOutput(b *testing.B, a *apitest.Server, token, agentID string) time.Duration {
+func firstOutput(b testing.TB, a *apitest.Server, token, agentID string) time.Duration {
 	start := time.Now()
 	r := a.Do("POST", "/sessions", token, fmt.Sprintf(`{"agent_id":%q,"prompt":"echo hi"}`, agentID))
 	if r.Status != http.StatusAccepted {
