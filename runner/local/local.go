@@ -120,7 +120,7 @@ type Backend struct {
 	rootfsWhy string
 	rootMu    sync.Mutex
 	rootHeld  map[string]int // sprite dir → commands holding its root mounted
-	initBin   string // aod's own binary, every bwrap sprite's init (see init.go)
+	initBin   string         // aod's own binary, every bwrap sprite's init (see init.go)
 	// userns: aod is root, so each bwrap sprite's processes run as its own
 	// range of unprivileged host uids (see identity.go).
 	userns  bool
@@ -1091,8 +1091,8 @@ type localProcess struct {
 	// release lets go of the sprite's writable root once the command has
 	// ended (bwrap mode with a writable root; else nil).
 	release func()
-	group  *cgroup  // the command's cgroup, nil without
-	limits Limits
+	group   *cgroup // the command's cgroup, nil without
+	limits  Limits
 
 	watchDone chan struct{} // the disk watcher has stopped
 	stopWatch atomic.Bool
