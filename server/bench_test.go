@@ -91,7 +91,7 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 
 func benchServer(b testing.TB, mode string) (a *apitest.Server, token, agentID string) {
 	b.Helper()
-	a, err := apitest.Start(b, apitest.Options{Runner: apitest.RealRunner, Sandbox: mode})
+	a, err := apitest.Start(b, apitest.Options{Runner: apitest.RealRunner, Sandbox: mode, WarmSprites: runner.DefaultWarmSprites})
 	if err != nil {
 		b.Skipf("BENCHMARK NOT RUN: sandbox %s unavailable here: %v", mode, err)
 	}

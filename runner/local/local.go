@@ -286,16 +286,19 @@ func (b *Backend) useBwrap(ctx context.Context, dataDir string) error {
 	b.sandbox, b.bwrap, b.rootArgs, b.kernArgs, b.initBin, b.userns = SandboxBwrap, bin, rootArgs, kernArgs, initBin, os.Geteuid() == 0
 	sweepWarm(b.root) // a previous process's; its inits died with it
 	b.ids.load(b.root)
+	b.cg, b.cgWhy = detectCgroups()
 	b.rootfs, b.rootfsWhy = nil, "aod is not root (a writable root needs overlays mounted by root)"
+	if err := b.probe(ctx); err != nil {
+		b.sandbox, b.bwrap, b.rootArgs, b.kernArgs, b.initBin, b.userns, b.cg = SandboxNone, "", nil, nil, "", false, nil
+		return err
+	}
+	// The sandbox works: sprites get a writable root where aod can make
+	// one (its base layer is made in the background; the first sprite
+	// waits for it, the server's start does not).
 	if b.userns {
 		if b.rootfs, err = newWritableRoot(b.root, dataDir); err != nil {
 			b.rootfs, b.rootfsWhy = nil, err.Error()
 		}
-	}
-	b.cg, b.cgWhy = detectCgroups()
-	if err := b.probe(ctx); err != nil {
-		b.sandbox, b.bwrap, b.rootArgs, b.kernArgs, b.initBin, b.userns, b.cg, b.rootfs = SandboxNone, "", nil, nil, "", false, nil, nil
-		return err
 	}
 	return nil
 }

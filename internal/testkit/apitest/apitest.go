@@ -6,6 +6,7 @@
 package apitest
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -53,6 +54,10 @@ type Options struct {
 	// Keyless, when set, is the policy's providers that need no model key
 	// (as aod serve --fake-model has it).
 	Keyless func(provider string) bool
+	// WarmSprites is the real runner's warm pool (0: none, so tests that
+	// start many servers do not each keep sandboxes started; the P1
+	// benchmark asks for the server's default).
+	WarmSprites int
 	// UI, when set, mounts the web UI with this configuration (its Stream
 	// and Logger are the server's).
 	UI *ui.Config
@@ -108,7 +113,7 @@ func Start(t testing.TB, o Options) (*Server, error) {
 		fakeSrv := httptest.NewServer(s.Fake)
 		t.Cleanup(fakeSrv.Close)
 		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: o.Sandbox, MaxRunning: o.MaxRunning,
-			KillGrace: 200 * time.Millisecond, RuntimeDir: RuntimeDir(), Logger: logger,
+			KillGrace: 200 * time.Millisecond, RuntimeDir: RuntimeDir(), Logger: logger, WarmSprites: cmp.Or(o.WarmSprites, -1),
 			EgressAllow: o.EgressAllow, EgressResolver: o.EgressResolver, EgressDial: o.EgressDial,
 			ModelEndpoints: runner.ModelEndpoints{Anthropic: fakeSrv.URL, OpenAI: fakeSrv.URL, Gemini: fakeSrv.URL}})
 		if err != nil {
