@@ -251,11 +251,12 @@ func requireBwrap(t *testing.T) {
 	if _, err := exec.LookPath("bwrap"); err != nil && local.FindBinary("bwrap") == "" {
 		skip("sandbox test: bubblewrap (bwrap) is not installed; install the bubblewrap package to run it")
 	}
-	_, err := local.New(local.Config{DataDir: t.TempDir(), Sandbox: local.SandboxBwrap,
+	lb, err := local.New(local.Config{DataDir: t.TempDir(), Sandbox: local.SandboxBwrap,
 		Limits: Limits{Processes: 4096, FileSizeBytes: 1 << 30, CPUSeconds: 60}, Drain: time.Second})
 	if err != nil {
 		skip("sandbox test: bubblewrap does not work on this machine: %v", err)
 	}
+	lb.Close()
 }
 
 // realNPM skips loudly where npm is missing: the runtime installs need it.

@@ -538,14 +538,17 @@ func removeTree(dir string) error {
 	return os.RemoveAll(dir)
 }
 
-// Close stops the backend's background work: the warm sprites go, and the
+// Close stops the backend's background work: the warm sprites go, the
 // sprites' writable roots are unmounted (a sprite used again mounts its
-// own).
+// own) and a temporary socket directory is removed.
 func (b *Backend) Close() {
 	b.warm.close()
 	if b.rootfs != nil {
 		<-b.rootfs.ready // a base layer still being made is not left half done
 		unmountBeneath(b.root)
+	}
+	if b.net.dir != "" && !under(b.net.dir, b.root) {
+		os.RemoveAll(b.net.dir) // a temporary directory of its own (socketDir)
 	}
 }
 
