@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,11 +59,12 @@ var rootSkeleton = []string{"proc", "dev", "home", "home/sprite", "workspace", "
 
 // writableRoot makes and mounts sprites' root filesystems.
 type writableRoot struct {
-	base   string      // <sprites>/.base
-	layers string      // <data dir>/layers: the environments' package layers (layers.go)
-	dirs   []string    // the overlays, in mount order: overlaid that exist, then baseOnly
-	links  [][2]string // the host's usr-merge links: name → target ("bin" → "usr/bin")
-	sleep  string      // a command that waits, to hold a user namespace while its fd is taken
+	base    string      // <sprites>/.base
+	layers  string      // <data dir>/layers: the environments' package layers (layers.go)
+	dirs    []string    // the overlays, in mount order: overlaid that exist, then baseOnly
+	links   [][2]string // the host's usr-merge links: name → target ("bin" → "usr/bin")
+	sleep   string      // a command that waits, to hold a user namespace while its fd is taken
+	unshare string      // util-linux's unshare, which starts it in one
 
 	ready    chan struct{} // closed once the base layer is made
 	readyErr error         // why it could not be
@@ -80,6 +82,9 @@ func newWritableRoot(sprites, dataDir string) (*writableRoot, error) {
 	}
 	if w.sleep = FindBinary("sleep"); w.sleep == "" {
 		return nil, errors.New("sleep (coreutils) not found")
+	}
+	if w.unshare = FindBinary("unshare"); w.unshare == "" {
+		return nil, errors.New("unshare (util-linux) not found")
 	}
 	for _, d := range overlaid {
 		if fi, err := os.Lstat("/" + d); err == nil && fi.IsDir() {
@@ -372,22 +377,54 @@ func (w *writableRoot) usernsFor(uid int) (int, error) {
 	if fd, ok := w.userns[uid]; ok {
 		return fd, nil
 	}
-	cmd := exec.Command(w.sleep, "infinity")
-	ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: uidRange}}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: ids, GidMappings: ids, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("user namespace for uid %d: %w", uid, err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	fd, err := unix.Open("/proc/"+strconv.Itoa(cmd.Process.Pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := w.newUserns(uid)
 	if err != nil {
 		return -1, fmt.Errorf("user namespace for uid %d: %w", uid, err)
 	}
 	w.userns[uid] = fd
 	return fd, nil
+}
+
+// newUserns makes the user namespace usernsFor keeps. Its process is
+// started by unshare(1), not with the namespace as a clone flag: Go forks a
+// process whose maps its parent must write with a full fork, which stalls
+// every thread of a big server for the copy of its page tables (a new
+// sprite's first command waited ~15 ms for it); a plain exec is a vfork.
+// The maps are written here, as the child's parent namespace's root.
+func (w *writableRoot) newUserns(uid int) (int, error) {
+	cmd := exec.Command(w.unshare, "--user", "--", w.sleep, "infinity")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return -1, err
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	proc := "/proc/" + strconv.Itoa(cmd.Process.Pid)
+	var self, child unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &self); err != nil {
+		return -1, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := unix.Stat(proc+"/ns/user", &child); err != nil {
+			return -1, err
+		}
+		if child.Ino != self.Ino {
+			break // unshare(2) has run
+		}
+		if time.Now().After(deadline) {
+			return -1, errors.New("unshare --user did not make a user namespace")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	mapping := fmt.Sprintf("0 %d %d\n", uid, uidRange)
+	for _, f := range []string{"uid_map", "gid_map"} {
+		if err := os.WriteFile(proc+"/"+f, []byte(mapping), 0); err != nil {
+			return -1, err
+		}
+	}
+	return unix.Open(proc+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 }
 
 // prepare makes the "/" directory of the sprite whose tree is dir and
