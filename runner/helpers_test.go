@@ -138,7 +138,14 @@ func (f *fixture) run(script string, o sessionOpts) *store.Session {
 // wait blocks until the session is no longer pending or running.
 func (f *fixture) wait(id string) *store.Session {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	return f.waitFor(id, 30*time.Second)
+}
+
+// waitFor is wait with a patience of its own (sessions that install
+// packages take longer).
+func (f *fixture) waitFor(id string, patience time.Duration) *store.Session {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(f.ctx, patience)
 	defer cancel()
 	for {
 		seq := f.db.ChangeSeq(id)
@@ -150,7 +157,7 @@ func (f *fixture) wait(id string) *store.Session {
 			return s
 		}
 		if err := f.db.WaitChange(ctx, id, seq); err != nil {
-			f.t.Fatalf("session %s still %s after 30s", id, s.Status)
+			f.t.Fatalf("session %s still %s after %s", id, s.Status, patience)
 		}
 	}
 }

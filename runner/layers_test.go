@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"context"
 	"os"
 	"slices"
 	"strings"
@@ -33,21 +32,7 @@ func layerFixture(t *testing.T) *fixture {
 // waitLong is wait for sessions whose provisioning installs packages.
 func (f *fixture) waitLong(id string) *store.Session {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(f.ctx, 4*time.Minute)
-	defer cancel()
-	for {
-		seq := f.db.ChangeSeq(id)
-		s, err := f.db.GetSession(ctx, "", id)
-		if err != nil {
-			f.t.Fatalf("get session: %v", err)
-		}
-		if !s.Active() {
-			return s
-		}
-		if err := f.db.WaitChange(ctx, id, seq); err != nil {
-			f.t.Fatalf("session %s still %s after 4 minutes", id, s.Status)
-		}
-	}
+	return f.waitFor(id, 4*time.Minute)
 }
 
 // setupMessages are a session's provision_setup stage messages.
