@@ -199,21 +199,30 @@ func (r *Runner) buildLayer(p *provisioning, key string, steps []packageStep, b 
 
 // layerEnv is a build's environment: the session's, with the package
 // managers installing into system directories (the layer holds /usr,
-// /etc, /opt and /var, not the build sprite's home).
+// /etc, /opt and /var, not the build sprite's home) unless the
+// environment's own variables say otherwise.
 func layerEnv(sessionEnv map[string]string, sp sprite.Sprite) map[string]string {
 	env := make(map[string]string, len(sessionEnv)+8)
 	for k, v := range sessionEnv {
 		env[k] = v
 	}
-	for k := range userToolEnv(sp.Path(sprite.HomeDir)) {
-		delete(env, k)
+	for k, v := range userToolEnv(sp.Path(sprite.HomeDir)) {
+		if env[k] == v {
+			delete(env, k) // aod's home default, not the user's choice
+		}
 	}
-	env["PATH"] = sprite.DefaultPath
-	env["NPM_CONFIG_PREFIX"] = "/usr/local"
-	env["PIP_BREAK_SYSTEM_PACKAGES"] = "1"
-	env["CARGO_INSTALL_ROOT"] = "/usr/local"
-	env["GOBIN"] = "/usr/local/bin"
-	env["GOPATH"] = sp.Path(sprite.HomeDir) + "/go"
-	env["DEBIAN_FRONTEND"] = "noninteractive"
+	for k, v := range map[string]string{
+		"PATH":                      sprite.DefaultPath,
+		"NPM_CONFIG_PREFIX":         "/usr/local",
+		"PIP_BREAK_SYSTEM_PACKAGES": "1",
+		"CARGO_INSTALL_ROOT":        "/usr/local",
+		"GOBIN":                     "/usr/local/bin",
+		"GOPATH":                    sp.Path(sprite.HomeDir) + "/go",
+		"DEBIAN_FRONTEND":           "noninteractive",
+	} {
+		if _, set := env[k]; !set {
+			env[k] = v
+		}
+	}
 	return env
 }

@@ -1,6 +1,15 @@
 package runner
 
 import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -187,4 +196,90 @@ func TestLimitedNetworkAllowsPackageManagers(t *testing.T) {
 	without := &store.Environment{Networking: store.Networking{Type: "limited",
 		Config: []byte(`{"allowed_hosts":["api.example.com"],"allow_package_managers":false}`)}}
 	is.Equal(r.network(sess, without).Hosts, []string{"api.example.com"}) // false: only its hosts
+}
+
+// goProxy serves one Go module, example.test/hello@v1.0.0 (a command that
+// prints "hello from the layer"), as a module proxy on 127.0.0.1, named
+// goproxy.test for a sprite's egress proxy.
+type goProxy struct{ addr string }
+
+func newGoProxy(t *testing.T) *goProxy {
+	t.Helper()
+	const mod = "example.test/hello"
+	gomod := "module " + mod + "\n\ngo 1.21\n"
+	var zipped bytes.Buffer
+	zw := zip.NewWriter(&zipped)
+	for name, body := range map[string]string{"go.mod": gomod,
+		"main.go": "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello from the layer\") }\n"} {
+		f, err := zw.Create(mod + "@v1.0.0/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(f, body)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"/" + mod + "/@v/list":        []byte("v1.0.0\n"),
+		"/" + mod + "/@v/v1.0.0.info": []byte(`{"Version":"v1.0.0","Time":"2026-01-01T00:00:00Z"}`),
+		"/" + mod + "/@v/v1.0.0.mod":  []byte(gomod),
+		"/" + mod + "/@v/v1.0.0.zip":  zipped.Bytes(),
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return &goProxy{addr: srv.Listener.Addr().String()}
+}
+
+func (g *goProxy) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if host == "goproxy.test" {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	return nil, fmt.Errorf("%s does not resolve here", host)
+}
+
+// An environment's go packages are built once, for real, from a module
+// proxy of the test's own (no network needed), into the layer: the second
+// session runs the command without building it again.
+func TestGoPackageLayer(t *testing.T) {
+	requireBwrap(t)
+	if os.Geteuid() != 0 {
+		t.Skip("package layers need a writable root, which needs aod to run as root (CI's case)")
+	}
+	goroot := "/usr/local/go"
+	if _, err := os.Stat(goroot + "/bin/go"); err != nil {
+		t.Fatalf("this test builds with the host's Go at %s (in a sprite's /usr): %v", goroot, err)
+	}
+	is := is.New(t)
+	gp := newGoProxy(t)
+	_, port, _ := net.SplitHostPort(gp.addr)
+	f := newFixture(t, Config{Sandbox: SandboxBwrap, ProvisionTimeout: 5 * time.Minute,
+		EgressAllow: []string{"127.0.0.1"}, EgressResolver: gp})
+	is.True(f.r.local.Layers()) // as root, sprites have package layers
+	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
+		Name: "go", Networking: store.Networking{Type: "unrestricted"},
+		Packages: map[string][]string{"go": {"example.test/hello@v1.0.0"}},
+		EnvVars: map[string]string{"GOPROXY": "http://goproxy.test:" + port, "GOSUMDB": "off", "GOTOOLCHAIN": "local",
+			"PATH": goroot + "/bin:" + "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+	})
+	is.NoErr(err) // an environment with a go package from the test's proxy
+	first := f.run("hello\n", sessionOpts{environmentID: env.ID})
+	done := f.waitLong(first.ID)
+	is.Equal(done.Status, store.StatusCompleted) // built and ran (see done.Error)
+	out, _ := f.output(first.ID, 1)
+	is.Equal(out, "hello from the layer\n")                                                                      // the command, from the layer
+	is.Equal(countContaining(f.setupMessages(first.ID), "installing go packages: example.test/hello@v1.0.0"), 1) // built by the first session
+	second := f.run("command -v hello; hello\n", sessionOpts{environmentID: env.ID})
+	done = f.waitLong(second.ID)
+	is.Equal(done.Status, store.StatusCompleted)
+	out, _ = f.output(second.ID, 1)
+	is.Equal(out, "/usr/local/bin/hello\nhello from the layer\n")          // in /usr/local/bin, from the layer
+	is.Equal(countContaining(f.setupMessages(second.ID), "installing"), 0) // not built again
 }
