@@ -557,7 +557,7 @@ func TestEnvironmentPackagesOnPath(t *testing.T) {
 			})
 			is.NoErr(err) // an environment with an npm package that has a command
 			s := f.run("semver 1.2.3 -i minor\ncommand -v semver | sed \"s|$HOME|HOME|\"\n", sessionOpts{environmentID: env.ID})
-			done := f.wait(s.ID)
+			done := f.waitLong(s.ID)                     // an install may take a while on a loaded machine
 			is.Equal(done.Status, store.StatusCompleted) // provisioning installed it and the turn ran
 			out, _ := f.output(s.ID, 1)
 			where := "HOME/.local/bin/semver"
@@ -567,26 +567,6 @@ func TestEnvironmentPackagesOnPath(t *testing.T) {
 			is.Equal(out, "1.3.0\n"+where+"\n") // the package's command works, from the layer or the home dir
 		})
 	}
-}
-
-// apt installs into a sprite's writable root under bubblewrap (as root,
-// CI's case): the package's command runs in the turn.
-func TestAptPackagesUnderBwrap(t *testing.T) {
-	requireBwrap(t)
-	if os.Geteuid() != 0 {
-		t.Skip("a writable root needs aod to run as root; unprivileged, apt packages fail at provisioning saying so")
-	}
-	is := is.New(t)
-	f := newFixture(t, Config{Sandbox: SandboxBwrap})
-	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
-		Name: "apt", Packages: map[string][]string{"apt": {"cowsay"}}, Networking: store.Networking{Type: "unrestricted"},
-	})
-	is.NoErr(err) // an environment with an apt package
-	s := f.run("/usr/games/cowsay moo\n", sessionOpts{environmentID: env.ID})
-	done := f.wait(s.ID)
-	is.Equal(done.Status, store.StatusCompleted) // provisioning installed it and the turn ran (see done.Error)
-	out, _ := f.output(s.ID, 1)
-	is.True(strings.Contains(out, "< moo >")) // the package's command works
 }
 
 // countingStore counts the store reads of a session's secrets and of its
