@@ -3,13 +3,7 @@ package runner
 import (
 	"archive/zip"
 	"bytes"
-	"context"
-	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -26,10 +20,7 @@ import (
 // (root, as on CI), so environments get package layers.
 func layerFixture(t *testing.T) *fixture {
 	t.Helper()
-	requireBwrap(t)
-	if os.Geteuid() != 0 {
-		t.Skip("package layers need a writable root, which needs aod to run as root (CI's case)")
-	}
+	requireLayers(t)
 	realNPM(t)
 	f := newFixture(t, Config{Sandbox: SandboxBwrap, ProvisionTimeout: 5 * time.Minute})
 	if !f.r.local.Layers() {
@@ -199,11 +190,9 @@ func TestLimitedNetworkAllowsPackageManagers(t *testing.T) {
 }
 
 // goProxy serves one Go module, example.test/hello@v1.0.0 (a command that
-// prints "hello from the layer"), as a module proxy on 127.0.0.1, named
-// goproxy.test for a sprite's egress proxy.
-type goProxy struct{ addr string }
-
-func newGoProxy(t *testing.T) *goProxy {
+// prints "hello from the layer"), as a module proxy on 127.0.0.1, and
+// returns its port.
+func goProxy(t *testing.T) string {
 	t.Helper()
 	const mod = "example.test/hello"
 	gomod := "module " + mod + "\n\ngo 1.21\n"
@@ -226,42 +215,22 @@ func newGoProxy(t *testing.T) *goProxy {
 		"/" + mod + "/@v/v1.0.0.mod":  []byte(gomod),
 		"/" + mod + "/@v/v1.0.0.zip":  zipped.Bytes(),
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(body)
-	}))
-	t.Cleanup(srv.Close)
-	return &goProxy{addr: srv.Listener.Addr().String()}
-}
-
-func (g *goProxy) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	if host == "goproxy.test" {
-		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
-	}
-	return nil, fmt.Errorf("%s does not resolve here", host)
+	return serve(t, files, nil)
 }
 
 // An environment's go packages are built once, for real, from a module
 // proxy of the test's own (no network needed), into the layer: the second
 // session runs the command without building it again.
 func TestGoPackageLayer(t *testing.T) {
-	requireBwrap(t)
-	if os.Geteuid() != 0 {
-		t.Skip("package layers need a writable root, which needs aod to run as root (CI's case)")
-	}
+	requireLayers(t)
 	goroot := "/usr/local/go"
 	if _, err := os.Stat(goroot + "/bin/go"); err != nil {
 		t.Fatalf("this test builds with the host's Go at %s (in a sprite's /usr): %v", goroot, err)
 	}
 	is := is.New(t)
-	gp := newGoProxy(t)
-	_, port, _ := net.SplitHostPort(gp.addr)
+	port := goProxy(t)
 	f := newFixture(t, Config{Sandbox: SandboxBwrap, ProvisionTimeout: 5 * time.Minute,
-		EgressAllow: []string{"127.0.0.1"}, EgressResolver: gp})
+		EgressAllow: []string{"127.0.0.1"}, EgressResolver: dotTest{}})
 	is.True(f.r.local.Layers()) // as root, sprites have package layers
 	env, err := f.db.CreateEnvironment(f.ctx, f.user.ID, store.EnvironmentInput{
 		Name: "go", Networking: store.Networking{Type: "unrestricted"},
