@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/runner/sprite"
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/store"
 )
 
@@ -225,4 +229,28 @@ func layerEnv(sessionEnv map[string]string, sp sprite.Sprite) map[string]string 
 		}
 	}
 	return env
+}
+
+// EnvironmentLayers are the package layers of environment id, those being
+// built included, newest version first (sessions.LayerLister).
+func (r *Runner) EnvironmentLayers(id string) ([]sessions.Layer, error) {
+	prefix := id + "-v"
+	version := func(key string) int {
+		v, _ := strconv.Atoi(strings.SplitN(strings.TrimPrefix(key, prefix), "-", 2)[0])
+		return v
+	}
+	var out []sessions.Layer
+	r.layers.mu.Lock()
+	for key, b := range r.layers.builds {
+		if strings.HasPrefix(key, prefix) {
+			out = append(out, sessions.Layer{Version: version(key), Building: true, Since: b.started})
+		}
+	}
+	r.layers.mu.Unlock()
+	built, err := local.ListLayers(r.cfg.DataDir, prefix)
+	for _, l := range built {
+		out = append(out, sessions.Layer{Version: version(l.Key), Since: l.LastUsed, InUse: l.InUse, Bytes: l.Bytes})
+	}
+	slices.SortStableFunc(out, func(a, b sessions.Layer) int { return cmp.Compare(b.Version, a.Version) })
+	return out, err
 }

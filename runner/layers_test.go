@@ -168,6 +168,14 @@ func TestPackageLayerSingleFlightAndFailuresNotCached(t *testing.T) {
 	got, err := local.CollectLayers(f.dir, time.Hour)
 	is.NoErr(err)
 	is.Equal(len(got), 1) // only the good environment has a layer
+	listed, err := f.r.EnvironmentLayers(env.ID)
+	is.NoErr(err)
+	is.Equal(len(listed), 1)                                  // which its listing shows
+	is.True(listed[0].Version == 1 && !listed[0].Building)    // built, for version 1
+	is.True(listed[0].Bytes > 0 && !listed[0].Since.IsZero()) // with its size and last use
+	listed, err = f.r.EnvironmentLayers(bad.ID)
+	is.NoErr(err)
+	is.Equal(len(listed), 0) // the failed one lists none
 }
 
 // A limited environment with allow_package_managers reaches the package

@@ -8,6 +8,7 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aod/aod/store"
 	"golang.org/x/sys/unix"
@@ -162,4 +163,36 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 	}
 	s.run.Delete(id)
 	return nil
+}
+
+// Layer is one package layer of an environment: its packages installed for
+// one version of it, kept by a runner whose sprites have a writable root.
+type Layer struct {
+	Version  int
+	Building bool      // a session is building it now
+	Since    time.Time // when the build started (building), or the layer was last used
+	InUse    bool      // some session's sprite is made over it
+	Bytes    int64     // the disk space it takes (0 while building)
+}
+
+// LayerLister is a Runner that can keep environments' package layers
+// (Layers says whether it does).
+type LayerLister interface {
+	Layers() bool
+	EnvironmentLayers(environmentID string) ([]Layer, error)
+}
+
+// EnvironmentLayers are the package layers of the user's environment id,
+// newest version first; ok is false when this server keeps none (its
+// sprites have no writable root). Another user's environment is a 404.
+func (s *Service) EnvironmentLayers(ctx context.Context, userID, id string) (layers []Layer, ok bool, err error) {
+	if _, err := s.db.GetEnvironment(ctx, userID, id); err != nil {
+		return nil, false, err
+	}
+	ll, ok := s.run.(LayerLister)
+	if !ok || !ll.Layers() {
+		return nil, false, nil
+	}
+	layers, err = ll.EnvironmentLayers(id)
+	return layers, true, err
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/validate"
 	"github.com/julienschmidt/httprouter"
@@ -28,6 +29,8 @@ type environmentPage struct {
 	AllowedHosts []string
 	Managers     []packageRow
 	EnvVarNames  []string
+	Layers       []sessions.Layer // newest version first
+	LayersKept   bool             // this server keeps package layers
 }
 
 type packageRow struct {
@@ -64,6 +67,12 @@ func (u *UI) handleEnvironment(w http.ResponseWriter, r *http.Request, ps httpro
 	for _, m := range store.PackageManagers {
 		if pkgs, ok := e.Packages[m]; ok {
 			p.Managers = append(p.Managers, packageRow{Manager: m, Packages: strings.Join(pkgs, ", ")})
+		}
+	}
+	if len(p.Managers) > 0 {
+		p.Layers, p.LayersKept, err = u.sess.EnvironmentLayers(r.Context(), s.User.ID, id)
+		if err != nil {
+			u.log.Error("listing an environment's package layers", "environment", id, "err", err)
 		}
 	}
 	u.render(w, r, http.StatusOK, "environment_detail", s, p)

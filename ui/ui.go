@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,6 +161,7 @@ func (u *UI) parseTemplates(fsys fs.FS) error {
 		"whenPtr":  formatWhenPtr,
 		"shortID":  shortID,
 		"exitCode": exitCode,
+		"size":     formatSize,
 	}
 	base, err := fs.ReadFile(fsys, "templates/base.html")
 	if err != nil {
@@ -208,6 +210,23 @@ func formatWhenPtr(t *time.Time) string {
 		return "—"
 	}
 	return formatWhen(*t)
+}
+
+// formatSize is a byte count to one decimal of its largest binary unit:
+// "12.3 MiB".
+func formatSize(n int64) string {
+	units := []string{"KiB", "MiB", "GiB", "TiB"}
+	if n < 1024 {
+		return strconv.FormatInt(n, 10) + " bytes"
+	}
+	f, unit := float64(n)/1024, units[0]
+	for _, u := range units[1:] {
+		if f < 1024 {
+			break
+		}
+		f, unit = f/1024, u
+	}
+	return strconv.FormatFloat(f, 'f', 1, 64) + " " + unit
 }
 
 func shortID(id string) string {

@@ -161,12 +161,13 @@ func lockLayers(layers string, how int) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-// Layer is a package layer as CollectLayers sees it.
+// Layer is a package layer as CollectLayers and ListLayers see it.
 type Layer struct {
 	Key      string
 	LastUsed time.Time
-	InUse    bool // some sprite of the data dir is made over it
-	Removed  bool
+	InUse    bool  // some sprite of the data dir is made over it
+	Removed  bool  // (CollectLayers) it was removed
+	Bytes    int64 // (ListLayers) the disk space it takes
 }
 
 // CollectLayers removes the package layers of the data dir that no sprite
@@ -175,11 +176,29 @@ type Layer struct {
 // `aod environments gc` alike (the lock keeps a layer being mounted or
 // saved meanwhile from going).
 func CollectLayers(dataDir string, olderThan time.Duration) ([]Layer, error) {
+	return scanLayers(dataDir, "", olderThan)
+}
+
+// ListLayers reports the package layers whose keys start with prefix, with
+// the space each takes, and removes nothing.
+func ListLayers(dataDir, prefix string) ([]Layer, error) {
+	return scanLayers(dataDir, prefix, -1)
+}
+
+// scanLayers reports the layers whose keys start with prefix; with
+// olderThan ≥ 0 it removes those unused for that long (and unfinished
+// saves), otherwise it measures them.
+func scanLayers(dataDir, prefix string, olderThan time.Duration) ([]Layer, error) {
 	layers := LayersDir(dataDir)
 	if _, err := os.Stat(layers); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	unlock, err := lockLayers(layers, unix.LOCK_EX)
+	collect := olderThan >= 0
+	how := unix.LOCK_SH
+	if collect {
+		how = unix.LOCK_EX
+	}
+	unlock, err := lockLayers(layers, how)
 	if err != nil {
 		return nil, err
 	}
@@ -198,18 +217,21 @@ func CollectLayers(dataDir string, olderThan time.Duration) ([]Layer, error) {
 	var out []Layer
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".new-") {
+		if collect && strings.HasPrefix(name, ".new-") {
 			removeTree(filepath.Join(layers, name)) // a save that never finished
 			continue
 		}
-		if !e.IsDir() || !validLayerKey(name) {
+		if !e.IsDir() || !validLayerKey(name) || !strings.HasPrefix(name, prefix) {
 			continue
 		}
 		l := Layer{Key: name, InUse: inUse[name]}
 		if fi, err := os.Stat(filepath.Join(layers, name, layerUsed)); err == nil {
 			l.LastUsed = fi.ModTime()
 		}
-		if !l.InUse && time.Since(l.LastUsed) >= olderThan {
+		switch {
+		case !collect:
+			l.Bytes, _, _ = treeUsage(filepath.Join(layers, name), 0)
+		case !l.InUse && time.Since(l.LastUsed) >= olderThan:
 			if err := removeTree(filepath.Join(layers, name)); err != nil {
 				return out, fmt.Errorf("remove layer %s: %w", name, err)
 			}

@@ -210,6 +210,16 @@ echo conf > /etc/tool.conf; rm /etc/passwd.aod-missing 2>/dev/null || true; chow
 	is.NoErr(err)
 	is.Equal(string(layerTool), "#!/bin/sh\necho from-layer\n") // the sprite's write went to its own upper layer
 
+	listed, err := ListLayers(filepath.Dir(lb.root), "env1-")
+	is.NoErr(err)
+	is.Equal(len(listed), 1)              // an environment's layers are listed
+	is.True(listed[0].InUse)              // in use by s1
+	is.True(listed[0].Bytes > 0)          // with their size
+	is.True(!listed[0].LastUsed.IsZero()) // and when they were last used
+	listed, err = ListLayers(filepath.Dir(lb.root), "env2-")
+	is.NoErr(err)
+	is.Equal(len(listed), 0) // another environment's are not
+
 	got, err := CollectLayers(filepath.Dir(lb.root), 0)
 	is.NoErr(err)
 	is.Equal(len(got), 1)
