@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 // aodBinary builds the real binary once per test run (CGO off, as shipped).
-func aodBinary(t *testing.T) string {
+func aodBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "aod-bin-")
@@ -65,14 +65,14 @@ func aodBinary(t *testing.T) string {
 
 // serverProc is `aod serve` running as a child process.
 type serverProc struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	base string
 	api  *apitest.Client
 	logs *strings.Builder
 }
 
-func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
+func startServer(t testing.TB, dataDir string, extra ...string) *serverProc {
 	t.Helper()
 	// No free-disk floor: CI machines may have less than the default free.
 	args := append([]string{"--data-dir", dataDir, "serve", "--listen", "127.0.0.1:0", "--min-free-disk", "0"}, extra...)

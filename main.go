@@ -122,32 +122,44 @@ func versionString() string {
 	return v
 }
 
+// noLimit maps a limit flag's 0 ("no limit") to sse.Config's -1 (its 0
+// takes the default).
+func noLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 // serveOptions are serve's flags; each also reads an AOD_* variable.
 type serveOptions struct {
-	listen           string
-	sandbox          string
-	maxConcurrent    int
-	maxRunning       int
-	outputLimit      size
-	minFreeDisk      size
-	heartbeat        time.Duration
-	staleAfter       time.Duration
-	killGrace        time.Duration
-	shutdownGrace    time.Duration
-	provisionTimeout time.Duration
-	sweepInterval    time.Duration
-	layerRetention   time.Duration
-	runtimeDir       string
-	fakeModel        bool
-	fakeModelScript  string
-	endpoints        runner.ModelEndpoints
-	registration     string
-	secureCookies    bool
-	egressAllow      []string
-	diskLimit        size
-	memoryLimit      size
-	pidsLimit        int
-	warmSprites      int
+	listen             string
+	sandbox            string
+	maxConcurrent      int
+	maxRunning         int
+	outputLimit        size
+	minFreeDisk        size
+	heartbeat          time.Duration
+	staleAfter         time.Duration
+	streamWriteTimeout time.Duration
+	maxStreamsPerUser  int
+	maxStreams         int
+	killGrace          time.Duration
+	shutdownGrace      time.Duration
+	provisionTimeout   time.Duration
+	sweepInterval      time.Duration
+	layerRetention     time.Duration
+	runtimeDir         string
+	fakeModel          bool
+	fakeModelScript    string
+	endpoints          runner.ModelEndpoints
+	registration       string
+	secureCookies      bool
+	egressAllow        []string
+	diskLimit          size
+	memoryLimit        size
+	pidsLimit          int
+	warmSprites        int
 }
 
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
@@ -180,6 +192,9 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.Var(&o.minFreeDisk, "min-free-disk", "refuse new sessions (503) while the data dir's disk has less free, e.g. 2GiB; 0 = no check (env AOD_MIN_FREE_DISK)")
 	f.DurationVar(&o.heartbeat, "heartbeat", env.dur("AOD_HEARTBEAT", sse.DefaultHeartbeat), "SSE heartbeat interval (env AOD_HEARTBEAT)")
 	f.DurationVar(&o.staleAfter, "stale-after", env.dur("AOD_STALE_AFTER", sse.DefaultStale), "end a stream with `stale` after this long without output (env AOD_STALE_AFTER)")
+	f.DurationVar(&o.streamWriteTimeout, "stream-write-timeout", env.dur("AOD_STREAM_WRITE_TIMEOUT", sse.DefaultWriteTimeout), "a stream whose client takes no bytes for this long is closed; the client resumes with Last-Event-ID (env AOD_STREAM_WRITE_TIMEOUT)")
+	f.IntVar(&o.maxStreamsPerUser, "max-streams-per-user", env.int("AOD_MAX_STREAMS_PER_USER", sse.DefaultMaxPerUser), "event streams (API and web UI) one user may hold open at once; more get 429; 0 = no limit (env AOD_MAX_STREAMS_PER_USER)")
+	f.IntVar(&o.maxStreams, "max-streams", env.int("AOD_MAX_STREAMS", sse.DefaultMaxTotal), "event streams open at once on this server (each holds a connection: keep the open-files limit above it); more get 503 with Retry-After; 0 = no limit (env AOD_MAX_STREAMS)")
 	f.DurationVar(&o.killGrace, "kill-grace", env.dur("AOD_KILL_GRACE", runner.DefaultKillGrace), "time between TERM and KILL when a turn times out (env AOD_KILL_GRACE)")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", env.dur("AOD_SHUTDOWN_GRACE", defaultShutdownGrace), "on SIGTERM, how long running turns may finish (env AOD_SHUTDOWN_GRACE)")
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", runner.DefaultProvisionTimeout), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
@@ -301,9 +316,15 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	}()
 	sess := sessions.New(db, run, store.SessionPolicy{MaxConcurrent: o.maxConcurrent, Keyless: o.endpoints.Keyless},
 		sessions.MinFreeDisk(int64(o.minFreeDisk)))
-	stream := sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter}
+	var nofile syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile); err == nil && o.maxStreams > 0 && uint64(o.maxStreams)+256 > nofile.Cur {
+		logger.Warn("the open-files limit is too low for --max-streams: connections beyond it fail before they are counted; raise it (ulimit -n) or lower --max-streams",
+			"open_files", nofile.Cur, "max_streams", o.maxStreams)
+	}
+	streams := sse.NewHub(db, sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter, WriteTimeout: o.streamWriteTimeout,
+		MaxPerUser: noLimit(o.maxStreamsPerUser), MaxTotal: noLimit(o.maxStreams)})
 	pages, err := ui.New(db, sess, ui.Config{
-		Registration: o.registration, Stream: stream, Logger: logger, Secure: o.secureCookies,
+		Registration: o.registration, Streams: streams, Logger: logger, Secure: o.secureCookies,
 	})
 	if err != nil {
 		return err
@@ -326,7 +347,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	srv := &http.Server{
 		Handler: server.New(db, sess, server.Config{
 			Limits:  run.Limits(),
-			Version: versionString(), Logger: logger, Stream: stream, UI: pages,
+			Version: versionString(), Logger: logger, Streams: streams, UI: pages,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

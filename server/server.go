@@ -26,8 +26,9 @@ import (
 type Config struct {
 	Version string
 	Logger  *slog.Logger
-	// Stream tunes the SSE stream (heartbeat and stale intervals).
-	Stream sse.Config
+	// Streams runs the SSE streams (shared with the UI's; nil: a hub of
+	// its own with the defaults).
+	Streams *sse.Hub
 	// UI serves the web pages: "/", "/ui/..." and "/static/..." (nil: none).
 	UI http.Handler
 	// Limits says how each sprite limit is enforced (disk, memory, pids,
@@ -48,6 +49,9 @@ type Server struct {
 func New(db *store.DB, sess *sessions.Service, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Streams == nil {
+		cfg.Streams = sse.NewHub(db, sse.Config{})
 	}
 	s := &Server{db: db, sessions: sess, cfg: cfg, log: cfg.Logger}
 	s.router = s.routes()
@@ -153,6 +157,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
+	store.SetRetryAfter(w.Header(), err)
 	body := map[string]any{"detail": e.Message}
 	if e.Fields != nil {
 		body["detail"] = e.Fields

@@ -261,9 +261,9 @@ func (s *Server) handleSessionStream(w http.ResponseWriter, r *http.Request, ps 
 	if err != nil {
 		return store.Errorf(store.BadRequest, "%s", err.Error())
 	}
-	if err := sse.Stream(r.Context(), w, s.db, id, cursor, s.cfg.Stream); err != nil {
-		if store.ErrorCode(err) == store.NotFound {
-			return err // deleted before the stream began: nothing written yet
+	if err := s.cfg.Streams.Stream(r.Context(), w, u.ID, id, cursor); err != nil {
+		if store.AsError(err) != nil {
+			return err // a limit, or deleted before the stream began: nothing written yet
 		}
 		// Headers are gone by now: log, don't answer.
 		s.log.Warn("stream ended with an error", "session", id, "err", fmt.Sprint(err))

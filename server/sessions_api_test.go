@@ -1427,3 +1427,38 @@ func TestSessionMountPathRefusedAtCreate(t *testing.T) {
 	}
 	is.New(t).Equal(len(a.Do("GET", "/sessions", tok, nil).Data()), 0) // nothing was stored
 }
+
+// Open streams are limited per user (429 with limit and active, as the
+// session quota) and on the server (503 with Retry-After), before anything
+// streams; a closed stream makes room.
+func TestSessionStreamLimits(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := apitest.New(t, apitest.Options{MaxStreamsPerUser: 1, MaxStreams: 2})
+	alice, bob, carol := a.Token("alice"), a.Token("bob"), a.Token("carol")
+	session := func(tok string) string {
+		return a.StartSession(tok, apitest.SessionBody(a.ShellAgent(tok), "sleep 60"))
+	}
+	ids := map[string]string{alice: session(alice), bob: session(bob), carol: session(carol)}
+	hold := func(tok string) context.CancelFunc { // a stream that stays open: the session never runs here
+		ctx, cancel := context.WithCancel(t.Context())
+		st := testkit.Connect(t, ctx, a.URL+"/sessions/"+ids[tok]+"/stream", map[string]string{"Authorization": "Bearer " + tok})
+		is.Equal(st.Next(t).Event().Type, "start") // streaming
+		return cancel
+	}
+	closeAlice := hold(alice)
+	s := a.Stream(alice, ids[alice], apitest.StreamOptions{})
+	is.Equal(s.Status, http.StatusTooManyRequests) // alice's second stream is over her limit
+	is.Equal(s.Body, map[string]any{"detail": "Concurrent stream limit reached (1/1). Close a stream before opening another.",
+		"limit": float64(1), "active": float64(1)}) // with the limit and what is open, as the session quota has them
+	closeBob := hold(bob)
+	s = a.Stream(carol, ids[carol], apitest.StreamOptions{})
+	is.Equal(s.Status, http.StatusServiceUnavailable)                                                      // the server is at its cap
+	is.Equal(s.Header.Get("Retry-After"), "5")                                                             // saying when to retry
+	is.Equal(s.Body, map[string]any{"detail": "Too many open streams on this server; try again shortly."}) // as JSON
+	closeAlice()
+	testkit.Eventually(apitest.Patience, func() bool { total, _ := a.Streams.Open(""); return total == 1 })
+	closeCarol := hold(carol) // a closed stream made room
+	closeBob()
+	closeCarol()
+}

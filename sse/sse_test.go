@@ -114,6 +114,7 @@ func code(n int) store.TurnResult { return store.TurnResult{ExitCode: &n} }
 // does around Stream. Stream's return values go to the returned channel.
 func (f *fixture) serve(cfg sse.Config) (*httptest.Server, <-chan error) {
 	returned := make(chan error, 16)
+	hub := sse.NewHub(f.db, cfg)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sessions/{id}/stream", func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := sse.ParseCursor(r)
@@ -121,7 +122,7 @@ func (f *fixture) serve(cfg sse.Config) (*httptest.Server, <-chan error) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		returned <- sse.Stream(r.Context(), w, f.db, r.PathValue("id"), cursor, cfg)
+		returned <- hub.Stream(r.Context(), w, "alice", r.PathValue("id"), cursor)
 	})
 	srv := httptest.NewServer(mux)
 	f.t.Cleanup(srv.Close)
@@ -523,7 +524,7 @@ func TestMissingSessionWritesNothing(t *testing.T) {
 	is := is.New(t)
 	f := newFixture(t)
 	rec := httptest.NewRecorder()
-	err := sse.Stream(t.Context(), rec, f.db, "00000000-0000-0000-0000-000000000000", 0, sse.Config{})
+	err := sse.NewHub(f.db, sse.Config{}).Stream(t.Context(), rec, "alice", "00000000-0000-0000-0000-000000000000", 0)
 	is.Equal(store.ErrorCode(err), store.NotFound) // the caller can still answer 404 JSON
 	is.Equal(rec.Body.Len(), 0)                    // nothing streamed
 	is.Equal(rec.Header().Get("Content-Type"), "") // no stream headers either
@@ -537,7 +538,7 @@ func TestWriterThatCannotFlushIsAnError(t *testing.T) {
 	// A wrapper that hides http.Flusher (and has no Unwrap), as a careless
 	// middleware would.
 	w := struct{ http.ResponseWriter }{httptest.NewRecorder()}
-	err := sse.Stream(t.Context(), w, f.db, id, 0, sse.Config{})
+	err := sse.NewHub(f.db, sse.Config{}).Stream(t.Context(), w, "alice", id, 0)
 	is.True(errors.Is(err, http.ErrNotSupported)) // live output would be held back: say so instead of ending quietly
 }
 
@@ -653,7 +654,7 @@ func BenchmarkReplay100k(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		w := &discard{h: http.Header{}}
-		if err := sse.Stream(ctx, w, db, s.ID, 0, sse.Config{}); err != nil {
+		if err := sse.NewHub(db, sse.Config{}).Stream(ctx, w, "alice", s.ID, 0); err != nil {
 			b.Fatal(err)
 		}
 		bytes = w.n

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Code classifies a domain error; the server maps each code to one HTTP
@@ -36,6 +38,14 @@ var httpStatus = map[Code]int{
 	Internal:     http.StatusInternalServerError,
 }
 
+// SetRetryAfter sets h's Retry-After header (whole seconds, rounded up)
+// when err says when to try again.
+func SetRetryAfter(h http.Header, err error) {
+	if e := AsError(err); e != nil && e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+}
+
 // HTTPStatus is the status of err's code; 500 for an error that is not a
 // domain error (its cause is logged, never shown).
 func HTTPStatus(err error) int { return httpStatus[ErrorCode(err)] }
@@ -50,6 +60,9 @@ type Error struct {
 	// Extra are further members of the error body, e.g. a quota's limit and
 	// active count. Values are JSON-encodable.
 	Extra map[string]any
+	// RetryAfter, when set, tells the client when to try again (a 503's
+	// Retry-After header).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -93,25 +93,45 @@ func (db *DB) AppendEvents(ctx context.Context, sessionID string, events []Event
 // Events reads up to limit rows of a session's log with id > after, in id
 // order. It holds no transaction open after it returns.
 func (db *DB) Events(ctx context.Context, sessionID string, after int64, limit int) ([]Event, error) {
+	rows, _, err := db.EventBatch(ctx, sessionID, after, limit, 0)
+	return rows, err
+}
+
+// EventBatch is Events bounded by bytes as well: it stops after the row
+// that brings the batch's data to maxBytes (0: no bound), so a batch never
+// holds much more than maxBytes whatever the rows' sizes. full reports that
+// a bound stopped it (more rows may follow).
+func (db *DB) EventBatch(ctx context.Context, sessionID string, after int64, maxRows, maxBytes int) (batch []Event, full bool, err error) {
 	rows, err := db.reader.QueryContext(ctx, `SELECT id, COALESCE(turn, 0), kind, stream, stage, state, duration_ms, data
-		FROM events WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?`, sessionID, after, limit)
+		FROM events WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?`, sessionID, after, maxRows)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rows.Close()
-	var out []Event
+	size := 0
 	for rows.Next() {
 		e := Event{SessionID: sessionID}
 		var dur sql.NullInt64
 		if err := rows.Scan(&e.ID, &e.Turn, &e.Kind, &e.Stream, &e.Stage, &e.State, &dur, &e.Data); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if dur.Valid {
 			e.DurationMS = &dur.Int64
 		}
-		out = append(out, e)
+		batch = append(batch, e)
+		size += len(e.Data)
+		if maxBytes > 0 && size >= maxBytes {
+			return batch, true, rows.Err()
+		}
 	}
-	return out, rows.Err()
+	return batch, len(batch) == maxRows, rows.Err()
+}
+
+// LastEventID is the id of a session's newest log row, 0 when it has none.
+func (db *DB) LastEventID(ctx context.Context, sessionID string) (int64, error) {
+	var id sql.NullInt64
+	err := db.reader.QueryRowContext(ctx, `SELECT max(id) FROM events WHERE session_id = ?`, sessionID).Scan(&id)
+	return id.Int64, err
 }
 
 // ChangeSeq returns a number that grows whenever the session gets new

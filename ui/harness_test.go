@@ -29,10 +29,11 @@ type site struct{ *apitest.Server }
 
 // siteOptions adjust the server a test starts.
 type siteOptions struct {
-	registration  string
-	secure        bool
-	maxConcurrent int
-	run           bool // sessions run for real, with the real runner
+	registration   string
+	secure         bool
+	maxConcurrent  int
+	run            bool // sessions run for real, with the real runner
+	streamsPerUser int  // open streams a user may hold (0: the default)
 }
 
 // newSite starts a site whose sessions never run.
@@ -43,7 +44,7 @@ func newRunningSite(t *testing.T) *site { return newSiteWith(t, siteOptions{run:
 
 func newSiteWith(t *testing.T, o siteOptions) *site {
 	t.Helper()
-	opts := apitest.Options{MaxConcurrent: o.maxConcurrent, Heartbeat: time.Second,
+	opts := apitest.Options{MaxConcurrent: o.maxConcurrent, Heartbeat: time.Second, MaxStreamsPerUser: o.streamsPerUser,
 		UI: &ui.Config{Registration: o.registration, Secure: o.secure}}
 	if o.run {
 		opts.Runner = apitest.RealRunner

@@ -278,9 +278,9 @@ func (u *UI) handleSessionStream(w http.ResponseWriter, r *http.Request, ps http
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil
 	}
-	if err := sse.Stream(r.Context(), w, u.db, id, cursor, u.cfg.Stream); err != nil {
-		if store.ErrorCode(err) == store.NotFound {
-			return err // gone before the stream began: nothing written yet
+	if err := u.cfg.Streams.Stream(r.Context(), w, s.User.ID, id, cursor); err != nil {
+		if store.AsError(err) != nil {
+			return err // a limit, or gone before the stream began: nothing written yet
 		}
 		u.log.Warn("ui: stream ended with an error", "session", id, "err", err)
 	}

@@ -349,3 +349,20 @@ func TestSecurityHeaders(t *testing.T) {
 	p = s.visitor().send(http.MethodHead, "/ui/login", nil)
 	is.Equal(p.Status, http.StatusOK) // HEAD works like GET
 }
+
+// The page's stream counts against the same per-user limit as the API's:
+// a user at it gets the 429, and the page's EventSource tries again later.
+func TestSessionStreamLimit(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := newSiteWith(t, siteOptions{streamsPerUser: 1})
+	v := s.user("limited")
+	agent := v.shellAgent("sh")
+	id := v.startSession(agent, "sleep 60") // never runs here: its stream stays open
+	tok := s.Token("limited")
+	st := testkit.Connect(t, t.Context(), s.URL+"/sessions/"+id+"/stream", map[string]string{"Authorization": "Bearer " + tok})
+	is.Equal(st.Next(t).Event().Type, "start") // the API stream is open
+	res := streamGet(t, v, "/ui/sessions/"+id+"/stream")
+	is.Equal(res.status, http.StatusTooManyRequests)                       // the page's stream is over the limit
+	is.True(strings.Contains(res.body, "Concurrent stream limit reached")) // and says so
+}

@@ -36,9 +36,10 @@ type Config struct {
 	// Registration is "open" (anyone may create an account, the default)
 	// or "closed" (operators create users with the CLI).
 	Registration string
-	// Stream tunes the session page's live stream.
-	Stream sse.Config
-	Logger *slog.Logger
+	// Streams runs the session page's live stream (shared with the API's;
+	// nil: a hub of its own with the defaults).
+	Streams *sse.Hub
+	Logger  *slog.Logger
 	// Secure marks cookies Secure even when a request doesn't look like
 	// HTTPS (TLS, or a proxy's X-Forwarded-Proto: https).
 	Secure bool
@@ -88,6 +89,9 @@ func newUI(db *store.DB, sess *sessions.Service, cfg Config, fsys fs.FS) (*UI, e
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Streams == nil {
+		cfg.Streams = sse.NewHub(db, sse.Config{})
 	}
 	u := &UI{db: db, sess: sess, cfg: cfg, log: cfg.Logger, secret: make([]byte, 32),
 		limiter: newLimiter(loginMaxFailures, loginWindow)}
@@ -363,6 +367,7 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, sess *session, err err
 		if status != http.StatusNotFound {
 			p.Message = store.ErrorMessage(err)
 		}
+		store.SetRetryAfter(w.Header(), err)
 		u.render(w, r, status, "error", sess, p)
 		return
 	}

@@ -307,44 +307,56 @@
   pre.scrollTop = pre.scrollHeight;
   if (!streamURL || !window.EventSource) return;
 
-  var source = new EventSource(streamURL + "?since=" + lastId);
+  // The stream resumes from the last event shown: EventSource does that
+  // itself after a network error (Last-Event-ID); a refused connection (the
+  // server's stream limits answer 429 or 503) closes it, so try again here,
+  // waiting longer each time.
   var done = false;
-  setState("Connecting…");
-  source.onopen = function () {
-    setState("Live");
-  };
-  source.onmessage = function (m) {
-    var ev;
-    try { ev = JSON.parse(m.data); } catch (e) { return; }
-    if (!ev || typeof ev.type !== "string") return;
-    switch (ev.type) {
-      case "start":
-        break;
-      case "turn_start":
-        markRunning();
-        break;
-      case "stage":
-        onStage(ev);
-        break;
-      case "output":
-        onOutput(ev);
-        break;
-      case "exit":
-      case "error":
-      case "terminated":
-      case "stale":
-        done = true;
-        source.close();
-        onTerminal(ev);
-        break;
-    }
-  };
-  source.onerror = function () {
-    if (done) return;
-    if (source.readyState === EventSource.CLOSED) {
-      setState("Disconnected. Reload the page to reconnect.");
-    } else {
-      setState("Reconnecting…");
-    }
-  };
+  var retryIn = 2000;
+  function connect() {
+    var source = new EventSource(streamURL + "?since=" + lastId);
+    setState("Connecting…");
+    source.onopen = function () {
+      retryIn = 2000;
+      setState("Live");
+    };
+    source.onmessage = function (m) {
+      var ev;
+      try { ev = JSON.parse(m.data); } catch (e) { return; }
+      if (!ev || typeof ev.type !== "string") return;
+      if (m.lastEventId && /^\d+$/.test(m.lastEventId)) lastId = m.lastEventId;
+      switch (ev.type) {
+        case "start":
+          break;
+        case "turn_start":
+          markRunning();
+          break;
+        case "stage":
+          onStage(ev);
+          break;
+        case "output":
+          onOutput(ev);
+          break;
+        case "exit":
+        case "error":
+        case "terminated":
+        case "stale":
+          done = true;
+          source.close();
+          onTerminal(ev);
+          break;
+      }
+    };
+    source.onerror = function () {
+      if (done) return;
+      if (source.readyState === EventSource.CLOSED) {
+        setState("Disconnected; trying again in " + Math.round(retryIn / 1000) + " s…");
+        setTimeout(connect, retryIn);
+        retryIn = Math.min(retryIn * 2, 60000);
+      } else {
+        setState("Reconnecting…");
+      }
+    };
+  }
+  connect();
 })();

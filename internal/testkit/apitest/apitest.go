@@ -50,7 +50,12 @@ type Options struct {
 	MaxRunning    int           // real runner concurrency (0: the runner's default)
 	Sandbox       string        // real runner sandbox ("": auto)
 	Heartbeat     time.Duration // SSE heartbeat (0: sse's default)
-	Stale         time.Duration // SSE stale interval (0: sse's default)
+	// StreamWriteTimeout, MaxStreamsPerUser and MaxStreams are the
+	// streams' (see sse.Config; 0: its defaults).
+	StreamWriteTimeout time.Duration
+	MaxStreamsPerUser  int
+	MaxStreams         int
+	Stale              time.Duration // SSE stale interval (0: sse's default)
 	// Keyless, when set, is the policy's providers that need no model key
 	// (as aod serve --fake-model has it).
 	Keyless func(provider string) bool
@@ -78,6 +83,7 @@ type Server struct {
 	Dir      string            // the data dir
 	Fake     *fakemodel.Server // the model API agent CLIs talk to (real runner only)
 	Runner   *runner.Runner    // the real runner, nil when recording
+	Streams  *sse.Hub          // the API's and the UI's streams
 	Recorder *Recorder         // what the use cases told the runner, nil with the real one
 }
 
@@ -130,11 +136,13 @@ func Start(t testing.TB, o Options) (*Server, error) {
 	}
 	policy := store.SessionPolicy{MaxConcurrent: o.MaxConcurrent, Keyless: o.Keyless}
 	sess := sessions.New(db, run, policy)
-	stream := sse.Config{Heartbeat: o.Heartbeat, Stale: o.Stale}
-	cfg := server.Config{Version: "test", Stream: stream, Logger: logger}
+	streams := sse.NewHub(db, sse.Config{Heartbeat: o.Heartbeat, Stale: o.Stale, WriteTimeout: o.StreamWriteTimeout,
+		MaxPerUser: o.MaxStreamsPerUser, MaxTotal: o.MaxStreams})
+	s.Streams = streams
+	cfg := server.Config{Version: "test", Streams: streams, Logger: logger}
 	if o.UI != nil {
 		uc := *o.UI
-		uc.Stream, uc.Logger = stream, logger
+		uc.Streams, uc.Logger = streams, logger
 		h, err := ui.New(db, sess, uc)
 		if err != nil {
 			t.Fatalf("ui: %v", err)
