@@ -322,7 +322,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 			"open_files", nofile.Cur, "max_streams", o.maxStreams)
 	}
 	streams := sse.NewHub(db, sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter, WriteTimeout: o.streamWriteTimeout,
-		MaxPerUser: noLimit(o.maxStreamsPerUser), MaxTotal: noLimit(o.maxStreams)})
+		MaxPerUser: noLimit(o.maxStreamsPerUser), MaxTotal: noLimit(o.maxStreams), Logger: logger})
 	pages, err := ui.New(db, sess, ui.Config{
 		Registration: o.registration, Streams: streams, Logger: logger, Secure: o.secureCookies,
 	})
@@ -376,11 +376,14 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	run.Shutdown(context.Background(), o.shutdownGrace)
 	// Streams of sessions that just ended see their terminal event; give
 	// them a moment, then close whatever is still open.
+	streamsCtx, cancelWait := context.WithTimeout(context.Background(), time.Second)
+	streams.Shutdown(streamsCtx)
+	cancelWait()
+	cancelStreams() // and those run in their handlers
 	select {
 	case <-shutDone:
 	case <-time.After(time.Second):
 	}
-	cancelStreams()
 	srv.Close()
 	return nil
 }

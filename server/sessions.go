@@ -261,7 +261,7 @@ func (s *Server) handleSessionStream(w http.ResponseWriter, r *http.Request, ps 
 	if err != nil {
 		return store.Errorf(store.BadRequest, "%s", err.Error())
 	}
-	if err := s.cfg.Streams.Stream(r.Context(), w, u.ID, id, cursor); err != nil {
+	if err := s.cfg.Streams.Stream(w, r, u.ID, id, cursor); err != nil {
 		if store.AsError(err) != nil {
 			return err // a limit, or deleted before the stream began: nothing written yet
 		}

@@ -278,7 +278,7 @@ func (u *UI) handleSessionStream(w http.ResponseWriter, r *http.Request, ps http
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil
 	}
-	if err := u.cfg.Streams.Stream(r.Context(), w, s.User.ID, id, cursor); err != nil {
+	if err := u.cfg.Streams.Stream(w, r, s.User.ID, id, cursor); err != nil {
 		if store.AsError(err) != nil {
 			return err // a limit, or gone before the stream began: nothing written yet
 		}

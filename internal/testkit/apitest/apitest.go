@@ -151,6 +151,9 @@ func Start(t testing.TB, o Options) (*Server, error) {
 	}
 	ts := httptest.NewServer(server.New(db, sess, cfg))
 	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		streams.Shutdown(ctx) // streams that took their connections over end too
 		ts.CloseClientConnections()
 		ts.Close()
 		if s.Runner != nil {
