@@ -90,7 +90,6 @@ func raiseNoFile(b *testing.B) {
 	}
 }
 
-
 // streamLimitFlags lifts the server's stream limits to n.
 func streamLimitFlags(n int) []string {
 	return []string{"--max-streams-per-user", strconv.Itoa(n), "--max-streams", strconv.Itoa(n)}
