@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aod/aod/store"
@@ -52,6 +53,9 @@ func (s *stream) open(w http.ResponseWriter, r *http.Request) error {
 	if r.ProtoMajor == 1 {
 		if conn, _, err := rc.Hijack(); err == nil {
 			out := &connSink{conn: conn, chunked: r.ProtoMinor >= 1}
+			if sc, ok := conn.(syscall.Conn); ok {
+				out.raw, _ = sc.SyscallConn()
+			}
 			if err := out.header(h, s.h.cfg.WriteTimeout); err != nil {
 				conn.Close()
 				return nil // the client is gone: nobody to answer
@@ -381,8 +385,12 @@ type sink interface {
 // comes, or when the tail moves the deadline to wake the stream.
 type connSink struct {
 	conn    net.Conn
+	raw     syscall.RawConn // conn's descriptor, to wait without a read
 	chunked bool
-	read    int // bytes the client sent, discarded
+	read    int       // bytes the client sent, discarded
+	until   time.Time // the write deadline set last
+	iov     [3][]byte // a chunk's size line, data and end, reused
+	size    [20]byte
 }
 
 func (c *connSink) header(h http.Header, timeout time.Duration) error {
@@ -400,28 +408,65 @@ func (c *connSink) header(h http.Header, timeout time.Duration) error {
 	return bw.Flush()
 }
 
-func (c *connSink) deadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+// deadline moves the write deadline to t unless the one set is near it
+// (within a second): one timer change per second at most, however many
+// writes.
+func (c *connSink) deadline(t time.Time) error {
+	if t.Sub(c.until) < time.Second {
+		return nil
+	}
+	c.until = t
+	return c.conn.SetWriteDeadline(t)
+}
 
 func (c *connSink) write(p []byte) error {
 	if !c.chunked {
 		_, err := c.conn.Write(p)
 		return err
 	}
-	var size [20]byte
-	bufs := net.Buffers{append(strconv.AppendInt(size[:0], int64(len(p)), 16), '\r', '\n'), p, []byte("\r\n")}
+	c.iov = [3][]byte{append(strconv.AppendInt(c.size[:0], int64(len(p)), 16), '\r', '\n'), p, crlf}
+	bufs := net.Buffers(c.iov[:])
 	_, err := bufs.WriteTo(c.conn)
 	return err
 }
+
+var crlf = []byte("\r\n")
 
 func (c *connSink) flush() error { return nil }
 
 func (c *connSink) arm(until time.Time) error { return c.conn.SetReadDeadline(until) }
 
-func (c *connSink) await(_ context.Context, _ <-chan struct{}, _ time.Time) bool {
-	var p [512]byte
-	n, err := c.conn.Read(p[:])
-	c.read += n
-	if c.read > maxClientBytes {
+// await waits until the connection is readable or its read deadline
+// passes (a wake moves it), without a read first: the client sends
+// nothing, so most wakes are deadlines and cost no system call. When it is
+// readable, a read tells the client leaving (EOF) from bytes it sent
+// (discarded, up to maxClientBytes).
+func (c *connSink) await(context.Context, <-chan struct{}, time.Time) bool {
+	if c.raw == nil {
+		var p [512]byte
+		n, err := c.conn.Read(p[:])
+		c.read += n
+		return c.read <= maxClientBytes && (err == nil || errors.Is(err, os.ErrDeadlineExceeded))
+	}
+	waited, gone := false, false
+	err := c.raw.Read(func(fd uintptr) bool {
+		if !waited {
+			waited = true
+			return false // wait for readability (or the deadline) first
+		}
+		var p [512]byte
+		n, err := syscall.Read(int(fd), p[:])
+		switch {
+		case err == syscall.EAGAIN || err == syscall.EINTR:
+			return false
+		case err != nil || n == 0:
+			gone = true
+		default:
+			c.read += n
+		}
+		return true
+	})
+	if gone || c.read > maxClientBytes {
 		return false
 	}
 	return err == nil || errors.Is(err, os.ErrDeadlineExceeded)
