@@ -424,9 +424,16 @@ func (c *connSink) write(p []byte) error {
 		_, err := c.conn.Write(p)
 		return err
 	}
-	c.iov = [3][]byte{append(strconv.AppendInt(c.size[:0], int64(len(p)), 16), '\r', '\n'), p, crlf}
-	bufs := net.Buffers(c.iov[:])
-	_, err := bufs.WriteTo(c.conn)
+	// One write per chunk (size line, data, end): a system call per chunk
+	// is most of what a stream costs.
+	bp := bufs.Get().(*[]byte)
+	b := append(strconv.AppendInt((*bp)[:0], int64(len(p)), 16), '\r', '\n')
+	b = append(append(b, p...), crlf...)
+	_, err := c.conn.Write(b)
+	if cap(b) <= 4*chunkBytes {
+		*bp = b[:0]
+		bufs.Put(bp)
+	}
 	return err
 }
 
