@@ -7,6 +7,22 @@ import (
 	"github.com/aod/aod/store"
 )
 
+// shownKind says whether rows of kind k are shown (others are the runner's
+// own markers).
+func shownKind(k string) bool { return k == store.KindStage || k == store.KindOutput }
+
+// appendTurnStart appends the turn_start frame that goes before e, the
+// first output row of its turn a stream sends. It has no id: line, so a
+// client resuming from it still gets the output.
+func appendTurnStart(b []byte, e *store.Event) []byte {
+	j := jsonBuf{b: b}
+	j.begin(0, "turn_start")
+	j.num("id", e.ID)
+	j.num("turn", int64(e.Turn))
+	j.end()
+	return j.b
+}
+
 // appendFrame appends the frame of a log row to b and reports whether the
 // row is shown. Rows of kinds the stream doesn't know are the runner's own
 // markers: skipped. (An output row's turn_start is the stream's to add: it

@@ -54,6 +54,8 @@ const (
 	tailRead   = 256 << 10 // log data one tail read takes
 	tailKeep   = 1 << 20   // log data (and its frames) a tail keeps for its watchers
 	chunkBytes = 32 << 10  // frames gathered before a write
+	slowBytes  = 4 << 10   // both, for a client that reads slowly
+	slowWrite  = 50 * time.Millisecond
 	readLimit  = 30 * time.Second
 	retryRead  = time.Second // after a failed tail read
 )
@@ -151,11 +153,16 @@ type Hub struct {
 	idle    chan struct{} // closed when total drops to 0 while shutting down
 	closing bool          // Shutdown began: no new streams
 	closed  atomic.Bool   // streams still open end now
+	reads   chan struct{} // slots for streams' own store reads
 }
+
+// replaySlots is how many streams read the store at once.
+const replaySlots = 4
 
 // NewHub returns the hub for streams of log's sessions.
 func NewHub(log Log, cfg Config) *Hub {
-	return &Hub{log: log, cfg: cfg.withDefaults(), tails: map[string]*tail{}, users: map[string]int{}}
+	return &Hub{log: log, cfg: cfg.withDefaults(), tails: map[string]*tail{}, users: map[string]int{},
+		reads: make(chan struct{}, replaySlots)}
 }
 
 // Config is the hub's configuration, defaults filled in.
@@ -266,8 +273,13 @@ func (h *Hub) detach(t *tail, w *watcher) {
 
 // offStack runs a store read on a goroutine of its own and waits for it:
 // SQLite's calls run deep, and a stream's goroutine, which lives as long
-// as the stream, keeps whatever stack it once grew.
-func offStack[T any](f func() T) T {
+// as the stream, keeps whatever stack it once grew. At most cap(slots)
+// run at once, so a crowd of streams replaying (slow readers fallen
+// behind) neither grows a crowd of deep stacks nor crowds the API's
+// queries out.
+func offStack[T any](slots chan struct{}, f func() T) T {
+	slots <- struct{}{}
+	defer func() { <-slots }()
 	done := make(chan T, 1)
 	go func() { done <- f() }()
 	return <-done
@@ -289,7 +301,7 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, user, sessionID str
 	if err != nil {
 		return err
 	}
-	s := &stream{h: h, id: sessionID, after: cursor, last: cursor, release: release}
+	s := &stream{h: h, id: sessionID, after: cursor, last: cursor, release: release, slow: true}
 	s.w = &watcher{ch: make(chan struct{}, 1)}
 	s.t = h.attach(sessionID, s.w)
 	snap, err := s.t.first(ctx)

@@ -34,6 +34,8 @@ type stream struct {
 
 	out   sink
 	buf   []byte // frames not yet written (pooled while sending)
+	rows  []row  // what take copied
+	slow  bool   // the client took its last write slowly (and at first: a slow start)
 	clean bool   // the stream ended as the contract says (a terminal event)
 	err   error
 }
@@ -61,7 +63,7 @@ func (s *stream) open(w http.ResponseWriter, r *http.Request) error {
 				return nil // the client is gone: nobody to answer
 			}
 			s.out = out
-			s.t.setConn(s.w, conn)
+			s.t.setConn(s.w, conn, out.raw, out.chunked)
 			return nil
 		}
 	}
@@ -127,7 +129,7 @@ func (s *stream) step(ctx context.Context) bool {
 		return s.replay(ctx, snap)
 	}
 	if rows := snap.after(s.after); len(rows) > 0 {
-		return s.send(rows)
+		return s.sendTaken(rows)
 	}
 	switch {
 	case snap.sess == nil:
@@ -143,16 +145,41 @@ func (s *stream) step(ctx context.Context) bool {
 	return s.wait(ctx, snap)
 }
 
+// take copies the first chunk's worth of rows out of a snapshot, so that a
+// stream blocked writing them to a slow client holds those rows and not
+// the tail's whole array (with everything it references) as it was; the
+// copy is let go after the send.
+func (s *stream) take(rows []row) []row {
+	n, size := 0, 0
+	for n < len(rows) && (n == 0 || size < s.chunk()) {
+		size += len(rows[n].frame)
+		n++
+	}
+	s.rows = append(s.rows[:0], rows[:n]...)
+	return s.rows
+}
+
+// sendTaken sends what take copied, then drops it.
+func (s *stream) sendTaken(rows []row) bool {
+	ok := s.send(s.take(rows))
+	clear(s.rows)
+	s.rows = s.rows[:0]
+	if cap(s.rows) > 64 {
+		s.rows = nil
+	}
+	return ok
+}
+
 // replay sends the next rows from the store, for a stream behind its tail.
 func (s *stream) replay(ctx context.Context, snap *snapshot) bool {
 	type batch struct {
 		rows []store.Event
 		err  error
 	}
-	b := offStack(func() batch {
+	b := offStack(s.h.reads, func() batch {
 		rctx, cancel := context.WithTimeout(ctx, readLimit)
 		defer cancel()
-		rows, _, err := s.h.log.EventBatch(rctx, s.id, s.after, s.h.cfg.BatchSize, batchBytes)
+		rows, _, err := s.h.log.EventBatch(rctx, s.id, s.after, s.h.cfg.BatchSize, s.batch())
 		return batch{rows, err}
 	})
 	if b.err != nil {
@@ -187,27 +214,20 @@ func (s *stream) send(rows []row) bool {
 	for i := range rows {
 		r := &rows[i]
 		s.after = r.ID
-		if r.Kind == store.KindOutput && r.Turn > 0 && r.Turn != s.lastTurn {
-			// No id: line, so a client resuming from it still gets the output.
-			var b jsonBuf
-			b.b = s.buf
-			b.begin(0, "turn_start")
-			b.num("id", r.ID)
-			b.num("turn", int64(r.Turn))
-			b.end()
-			s.buf = b.b
+		shown := r.frame != nil || shownKind(r.Kind) // a replayed row is framed below
+		if shown && r.Kind == store.KindOutput && r.Turn > 0 && r.Turn != s.lastTurn {
+			s.buf = appendTurnStart(s.buf, &r.Event)
 			s.lastTurn = r.Turn
 		}
-		shown := r.frame != nil
-		if shown {
+		if r.frame != nil {
 			s.buf = append(s.buf, r.frame...)
-		} else {
-			s.buf, shown = appendFrame(s.buf, &r.Event)
+		} else if shown {
+			s.buf, _ = appendFrame(s.buf, &r.Event)
 		}
 		if shown {
 			s.last = r.ID
 		}
-		if len(s.buf) >= chunkBytes && !s.write() {
+		if len(s.buf) >= s.chunk() && !s.write() {
 			return false
 		}
 	}
@@ -241,16 +261,54 @@ func (s *stream) wait(ctx context.Context, snap *snapshot) bool {
 		if err := s.out.arm(until); err != nil {
 			return false
 		}
-		if s.t.snap.Load() != snap || s.h.closed.Load() {
-			return true
-		}
-		if !s.out.await(ctx, s.w.ch, until) {
+		s.park()
+		ok := s.t.snap.Load() != snap || s.h.closed.Load() || s.out.await(ctx, s.w.ch, until)
+		if !s.unpark() || !ok {
 			return false // the client left: nobody to tell
 		}
 		if s.t.snap.Load() != snap || s.h.closed.Load() {
 			return true
 		}
 	}
+}
+
+// park lets the tail write the next rows for the stream while it waits;
+// unpark takes the stream back where the tail left it, sends what its
+// client did not take at once, and says whether the client is still there.
+func (s *stream) park() {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.parked, w.after, w.last, w.lastTurn = true, s.after, s.last, s.lastTurn
+}
+
+func (s *stream) unpark() bool {
+	w := s.w
+	w.mu.Lock()
+	w.parked = false
+	s.after, s.last, s.lastTurn = w.after, w.last, w.lastTurn
+	pending, sentAt, failed := w.pending, w.sentAt, w.failed
+	w.pending, w.sentAt = nil, time.Time{}
+	w.mu.Unlock()
+	if failed {
+		return false
+	}
+	if !sentAt.IsZero() {
+		s.sent(sentAt)
+	}
+	if pending == nil {
+		return true
+	}
+	if s.out.deadline(time.Now().Add(s.h.cfg.WriteTimeout)) != nil {
+		return false
+	}
+	return s.out.(*connSink).raw != nil && s.writeRaw(pending)
+}
+
+// writeRaw sends bytes already framed (a chunk the tail began).
+func (s *stream) writeRaw(p []byte) bool {
+	_, err := s.out.(*connSink).conn.Write(p)
+	return err == nil
 }
 
 // fail stops on a store error, which is only worth reporting when it isn't
@@ -273,9 +331,34 @@ func (s *stream) write() bool {
 	if s.out.deadline(time.Now().Add(s.h.cfg.WriteTimeout)) != nil {
 		return false
 	}
+	start := time.Now()
 	err := s.out.write(s.buf)
 	s.buf = s.buf[:0]
+	// A client that keeps a write waiting is read for in small batches
+	// and written to in small chunks, so what it holds up is small.
+	switch took := time.Since(start); {
+	case took > slowWrite:
+		s.slow = true
+	case took < slowWrite/10:
+		s.slow = false
+	}
 	return err == nil
+}
+
+// batch is the log data the stream reads from the store at once, and
+// chunk what it gathers before a write: less for a slow client.
+func (s *stream) batch() int {
+	if s.slow {
+		return slowBytes
+	}
+	return batchBytes
+}
+
+func (s *stream) chunk() int {
+	if s.slow {
+		return slowBytes
+	}
+	return chunkBytes
 }
 
 // flush writes what is buffered and pushes it to the client. A writer that
@@ -424,16 +507,11 @@ func (c *connSink) write(p []byte) error {
 		_, err := c.conn.Write(p)
 		return err
 	}
-	// One write per chunk (size line, data, end): a system call per chunk
-	// is most of what a stream costs.
-	bp := bufs.Get().(*[]byte)
-	b := append(strconv.AppendInt((*bp)[:0], int64(len(p)), 16), '\r', '\n')
-	b = append(append(b, p...), crlf...)
-	_, err := c.conn.Write(b)
-	if cap(b) <= 4*chunkBytes {
-		*bp = b[:0]
-		bufs.Put(bp)
-	}
+	// The size line, the data and the end in one system call, without
+	// copying the data (live output mostly goes out in the tail's writes).
+	var size [20]byte
+	bufs := net.Buffers{append(strconv.AppendInt(size[:0], int64(len(p)), 16), '\r', '\n'), p, crlf}
+	_, err := bufs.WriteTo(c.conn)
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/aod/aod/store"
@@ -61,10 +62,23 @@ func (s *snapshot) after(cursor int64) []row {
 	return s.rows[i:len(s.rows):len(s.rows)]
 }
 
-// watcher is one stream as its tail sees it: how to wake it.
+// watcher is one stream as its tail sees it: how to wake it, and, while
+// the stream waits caught up, where it is, so the tail can write the next
+// rows for it without waking it.
 type watcher struct {
-	conn net.Conn      // a taken-over connection: woken by moving its read deadline
-	ch   chan struct{} // otherwise woken by a send
+	conn    net.Conn        // a taken-over connection: woken by moving its read deadline
+	raw     syscall.RawConn // its descriptor, for the tail's writes
+	chunked bool
+	ch      chan struct{} // otherwise woken by a send
+
+	mu       sync.Mutex
+	parked   bool  // the stream waits: the tail may write for it
+	after    int64 // while parked, the stream's position (the tail moves it)
+	last     int64
+	lastTurn int
+	sentAt   time.Time // the tail's last write for it
+	pending  []byte    // what the client did not take at once: the stream sends it first
+	failed   bool      // the tail's write failed: the client is gone
 }
 
 // aLongTimeAgo is a read deadline that has passed: it ends a blocked read
@@ -103,11 +117,12 @@ func (t *tail) remove(w *watcher) int {
 	return len(t.watchers)
 }
 
-// setConn has w woken through conn from now on.
-func (t *tail) setConn(w *watcher, conn net.Conn) {
+// setConn has w woken through conn from now on, and written to by the
+// tail while it waits.
+func (t *tail) setConn(w *watcher, conn net.Conn, raw syscall.RawConn, chunked bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w.conn = conn
+	w.conn, w.raw, w.chunked = conn, raw, chunked
 }
 
 func (t *tail) wakeAll() {
@@ -116,6 +131,157 @@ func (t *tail) wakeAll() {
 	for w := range t.watchers {
 		w.wake()
 	}
+}
+
+// deliver tells every watcher of snap: for a stream waiting caught up on
+// a connection it took over, the tail writes the new rows itself, one
+// write that the socket takes at once, and leaves the stream asleep: N
+// watchers cost N writes, not N wake-ups too. Any other watcher, or one
+// whose client did not take it all, or a finished or deleted session, is
+// woken to do its own.
+func (t *tail) deliver(prev, snap *snapshot) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var c chunkCache
+	for w := range t.watchers {
+		if prev == nil || !w.push(snap, &c) {
+			w.wake()
+		}
+	}
+	c.release()
+}
+
+// pushMax bounds what the tail writes for a stream: live output trickles
+// in small chunks; a flood is left to each stream, whose writes and
+// buffers are bounded, so a client that reads slowly holds at most this
+// much of the tail's making.
+const pushMax = 16 << 10
+
+// chunkCache keeps the last chunk built: watchers at the same place (most
+// of them) get the same bytes.
+type chunkCache struct {
+	after, lastIn int64 // the stream position the chunk is for
+	lastTurn      int
+	chunked       bool
+	built         bool
+	big           bool // more than pushMax: not pushed
+
+	b          []byte
+	bp         *[]byte
+	next, last int64 // where it leaves the stream
+	turn       int
+}
+
+func (c *chunkCache) release() {
+	if c.bp != nil && cap(c.b) <= 4*chunkBytes && cap(c.b) > 0 {
+		*c.bp = c.b[:0]
+		bufs.Put(c.bp)
+	}
+}
+
+// chunk is the bytes that bring a stream at after (last, lastTurn) up to
+// date with rows (the snapshot's rows after after); c.next, c.last and
+// c.turn are where they leave it.
+func (c *chunkCache) chunk(rows []row, after, last int64, lastTurn int, chunked bool) []byte {
+	if c.built && c.after == after && c.lastTurn == lastTurn && c.chunked == chunked && c.lastIn == last {
+		return c.b
+	}
+	if c.bp == nil {
+		c.bp = bufs.Get().(*[]byte)
+	}
+	c.after, c.lastTurn, c.chunked, c.lastIn, c.built = after, lastTurn, chunked, last, true
+	b := (*c.bp)[:0]
+	const sizeLine = 10 // "%08x\r\n", filled in below
+	if chunked {
+		b = append(b, "00000000\r\n"...)
+	}
+	c.big = false
+	for i := range rows {
+		r := &rows[i]
+		if r.frame == nil {
+			continue
+		}
+		if len(b)+len(r.frame) > pushMax {
+			c.big = true // a flood: each stream sends its own, a bounded chunk at a time
+			return nil
+		}
+		if r.Kind == store.KindOutput && r.Turn > 0 && r.Turn != lastTurn {
+			b = appendTurnStart(b, &r.Event)
+			lastTurn = r.Turn
+		}
+		b = append(b, r.frame...)
+		last = r.ID
+	}
+	switch {
+	case len(b) == sizeLine && chunked:
+		b = b[:0] // nothing shown: no empty chunk, which would end the body
+	case chunked:
+		n := len(b) - sizeLine
+		const hex = "0123456789abcdef"
+		for i := 7; i >= 0; i-- {
+			b[i] = hex[n&0xf]
+			n >>= 4
+		}
+		b = append(b, '\r', '\n')
+	}
+	c.b, c.next, c.last, c.turn = b, rows[len(rows)-1].ID, last, lastTurn
+	return b
+}
+
+// push writes snap's rows after w's position to w's connection, if w is a
+// parked stream that is caught up, and says whether w may sleep on.
+func (w *watcher) push(snap *snapshot, c *chunkCache) bool {
+	if w.raw == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.parked || w.pending != nil || w.failed || snap.sess == nil || w.after < snap.from {
+		return false
+	}
+	end := snap.complete && store.TerminalStatus(snap.sess.Status)
+	rows := snap.after(w.after)
+	if len(rows) == 0 {
+		return !end
+	}
+	b := c.chunk(rows, w.after, w.last, w.lastTurn, w.chunked)
+	if c.big {
+		return false
+	}
+	n := 0
+	if len(b) > 0 {
+		var err error
+		n, err = tryWrite(w.raw, b)
+		if err != nil {
+			w.failed = true
+			return false
+		}
+		w.sentAt = time.Now()
+	}
+	w.after, w.last, w.lastTurn = c.next, c.last, c.turn
+	if n < len(b) {
+		w.pending = append([]byte(nil), b[n:]...)
+		return false
+	}
+	return !end
+}
+
+// tryWrite writes p to raw's descriptor without waiting: n is what the
+// socket took.
+func tryWrite(raw syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var err error
+	if rerr := raw.Write(func(fd uintptr) bool {
+		n, err = syscall.Write(int(fd), p)
+		if err == syscall.EAGAIN || err == syscall.EINTR {
+			n, err = 0, nil
+		}
+		n = max(n, 0)
+		return true
+	}); rerr != nil {
+		return 0, rerr
+	}
+	return n, err
 }
 
 // closeAll ends every watcher's stream: a taken-over connection's reads and
@@ -175,7 +341,7 @@ func (t *tail) run() {
 		}
 		t.snap.Store(next)
 		readyOnce()
-		t.wakeAll()
+		t.deliver(prev, next)
 		prev = next
 		switch {
 		case next.sess == nil: // gone: nothing more will come
