@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -379,3 +380,28 @@ func (w *notifyingWriter) Write(p []byte) (int, error) {
 }
 
 func (w *notifyingWriter) Flush() {}
+
+// An HTTP/1.0 client gets the stream delimited by the connection's close
+// (no chunked encoding, which it would not understand).
+func TestHTTP10StreamEndsWithTheConnection(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	f := newFixture(t)
+	srv, _ := f.hubServer(sse.NewHub(f.db, sse.Config{}), 0)
+	id := f.finishedSession()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	is.NoErr(err)
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /sessions/%s/stream HTTP/1.0\r\n\r\n", id)
+	conn.SetReadDeadline(time.Now().Add(patience))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	is.NoErr(err)
+	is.Equal(res.StatusCode, http.StatusOK)                       // streaming
+	is.Equal(len(res.TransferEncoding), 0)                        // not chunked
+	is.Equal(res.Header.Get("Content-Type"), "text/event-stream") // an event stream
+	body, err := io.ReadAll(res.Body)
+	is.NoErr(err) // to the close
+	frames := testkit.Parse(body)
+	is.Equal(frames[0].Type(), "start")            // from the start
+	is.Equal(frames[len(frames)-1].Type(), "exit") // to the end
+}
