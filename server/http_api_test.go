@@ -32,6 +32,10 @@ func TestHealth(t *testing.T) {
 		{Name: "public GET", Method: "GET", Path: "/health", WantStatus: 200,
 			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(r.Obj()["status"], "ok") // status ok
+				limits, _ := r.Obj()["limits"].(map[string]any)
+				is.Equal(limits["streams_per_user"], "1000")     // the stream limits an operator set (defaults here)
+				is.Equal(limits["streams"], "10000")             // in all
+				is.Equal(limits["stream_write_timeout"], "1m0s") // and the write deadline
 			}},
 		{Name: "GET with a bad token is still public", Method: "GET", Path: "/health", Token: "aod_invalid_key", WantStatus: 200,
 			Check: func(is *is.I, r apitest.Response) {

@@ -2,7 +2,9 @@ package server
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"strconv"
 
 	"github.com/julienschmidt/httprouter"
 )
@@ -76,10 +78,26 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, _ httprout
 	if err := s.db.CheckCrypto(); err != nil {
 		checks["crypto"], status, code = "fail: "+err.Error(), "degraded", http.StatusServiceUnavailable
 	}
+	limits := maps.Clone(s.cfg.Limits)
+	if limits == nil {
+		limits = map[string]string{}
+	}
+	sc := s.cfg.Streams.Config()
+	limits["streams_per_user"] = limitString(sc.MaxPerUser)
+	limits["streams"] = limitString(sc.MaxTotal)
+	limits["stream_write_timeout"] = sc.WriteTimeout.String()
 	writeJSON(w, code, struct {
 		Status  string            `json:"status"`
 		Checks  map[string]string `json:"checks"`
 		Limits  map[string]string `json:"limits,omitempty"`
 		Version string            `json:"version"`
-	}{status, checks, s.cfg.Limits, s.cfg.Version})
+	}{status, checks, limits, s.cfg.Version})
+}
+
+// limitString shows a count limit, "none" when it is off.
+func limitString(n int) string {
+	if n <= 0 {
+		return "none"
+	}
+	return strconv.Itoa(n)
 }
