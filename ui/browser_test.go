@@ -13,6 +13,7 @@ import (
 
 	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/internal/testkit/apitest"
+	"github.com/aod/aod/store"
 	"github.com/aod/aod/ui"
 	"github.com/chromedp/chromedp"
 	"github.com/matryer/is"
@@ -175,4 +176,52 @@ func TestBrowserJourney(t *testing.T) {
 		is.NoErr(err)                                            // the screenshot was written
 		is.True(bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n"))) // and is a PNG
 	}
+}
+
+// A page whose stream is refused at the user's stream limit says so, tries
+// again by itself, and goes live once a stream is free: the output then
+// arrives without a reload.
+func TestBrowserStreamRetriesAfterTheLimit(t *testing.T) {
+	t.Parallel()
+	chrome := chromiumPath(t)
+	is := is.New(t)
+	ctx := context.Background()
+	srv := apitest.New(t, apitest.Options{MaxStreamsPerUser: 1, UI: &ui.Config{Registration: "open"}})
+	_, err := srv.DB.RegisterUser(ctx, "grace", "correct horse battery")
+	is.NoErr(err)
+	tok := srv.Token("grace")
+	id := srv.StartSession(tok, apitest.SessionBody(srv.ShellAgent(tok), "echo hi")) // never runs: its stream stays open
+	held, release := context.WithCancel(ctx)
+	defer release()
+	st := testkit.Connect(t, held, srv.URL+"/sessions/"+id+"/stream", map[string]string{"Authorization": "Bearer " + tok})
+	is.Equal(st.Next(t).Event().Type, "start") // the user's one stream is taken
+
+	browserTmp := t.TempDir()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Env("TMPDIR="+browserTmp), chromedp.UserDataDir(filepath.Join(browserTmp, "profile")),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("no-first-run", true),
+	)...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	bctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
+	defer cancelTimeout()
+	is.NoErr(chromedp.Run(bctx,
+		chromedp.Navigate(srv.URL+"/ui/login"),
+		chromedp.SendKeys("#id_username", "grace", chromedp.ByQuery),
+		chromedp.SendKeys("#id_password", "correct horse battery", chromedp.ByQuery),
+		chromedp.Click(`form[action="/ui/login"] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("main", chromedp.ByQuery),
+		chromedp.Navigate(srv.URL+"/ui/sessions/"+id),
+		chromedp.WaitVisible("pre.logs", chromedp.ByQuery),
+	)) // log in, open the session's page
+	is.NoErr(chromedp.Run(bctx, chromedp.Poll(`document.getElementById("stream-state").textContent.includes("trying again")`, nil,
+		chromedp.WithPollingTimeout(30*time.Second)))) // the refused stream says it will try again
+	release() // the API stream closes
+	is.NoErr(chromedp.Run(bctx, chromedp.Poll(`document.getElementById("stream-state").textContent === "Live"`, nil,
+		chromedp.WithPollingTimeout(30*time.Second)))) // the page's stream gets in by itself
+	is.NoErr(srv.DB.AppendEvents(ctx, id, []store.Event{{Kind: store.KindOutput, Turn: 1, Stream: "stdout", Data: "after the wait\n"}}))
+	is.NoErr(chromedp.Run(bctx, chromedp.Poll(`document.querySelector("pre.logs").textContent.includes("after the wait")`, nil,
+		chromedp.WithPollingTimeout(30*time.Second)))) // and output arrives live
 }
