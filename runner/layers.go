@@ -179,7 +179,7 @@ func (r *Runner) buildLayer(p *provisioning, key string, steps []packageStep, b 
 		if err != nil {
 			return err
 		}
-		status, _, err := r.supervise(ctx, proc, 0, nil)
+		status, _, err := r.supervise(ctx, proc, 0, nil, nil)
 		switch {
 		case err != nil:
 			return err

@@ -474,7 +474,7 @@ func (p *provisioning) runScript(script string) error {
 	if err != nil {
 		return err
 	}
-	st, _, err := p.r.supervise(p.ctx, proc, 0, nil)
+	st, _, err := p.r.supervise(p.ctx, proc, 0, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -186,6 +186,7 @@ type job struct {
 	cancel context.CancelCauseFunc
 	ctx    context.Context
 	idle   chan struct{} // closed when the job leaves the map
+	intr   chan struct{} // closed by an interrupt of this activation's turn
 }
 
 // New checks the sandbox and returns a runner that does nothing until Start.
@@ -440,6 +441,7 @@ func (r *Runner) next() (string, *job, bool) {
 	j := r.jobs[id]
 	j.queued, j.active = false, true
 	j.ctx, j.cancel = context.WithCancelCause(context.Background())
+	j.intr = make(chan struct{})
 	if j.gone {
 		j.cancel(errTerminated)
 	}
@@ -454,7 +456,7 @@ func (r *Runner) work() {
 			return
 		}
 		if j.ctx.Err() == nil {
-			r.runJob(j.ctx, id)
+			r.runJob(j.ctx, id, j.intr)
 		}
 		j.cancel(nil)
 		r.mu.Lock()
@@ -468,6 +470,22 @@ func (r *Runner) work() {
 			close(j.idle)
 		}
 		r.mu.Unlock()
+	}
+}
+
+// Interrupt stops the running turn of a session whose interrupt the store
+// has just recorded: TERM, then KILL after the grace, and the turn ends as
+// interrupted with the session kept for the next prompt. A turn that has
+// not started yet never does (the store's record stops it).
+func (r *Runner) Interrupt(sessionID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if j := r.jobs[sessionID]; j != nil && j.active {
+		select {
+		case <-j.intr:
+		default:
+			close(j.intr)
+		}
 	}
 }
 
@@ -571,7 +589,7 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 
 // runJob does a session's pending work: provisioning when its sprite is
 // not ready, then its next pending turn.
-func (r *Runner) runJob(ctx context.Context, id string) {
+func (r *Runner) runJob(ctx context.Context, id string, intr <-chan struct{}) {
 	dbctx := context.WithoutCancel(ctx)
 	sess, turn, err := r.db.NextTurn(dbctx, id)
 	if err != nil {
@@ -594,5 +612,5 @@ func (r *Runner) runJob(ctx context.Context, id string) {
 			return
 		}
 	}
-	r.runTurn(ctx, sess, turn, prep)
+	r.runTurn(ctx, sess, turn, prep, intr)
 }

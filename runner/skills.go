@@ -56,7 +56,7 @@ func (r *Runner) addGitHubSkill(ctx context.Context, sp sprite.Sprite, s runtime
 		}
 		return fmt.Errorf("skill %s from GitHub: %w", label, err)
 	}
-	st, _, err := r.supervise(ctx, proc, 5*time.Minute, nil)
+	st, _, err := r.supervise(ctx, proc, 5*time.Minute, nil, nil)
 	switch {
 	case err != nil:
 		return fmt.Errorf("skill %s from GitHub: %w", label, err)
@@ -106,7 +106,7 @@ func (r *Runner) hasCommand(ctx context.Context, sp sprite.Sprite, env map[strin
 	if err != nil {
 		return true
 	}
-	st, _, err := r.supervise(ctx, proc, 30*time.Second, nil)
+	st, _, err := r.supervise(ctx, proc, 30*time.Second, nil, nil)
 	return err != nil || st.Code != 1
 }
 

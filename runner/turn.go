@@ -27,7 +27,7 @@ const (
 
 // runTurn runs a session's pending turn and records how it ended. prep is
 // what this job's provisioning prepared, nil when it did not provision.
-func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared) {
+func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared, intr <-chan struct{}) {
 	id := sess.ID
 	dbctx := context.WithoutCancel(ctx)
 	if ctx.Err() != nil {
@@ -42,7 +42,7 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 		return // no longer pending, e.g. terminated
 	}
 	r.appendStage(id, stageRuntimeStart, store.StageStarted, nil, "")
-	res, how := r.execTurn(ctx, sess, turn, prep)
+	res, how := r.execTurn(ctx, sess, turn, prep, intr)
 	if how == endedCancel && errors.Is(context.Cause(ctx), errShutdown) {
 		if err := r.db.FailSession(dbctx, id, reasonShutdown); err != nil {
 			r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
@@ -67,7 +67,7 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 
 // execTurn runs the runtime's command for one turn, streaming its output
 // into the log, and returns the turn's result.
-func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared) (store.TurnResult, ending) {
+func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared, intr <-chan struct{}) (store.TurnResult, ending) {
 	id := sess.ID
 	rt := r.runtime(sess.Runtime)
 	if pkg := r.pin(rt); pkg != nil {
@@ -94,6 +94,11 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	used, err := r.db.OutputBytes(ctx, id)
 	if err != nil {
 		return store.TurnResult{Error: "Could not read the session's output size: " + err.Error()}, endedItself
+	}
+	select {
+	case <-intr:
+		return store.TurnResult{Interrupted: true}, endedInterrupt // before the runtime started: it never does
+	default:
 	}
 	out := r.newOutput(id, turn.Number, used)
 	go out.sink()
@@ -122,7 +127,7 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	if timeout <= 0 {
 		timeout = defaultTurnTimeout
 	}
-	st, how, werr := r.supervise(ctx, proc, timeout, out.kill)
+	st, how, werr := r.supervise(ctx, proc, timeout, out.kill, intr)
 	if st.Limit != "" && werr == nil {
 		// Said where clients that print only output look, too.
 		io.WriteString(out.writer("stderr"), "aod: "+st.Limit+"\n")
@@ -132,6 +137,9 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	switch {
 	case how == endedCancel:
 		res.Error = "terminated"
+	case how == endedInterrupt:
+		code := st.Code
+		res.ExitCode, res.Interrupted = &code, true
 	case out.capHit:
 		res.Error = fmt.Sprintf("output limit of %d bytes exceeded", out.limit)
 	case out.storeErr != nil:
@@ -233,15 +241,16 @@ func (r *Runner) previousThreadUsage(ctx context.Context, id string, turn int) *
 type ending int
 
 const (
-	endedItself  ending = iota
-	endedTimeout        // our deadline: TERM, grace, KILL
-	endedCancel         // the job was cancelled (terminate, delete, shutdown): KILL at once
-	endedKill           // the caller asked (output cap, storage failure): KILL at once
+	endedItself    ending = iota
+	endedTimeout          // our deadline: TERM, grace, KILL
+	endedCancel           // the job was cancelled (terminate, delete, shutdown): KILL at once
+	endedKill             // the caller asked (output cap, storage failure): KILL at once
+	endedInterrupt        // an interrupt: TERM, grace, KILL; the session goes on
 )
 
 // supervise waits for a command while enforcing the timeout (0 = none),
 // the job's cancellation and the caller's kill channel.
-func (r *Runner) supervise(ctx context.Context, p sprite.Process, timeout time.Duration, kill <-chan struct{}) (sprite.ExitStatus, ending, error) {
+func (r *Runner) supervise(ctx context.Context, p sprite.Process, timeout time.Duration, kill, intr <-chan struct{}) (sprite.ExitStatus, ending, error) {
 	exited := make(chan struct{})
 	done := make(chan struct{})
 	how := endedItself
@@ -279,6 +288,17 @@ func (r *Runner) supervise(ctx context.Context, p sprite.Process, timeout time.D
 				g := time.NewTimer(r.cfg.KillGrace)
 				defer g.Stop()
 				grace = g.C
+			case <-intr:
+				intr = nil
+				if how == endedItself {
+					how = endedInterrupt
+				}
+				p.Signal(syscall.SIGTERM)
+				if grace == nil {
+					g := time.NewTimer(r.cfg.KillGrace)
+					defer g.Stop()
+					grace = g.C
+				}
 			case <-grace:
 				grace = nil
 				p.Signal(syscall.SIGKILL)

@@ -63,6 +63,7 @@ func (s *Server) routes() *httprouter.Router {
 	r.GET("/sessions/:id/egress", s.authed(s.handleSessionEgress))
 	r.GET("/sessions/:id/provision-log", s.authed(s.handleSessionProvisionLog))
 	r.POST("/sessions/:id/prompt", s.authed(s.handleSessionPrompt))
+	r.POST("/sessions/:id/interrupt", s.authed(s.handleSessionInterrupt))
 	r.POST("/sessions/:id/terminate", s.authed(s.handleSessionTerminate))
 	r.DELETE("/sessions/:id/delete", s.authed(s.handleSessionDelete))
 	r.GET("/sessions/:id/stream", s.authed(s.handleSessionStream))

@@ -59,17 +59,20 @@ func sessionOut(s *store.Session) sessionJSON {
 }
 
 type turnJSON struct {
-	TurnNumber int     `json:"turn_number"`
-	Prompt     string  `json:"prompt"`
-	Status     string  `json:"status"`
-	ExitCode   *int    `json:"exit_code"`
-	CreatedAt  string  `json:"created_at"`
-	StartedAt  *string `json:"started_at"`
-	EndedAt    *string `json:"ended_at"`
+	TurnNumber int    `json:"turn_number"`
+	Prompt     string `json:"prompt"`
+	Status     string `json:"status"`
+	ExitCode   *int   `json:"exit_code"`
+	// Interrupted marks a turn an interrupt ended (its status is
+	// "completed": the published SDKs know only four turn statuses).
+	Interrupted bool    `json:"interrupted"`
+	CreatedAt   string  `json:"created_at"`
+	StartedAt   *string `json:"started_at"`
+	EndedAt     *string `json:"ended_at"`
 }
 
 func turnOut(t *store.Turn) turnJSON {
-	return turnJSON{TurnNumber: t.Number, Prompt: t.Prompt, Status: t.Status, ExitCode: t.ExitCode,
+	return turnJSON{TurnNumber: t.Number, Prompt: t.Prompt, Status: t.Status, ExitCode: t.ExitCode, Interrupted: t.Interrupted,
 		CreatedAt: store.FormatTime(t.CreatedAt), StartedAt: timePtr(t.StartedAt), EndedAt: timePtr(t.EndedAt)}
 }
 
@@ -228,6 +231,27 @@ func (s *Server) handleSessionTerminate(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}{sess.ID, sess.Status})
+	return nil
+}
+
+// handleSessionInterrupt stops the session's turn and keeps the session:
+// 202 with the status at the time of asking.
+func (s *Server) handleSessionInterrupt(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
+	if err := s.sessions.Ready(); err != nil {
+		return err
+	}
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	sess, err := s.sessions.Interrupt(r.Context(), u.ID, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}{sess.ID, sess.Status})

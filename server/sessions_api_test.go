@@ -33,7 +33,7 @@ var (
 	sessPromptAckKeys = []string{"current_turn", "id", "status", "stream_url"}
 	sessSessionKeys   = []string{"agent_id", "created_at", "current_turn", "environment_id", "exit_code", "id", "provider",
 		"resources", "runtime", "status", "turn_count", "updated_at"}
-	sessTurnKeys     = []string{"created_at", "ended_at", "exit_code", "prompt", "started_at", "status", "turn_number"}
+	sessTurnKeys     = []string{"created_at", "ended_at", "exit_code", "interrupted", "prompt", "started_at", "status", "turn_number"}
 	sessResourceKeys = []string{"mount_path", "type", "url"}
 )
 
@@ -1461,4 +1461,46 @@ func TestSessionStreamLimits(t *testing.T) {
 	closeCarol := hold(carol) // a closed stream made room
 	closeBob()
 	closeCarol()
+}
+
+// POST /sessions/{id}/interrupt as the original's newest revision has it:
+// 202 with the status when asked; the turn stops, reports "completed" with
+// "interrupted": true and the killed process's exit code; the session is
+// completed and takes the next prompt; the stream ends with exit; the 409s
+// for completed, failed and terminated sessions; 404 for others'.
+func TestSessionInterrupt(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := apitest.New(t, running)
+	tok, bob := a.Token("alice"), a.Token("bob")
+	agent := a.ShellAgent(tok)
+	id := a.StartSession(tok, apitest.SessionBody(agent, "echo started; exec sleep 1000"))
+	a.WaitStatus(tok, id, "running")
+	r := a.Do("POST", "/sessions/"+id+"/interrupt", bob, nil)
+	is.Equal(r.Status, http.StatusNotFound) // not someone else's
+	r = a.Do("POST", "/sessions/"+id+"/interrupt", tok, nil)
+	is.Equal(r.Status, http.StatusAccepted)                          // accepted
+	is.Equal(r.Obj(), map[string]any{"id": id, "status": "running"}) // with the status when asked
+	got := a.WaitStatus(tok, id, "completed", "failed")
+	is.Equal(got["status"], "completed")     // the session is completed
+	is.Equal(got["exit_code"], float64(143)) // with the killed process's code
+	turns := a.Do("GET", "/sessions/"+id+"/turns", tok, nil).Obj()["data"].([]any)
+	turn := turns[0].(map[string]any)
+	is.Equal(turn["status"], "completed") // a status the SDKs know
+	is.Equal(turn["interrupted"], true)   // marked interrupted
+	s := a.Finish(tok, id)
+	is.Equal(s.Last().Type(), "exit")             // the stream ends with exit
+	is.Equal(s.Last().Data["code"], float64(143)) // and the code
+	r = a.Do("POST", "/sessions/"+id+"/interrupt", tok, nil)
+	is.Equal(r.Status, http.StatusConflict)
+	is.Equal(r.Obj()["detail"], "Session has no active turn to interrupt") // nothing left to interrupt
+
+	is.Equal(a.Do("POST", "/sessions/"+id+"/prompt", tok, map[string]any{"prompt": "exit 3"}).Status, http.StatusAccepted) // the next prompt
+	a.WaitStatus(tok, id, "failed")
+	r = a.Do("POST", "/sessions/"+id+"/interrupt", tok, nil)
+	is.Equal(r.Obj()["detail"], "Session has failed") // a failed session
+	is.Equal(a.Do("POST", "/sessions/"+id+"/terminate", tok, nil).Status, http.StatusOK)
+	r = a.Do("POST", "/sessions/"+id+"/interrupt", tok, nil)
+	is.Equal(r.Obj()["detail"], "Session has been terminated")                                        // a terminated one
+	is.Equal(a.Do("GET", "/sessions/"+id+"/interrupt", tok, nil).Status, http.StatusMethodNotAllowed) // POST only
 }

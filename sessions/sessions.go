@@ -18,6 +18,7 @@ import (
 // and about sessions that must stop or disappear.
 type Runner interface {
 	Enqueue(sessionID string)
+	Interrupt(sessionID string)
 	Terminate(sessionID string)
 	Delete(sessionID string)
 }
@@ -150,6 +151,20 @@ func (s *Service) Terminate(ctx context.Context, userID, id string) (*store.Sess
 		return nil, err
 	}
 	s.run.Terminate(sess.ID)
+	return sess, nil
+}
+
+// Interrupt records an interrupt of the session's pending or running turn
+// and has the runner stop it; it returns the session as it was when asked.
+func (s *Service) Interrupt(ctx context.Context, userID, id string) (*store.Session, error) {
+	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	sess, err := s.db.InterruptSession(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	s.run.Interrupt(sess.ID)
 	return sess, nil
 }
 

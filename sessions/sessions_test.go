@@ -11,10 +11,11 @@ import (
 )
 
 // recorder is a runner that only notes what it was told.
-type recorder struct{ enqueued, terminated, deleted []string }
+type recorder struct{ enqueued, interrupted, terminated, deleted []string }
 
 func (r *recorder) Enqueue(id string)   { r.enqueued = append(r.enqueued, id) }
 func (r *recorder) Terminate(id string) { r.terminated = append(r.terminated, id) }
+func (r *recorder) Interrupt(id string) { r.interrupted = append(r.interrupted, id) }
 func (r *recorder) Delete(id string)    { r.deleted = append(r.deleted, id) }
 
 func setup(t *testing.T) (*store.DB, string, string) {

@@ -413,6 +413,9 @@ func (db *DB) PromptSession(ctx context.Context, userID, id, prompt string, time
 			return Errorf(Conflict, "Session backend is no longer available; start a new session.")
 		}
 		n := s.CurrentTurn + 1
+		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET interrupt_requested = 0 WHERE id = ?`, id); err != nil {
+			return err // an interrupt of an earlier turn is no concern of this one
+		}
 		if err := insertTurn(ctx, tx, id, n, prompt, timeout); err != nil {
 			return err
 		}
@@ -460,6 +463,45 @@ func (db *DB) TerminateSession(ctx context.Context, userID, id string) (*Session
 		db.notify.bump(id)
 	}
 	return s, err
+}
+
+// InterruptSession asks for the session's pending or running turn to be
+// stopped, keeping the session (and its sprite) for the next prompt, and
+// returns its status at the time of asking. The runner ends the turn as
+// interrupted; a turn that has not started never runs.
+func (db *DB) InterruptSession(ctx context.Context, userID, id string) (*Session, error) {
+	var s *Session
+	err := db.write(ctx, func(tx *Tx) error {
+		var err error
+		if s, err = getSession(ctx, tx, userID, id); err != nil {
+			return err
+		}
+		switch s.Status {
+		case StatusCompleted:
+			return Errorf(Conflict, "Session has no active turn to interrupt")
+		case StatusTerminated:
+			return Errorf(Conflict, "Session has been terminated")
+		case StatusFailed:
+			return Errorf(Conflict, "Session has failed")
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET interrupt_requested = 1, updated_at = ? WHERE id = ?`, tx.Stamp(), id)
+		return err
+	})
+	if err == nil {
+		db.notify.bump(id)
+	}
+	return s, err
+}
+
+// InterruptRequested reports whether an interrupt of the session's turn
+// is waiting to be carried out.
+func (db *DB) InterruptRequested(ctx context.Context, id string) (bool, error) {
+	var requested bool
+	err := db.reader.QueryRowContext(ctx, `SELECT interrupt_requested FROM sessions WHERE id = ?`, id).Scan(&requested)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, sessionNotFound()
+	}
+	return requested, err
 }
 
 func markTerminated(ctx context.Context, tx *Tx, id string) error {

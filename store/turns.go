@@ -8,31 +8,34 @@ import (
 	"time"
 )
 
-// Turn statuses are pending, running, completed and failed (a subset).
+// Turn statuses are pending, running, completed and failed (a subset); a
+// turn an interrupt ended is completed with Interrupted set (the published
+// SDKs accept only those four statuses).
 
 // Turn is one prompt of a session.
 type Turn struct {
-	SessionID string
-	Number    int
-	Prompt    string
-	Timeout   int // seconds
-	Status    string
-	ExitCode  *int
-	Error     string
-	Usage     json.RawMessage
-	CreatedAt time.Time
-	StartedAt *time.Time
-	EndedAt   *time.Time
+	SessionID   string
+	Number      int
+	Prompt      string
+	Timeout     int // seconds
+	Status      string
+	ExitCode    *int
+	Error       string
+	Interrupted bool
+	Usage       json.RawMessage
+	CreatedAt   time.Time
+	StartedAt   *time.Time
+	EndedAt     *time.Time
 }
 
-const turnColumns = `session_id, turn_number, prompt, timeout_s, status, exit_code, error, usage, created_at, started_at, ended_at`
+const turnColumns = `session_id, turn_number, prompt, timeout_s, status, exit_code, error, interrupted, usage, created_at, started_at, ended_at`
 
 func scanTurn(s scanner) (*Turn, error) {
 	var t Turn
 	var exit sql.NullInt64
 	var usage, started, ended sql.NullString
 	var created string
-	if err := s.Scan(&t.SessionID, &t.Number, &t.Prompt, &t.Timeout, &t.Status, &exit, &t.Error, &usage, &created, &started, &ended); err != nil {
+	if err := s.Scan(&t.SessionID, &t.Number, &t.Prompt, &t.Timeout, &t.Status, &exit, &t.Error, &t.Interrupted, &usage, &created, &started, &ended); err != nil {
 		return nil, err
 	}
 	if exit.Valid {
@@ -91,10 +94,17 @@ func (db *DB) NextTurn(ctx context.Context, id string) (*Session, *Turn, error) 
 
 // StartTurn moves a pending session and its turn to running. It reports
 // false (and changes nothing) when the session is no longer pending, e.g.
-// terminated before the turn could start.
+// terminated before the turn could start; and false when an interrupt came
+// first, after ending the turn as interrupted without running it.
 func (db *DB) StartTurn(ctx context.Context, id string, turn int) (bool, error) {
-	started := false
+	started, ended := false, false
 	err := db.write(ctx, func(tx *Tx) error {
+		var requested bool
+		if err := tx.QueryRowContext(ctx, `SELECT interrupt_requested FROM sessions WHERE id = ? AND status = ?`,
+			id, StatusPending).Scan(&requested); err == nil && requested {
+			ended = true
+			return finishTx(ctx, tx, id, &turn, StatusCompleted, TurnResult{Interrupted: true})
+		}
 		ok, err := runPendingSession(ctx, tx, id)
 		if err != nil || !ok {
 			return err
@@ -105,7 +115,7 @@ func (db *DB) StartTurn(ctx context.Context, id string, turn int) (bool, error) 
 		started = true
 		return nil
 	})
-	if started {
+	if started || ended {
 		db.notify.bump(id)
 	}
 	return started, err
@@ -130,16 +140,18 @@ func runTurn(ctx context.Context, tx *Tx, id string, turn int) error {
 
 // TurnResult is how a turn ended.
 type TurnResult struct {
-	ExitCode *int   // nil when the CLI never exited on its own
-	Error    string // reason when it failed without an exit code, or a note
-	Usage    json.RawMessage
+	ExitCode    *int   // nil when the CLI never exited on its own
+	Error       string // reason when it failed without an exit code, or a note
+	Interrupted bool   // an interrupt ended it (ExitCode: the killed process's)
+	Usage       json.RawMessage
 }
 
-// FinishTurn records a turn's end: exit 0 completes the session, anything
-// else fails it. A session terminated meanwhile stays terminated.
+// FinishTurn records a turn's end: exit 0 or an interrupt completes the
+// session, anything else fails it. A session terminated meanwhile stays
+// terminated.
 func (db *DB) FinishTurn(ctx context.Context, id string, turn int, r TurnResult) error {
 	status := StatusFailed
-	if r.ExitCode != nil && *r.ExitCode == 0 && r.Error == "" {
+	if r.Interrupted || r.ExitCode != nil && *r.ExitCode == 0 && r.Error == "" {
 		status = StatusCompleted
 	}
 	return db.finish(ctx, id, &turn, status, r)
@@ -152,16 +164,20 @@ func (db *DB) FailSession(ctx context.Context, id, reason string) error {
 }
 
 func (db *DB) finish(ctx context.Context, id string, turn *int, status string, r TurnResult) error {
-	err := db.write(ctx, func(tx *Tx) error {
-		if err := endTurns(ctx, tx, id, turn, status, r); err != nil {
-			return err
-		}
-		return endSession(ctx, tx, id, status, r)
-	})
+	err := db.write(ctx, func(tx *Tx) error { return finishTx(ctx, tx, id, turn, status, r) })
 	if err == nil {
 		db.notify.bump(id)
 	}
 	return err
+}
+
+// finishTx ends the turn(s) and the session; an interrupt request is
+// answered by then, whichever way the turn ended.
+func finishTx(ctx context.Context, tx *Tx, id string, turn *int, status string, r TurnResult) error {
+	if err := endTurns(ctx, tx, id, turn, status, r); err != nil {
+		return err
+	}
+	return endSession(ctx, tx, id, status, r)
 }
 
 // endTurns records the end of the given turn, or of every pending or
@@ -171,9 +187,9 @@ func endTurns(ctx context.Context, tx *Tx, id string, turn *int, status string, 
 	if len(r.Usage) > 0 {
 		usage = string(r.Usage)
 	}
-	q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, usage = ?, ended_at = ?,
+	q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, interrupted = ?, usage = ?, ended_at = ?,
 			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND `
-	args := []any{status, exitCodeArg(r.ExitCode), r.Error, usage, tx.Stamp(), tx.Stamp(), id}
+	args := []any{status, exitCodeArg(r.ExitCode), r.Error, r.Interrupted, usage, tx.Stamp(), tx.Stamp(), id}
 	if turn != nil {
 		q += `turn_number = ?`
 		args = append(args, *turn)
@@ -190,6 +206,10 @@ func endTurns(ctx context.Context, tx *Tx, id string, turn *int, status string, 
 func endSession(ctx context.Context, tx *Tx, id, status string, r TurnResult) error {
 	_, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, exit_code = ?, error = ?, updated_at = ?
 			WHERE id = ? AND status != ?`, status, exitCodeArg(r.ExitCode), r.Error, tx.Stamp(), id, StatusTerminated)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE sessions SET interrupt_requested = 0 WHERE id = ?`, id)
 	return err
 }
 

@@ -59,6 +59,7 @@ func (u *UI) routes() *httprouter.Router {
 	r.GET("/ui/sessions", u.authed(u.handleSessions))
 	r.GET("/ui/sessions/:id", u.authed(u.handleSession))
 	r.POST("/ui/sessions/:id/prompt", u.authed(u.handleSessionPrompt))
+	r.POST("/ui/sessions/:id/interrupt", u.authed(u.handleSessionInterrupt))
 	r.POST("/ui/sessions/:id/terminate", u.authed(u.handleSessionTerminate))
 	r.GET("/ui/sessions/:id/stream", u.authed(u.handleSessionStream))
 	return r

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -246,7 +247,18 @@ func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps http
 	return nil
 }
 
+func (u *UI) handleSessionInterrupt(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
+	return u.sessionAction(w, r, ps, s, u.sess.Interrupt, "Stopping the turn: the session stays open for your next prompt.")
+}
+
 func (u *UI) handleSessionTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
+	return u.sessionAction(w, r, ps, s, u.sess.Terminate, "Session terminated.")
+}
+
+// sessionAction runs a session page's button (interrupt, terminate) and
+// goes back to the page saying how it went.
+func (u *UI) sessionAction(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session,
+	act func(ctx context.Context, userID, id string) (*store.Session, error), done string) error {
 	id, err := pathID(ps, "Session")
 	if err != nil {
 		return err
@@ -255,10 +267,10 @@ func (u *UI) handleSessionTerminate(w http.ResponseWriter, r *http.Request, ps h
 		return err
 	}
 	back := "/ui/sessions/" + id
-	if _, err := u.sess.Terminate(r.Context(), s.User.ID, id); err != nil {
+	if _, err := act(r.Context(), s.User.ID, id); err != nil {
 		return u.refuse(w, r, back, err)
 	}
-	u.redirect(w, r, back, success("Session terminated."))
+	u.redirect(w, r, back, success(done))
 	return nil
 }
 

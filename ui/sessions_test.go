@@ -366,3 +366,28 @@ func TestSessionStreamLimit(t *testing.T) {
 	is.Equal(res.status, http.StatusTooManyRequests)                       // the page's stream is over the limit
 	is.True(strings.Contains(res.body, "Concurrent stream limit reached")) // and says so
 }
+
+// A running session's page has a "Stop turn" button apart from
+// "Terminate": it stops the turn and keeps the session for a follow-up.
+func TestStopTurn(t *testing.T) {
+	t.Parallel()
+	s := newRunningSite(t)
+	v := s.user("stopper")
+	agent := v.shellAgent("sh")
+	is := is.New(t)
+	id := v.startSession(agent, "echo started; exec sleep 1000")
+	s.waitStatus(id, "running")
+	p := v.get("/ui/sessions/" + id)
+	is.True(p.Has(`action="/ui/sessions/` + id + `/interrupt"`)) // the Stop turn form
+	is.True(p.HasText("Stop turn"))                              // labelled
+	p = v.post("/ui/sessions/"+id+"/interrupt", nil)
+	is.Equal(p.Status, http.StatusFound) // PRG
+	p = v.follow(p)
+	is.Equal(p.Flashes(), []string{"success: Stopping the turn: the session stays open for your next prompt."}) // said
+	sess := s.waitStatus(id, "completed", "failed")
+	is.Equal(sess.Status, "completed") // the session is completed, ready for a follow-up
+	p = v.get("/ui/sessions/" + id)
+	is.True(!p.Has(`/interrupt"`)) // no Stop turn once nothing runs
+	p = v.post("/ui/sessions/"+id+"/interrupt", nil)
+	is.Equal(v.follow(p).Flashes(), []string{"error: Session has no active turn to interrupt"}) // a second stop says why not
+}

@@ -215,6 +215,9 @@ func (r *Recorder) Enqueue(sessionID string) { r.record("enqueue", sessionID) }
 // Terminate records that sessionID must stop.
 func (r *Recorder) Terminate(sessionID string) { r.record("terminate", sessionID) }
 
+// Interrupt records that sessionID's turn must stop.
+func (r *Recorder) Interrupt(sessionID string) { r.record("interrupt", sessionID) }
+
 // Delete records that sessionID's sprite must go.
 func (r *Recorder) Delete(sessionID string) { r.record("delete", sessionID) }
 
