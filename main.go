@@ -185,7 +185,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.StringVar(&o.listen, "listen", env.str("AOD_LISTEN", defaultListen), "address to listen on (env AOD_LISTEN)")
 	f.StringVar(&o.sandbox, "sandbox", env.str("AOD_SANDBOX", runner.SandboxAuto), "sprite sandbox: auto (bubblewrap when it works), bwrap (required) or none (env AOD_SANDBOX)")
 	f.IntVar(&o.maxConcurrent, "max-concurrent-sessions", env.int("AOD_MAX_CONCURRENT_SESSIONS", sessions.DefaultMaxConcurrent), "default per-user limit of pending+running sessions (env AOD_MAX_CONCURRENT_SESSIONS)")
-	f.IntVar(&o.maxRunning, "max-running", env.int("AOD_MAX_RUNNING", runner.DefaultMaxRunning), "sessions provisioning or running at once on this server (env AOD_MAX_RUNNING)")
+	f.IntVar(&o.maxRunning, "max-running", env.int("AOD_MAX_RUNNING", runner.DefaultMaxRunning), "sessions provisioning or running at once on this server, shared fairly between users who wait (env AOD_MAX_RUNNING)")
 	o.outputLimit = env.size("AOD_OUTPUT_LIMIT", runner.DefaultOutputLimit)
 	f.Var(&o.outputLimit, "output-limit", "output a session may produce, in bytes or e.g. 512MiB (env AOD_OUTPUT_LIMIT)")
 	o.minFreeDisk = env.size("AOD_MIN_FREE_DISK", sessions.DefaultMinFreeDisk)

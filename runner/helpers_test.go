@@ -85,6 +85,7 @@ func (f *fixture) startOn(db Store, cfg Config) {
 
 // sessionOpts shape a test session.
 type sessionOpts struct {
+	owner           *store.User // default: the fixture's user
 	runtime, system string
 	environmentID   string
 	timeout         int
@@ -107,7 +108,11 @@ func (f *fixture) create(script string, o sessionOpts) *store.Session {
 	if am, ok := agentModels[o.runtime]; ok {
 		m = am
 	}
-	agent, err := f.db.CreateAgent(f.ctx, f.user.ID, store.AgentInput{
+	owner := f.user
+	if o.owner != nil {
+		owner = o.owner
+	}
+	agent, err := f.db.CreateAgent(f.ctx, owner.ID, store.AgentInput{
 		Name: fmt.Sprintf("agent-%d", time.Now().UnixNano()), System: o.system, Model: m, EnvironmentID: o.environmentID,
 	})
 	if err != nil {
@@ -116,7 +121,7 @@ func (f *fixture) create(script string, o sessionOpts) *store.Session {
 	if o.timeout == 0 {
 		o.timeout = 60
 	}
-	s, err := f.db.CreateSession(f.ctx, f.user.ID, store.SessionInput{
+	s, err := f.db.CreateSession(f.ctx, owner.ID, store.SessionInput{
 		AgentID: agent.ID, Prompt: script, Timeout: o.timeout, SecretEnvVars: o.secrets, Resources: o.resources,
 		// The runner's tests point every CLI at a fake endpoint: no key needed.
 		Policy: store.SessionPolicy{Keyless: func(string) bool { return true }},

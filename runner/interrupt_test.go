@@ -13,7 +13,7 @@ import (
 // runner.
 func (f *fixture) interrupt(id string) *store.Session {
 	f.t.Helper()
-	s, err := f.db.InterruptSession(f.ctx, f.user.ID, id)
+	s, err := f.db.InterruptSession(f.ctx, "", id) // any owner
 	if err != nil {
 		f.t.Fatalf("interrupt: %v", err)
 	}
@@ -99,4 +99,33 @@ func TestTerminateWinsOverInterrupt(t *testing.T) {
 	is.Equal(done.Status, store.StatusTerminated) // terminated, not completed
 	_, err = f.db.InterruptSession(f.ctx, f.user.ID, s.ID)
 	is.Equal(store.ErrorMessage(err), "Session has been terminated") // and no more interrupts
+}
+
+// Run slots are shared fairly: while user A's sessions fill every slot and
+// more of A's wait, a session of user B takes the next slot that frees, not
+// the one after A's whole queue; alone, a user gets every slot.
+func TestRunSlotsAreSharedBetweenUsers(t *testing.T) {
+	is := is.New(t)
+	f := newFixture(t, Config{MaxRunning: 2})
+	bob, err := f.db.EnsureUser(f.ctx, "bob")
+	is.NoErr(err)
+	var a []*store.Session
+	for range 4 {
+		a = append(a, f.run("echo started\nexec sleep 1000\n", sessionOpts{}))
+	}
+	f.waitOutput(a[0].ID, "started")
+	f.waitOutput(a[1].ID, "started") // alone, A has both slots
+	b := f.run("echo started\nexec sleep 1000\n", sessionOpts{owner: bob})
+	f.interrupt(a[0].ID) // a slot frees
+	f.waitOutput(b.ID, "started")
+	for _, s := range a[2:] {
+		got, err := f.db.GetSession(f.ctx, "", s.ID)
+		is.NoErr(err)
+		is.Equal(got.Status, store.StatusPending) // B went first: A's queue still waits
+	}
+	f.interrupt(b.ID)
+	f.waitOutput(a[2].ID, "started") // then A's next
+	for _, s := range []*store.Session{a[1], a[2], a[3]} {
+		f.interrupt(s.ID)
+	}
 }

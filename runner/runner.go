@@ -111,6 +111,7 @@ const (
 // *store.DB (and tests can count or fail them).
 type Store interface {
 	// Sessions and their turns.
+	GetSession(ctx context.Context, userID, id string) (*store.Session, error)
 	NextTurn(ctx context.Context, id string) (*store.Session, *store.Turn, error)
 	SessionsToRecover(ctx context.Context) ([]*store.Session, error)
 	SessionStatuses(ctx context.Context) (map[string]string, error)
@@ -161,12 +162,13 @@ type Runner struct {
 	mode    string
 	inst    *runtimes.Installer
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   []string
-	jobs    map[string]*job // sessions queued or active
-	started bool
-	closed  bool
+	mu        sync.Mutex
+	cond      *sync.Cond
+	queue     []string
+	jobs      map[string]*job // sessions queued or active
+	runningBy map[string]int  // active jobs by session owner
+	started   bool
+	closed    bool
 
 	stopSweep chan struct{} // closed by Shutdown
 	egress    *egressLog
@@ -187,6 +189,7 @@ type job struct {
 	ctx    context.Context
 	idle   chan struct{} // closed when the job leaves the map
 	intr   chan struct{} // closed by an interrupt of this activation's turn
+	user   string        // the session's owner, for fair run slots
 }
 
 // New checks the sandbox and returns a runner that does nothing until Start.
@@ -247,7 +250,7 @@ func New(db Store, cfg Config) (*Runner, error) {
 	if err := runtimes.CheckVersions(cfg.RuntimeVersions); err != nil {
 		return nil, fmt.Errorf("runner: %w", err)
 	}
-	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, stopSweep: make(chan struct{})}
+	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, runningBy: map[string]int{}, stopSweep: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
 	// npm runs on the host: the cache is shared and a sprite may have no
 	// network.
@@ -405,6 +408,10 @@ func (r *Runner) sweep(ctx context.Context) error {
 // sprite is not ready, then its pending turn. One job per session at a
 // time; a session enqueued while active is looked at again afterwards.
 func (r *Runner) Enqueue(sessionID string) {
+	var user string // read before the lock: a query
+	if s, err := r.db.GetSession(context.Background(), "", sessionID); err == nil {
+		user = s.UserID
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -413,7 +420,7 @@ func (r *Runner) Enqueue(sessionID string) {
 	j := r.jobs[sessionID]
 	switch {
 	case j == nil:
-		j = &job{idle: make(chan struct{})}
+		j = &job{idle: make(chan struct{}), user: user}
 		r.jobs[sessionID] = j
 	case j.gone || j.queued:
 		return
@@ -436,10 +443,20 @@ func (r *Runner) next() (string, *job, bool) {
 	if r.closed {
 		return "", nil, false
 	}
-	id := r.queue[0]
-	r.queue = r.queue[1:]
+	// Fair slots: the queued session whose owner runs the fewest now goes
+	// first (the earliest of those), so one account's queue cannot hold
+	// every slot while another's session waits; alone, a user gets them all.
+	pick := 0
+	for i, q := range r.queue {
+		if r.runningBy[r.jobs[q].user] < r.runningBy[r.jobs[r.queue[pick]].user] {
+			pick = i
+		}
+	}
+	id := r.queue[pick]
+	r.queue = slices.Delete(r.queue, pick, pick+1)
 	j := r.jobs[id]
 	j.queued, j.active = false, true
+	r.runningBy[j.user]++
 	j.ctx, j.cancel = context.WithCancelCause(context.Background())
 	j.intr = make(chan struct{})
 	if j.gone {
@@ -461,6 +478,9 @@ func (r *Runner) work() {
 		j.cancel(nil)
 		r.mu.Lock()
 		j.active = false
+		if r.runningBy[j.user]--; r.runningBy[j.user] <= 0 {
+			delete(r.runningBy, j.user)
+		}
 		if j.again && !j.gone && !r.closed {
 			j.again, j.queued = false, true
 			r.queue = append(r.queue, id)
