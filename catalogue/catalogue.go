@@ -31,6 +31,10 @@ type Runtime struct {
 	Models []string
 	// Adapter names the runner's adapter for this CLI.
 	Adapter string
+	// CachedInInput says the CLI's input token count includes the input
+	// read from the prompt cache (codex, gemini); otherwise it counts it
+	// apart (claude, opencode).
+	CachedInInput bool
 }
 
 // ShellModel is the one model of the local provider: the prompt is a script.
@@ -52,20 +56,22 @@ var runtimes = []Runtime{
 		Adapter:     "claude",
 	},
 	{
-		Name:        "codex",
-		Providers:   []string{"openai"},
-		Credentials: map[string][]string{"openai": {"OPENAI_API_KEY"}},
-		Package:     &Package{Name: "@openai/codex", Version: "0.169.0", Bin: "codex"},
-		Models:      []string{"openai/gpt-5", "openai/gpt-5-codex", "openai/gpt-5-mini"},
-		Adapter:     "codex",
+		Name:          "codex",
+		Providers:     []string{"openai"},
+		Credentials:   map[string][]string{"openai": {"OPENAI_API_KEY"}},
+		Package:       &Package{Name: "@openai/codex", Version: "0.169.0", Bin: "codex"},
+		Models:        []string{"openai/gpt-5", "openai/gpt-5-codex", "openai/gpt-5-mini"},
+		Adapter:       "codex",
+		CachedInInput: true,
 	},
 	{
-		Name:        "gemini",
-		Providers:   []string{"google"},
-		Credentials: map[string][]string{"google": {"GEMINI_API_KEY"}},
-		Package:     &Package{Name: "@google/gemini-cli", Version: "0.61.0", Bin: "gemini"},
-		Models:      []string{"google/gemini-2.5-pro", "google/gemini-2.5-flash"},
-		Adapter:     "gemini",
+		Name:          "gemini",
+		Providers:     []string{"google"},
+		Credentials:   map[string][]string{"google": {"GEMINI_API_KEY"}},
+		Package:       &Package{Name: "@google/gemini-cli", Version: "0.61.0", Bin: "gemini"},
+		Models:        []string{"google/gemini-2.5-pro", "google/gemini-2.5-flash"},
+		Adapter:       "gemini",
+		CachedInInput: true,
 	},
 	{
 		Name:      "opencode",

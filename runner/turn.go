@@ -157,7 +157,9 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	}
 	if tee != nil {
 		tee.Close() // the readers are done: Wait has returned
-		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, tee.P.Report())
+		rep := tee.P.Report()
+		res.Usage = r.recordReport(context.WithoutCancel(ctx), sess, turn.Number, rep)
+		res.Result = capResult(rep.Result)
 	}
 	return res, how
 }
@@ -182,6 +184,19 @@ func (r *Runner) prepare(ctx context.Context, sess *store.Session, rt runtimes.R
 		return nil, "Failed to prepare the environment: " + err.Error()
 	}
 	return &prepared{sp: sp, env: env}, ""
+}
+
+// maxResult bounds the answer a turn keeps; the whole of it is in the
+// output anyway.
+const maxResult = 64 << 10
+
+// capResult is a result cut to maxResult bytes (at a character boundary).
+func capResult(s *string) *string {
+	if s == nil || len(*s) <= maxResult {
+		return s
+	}
+	c := (*s)[:runeCut(*s, maxResult)]
+	return &c
 }
 
 // recordReport keeps what a turn's output said: the CLI's conversation id

@@ -107,15 +107,16 @@ type runtimeCase struct {
 	turns           int
 	mcpFile, mcpKey string // where the CLI reads MCP servers, and a key naming ours
 	skillFile       string // where the inline skill must land
+	costSource      string // who prices its turns
 }
 
 func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 	t.Parallel()
 	cases := []runtimeCase{
-		{"claude", "anthropic/claude-sonnet-4-6", 2, ".claude.json", `"mcpServers"`, ".claude/skills/greeting/SKILL.md"},
-		{"codex", "openai/gpt-4.1", 2, ".codex/config.toml", "[mcp_servers.docs]", ".codex/skills/greeting/SKILL.md"},
-		{"opencode", "anthropic/claude-sonnet-4-6", 1, ".config/opencode/opencode.json", `"mcp"`, ".config/opencode/skills/greeting/SKILL.md"},
-		{"gemini", "google/gemini-2.5-pro", 1, ".gemini/settings.json", `"mcpServers"`, ".gemini/skills/greeting/SKILL.md"},
+		{"claude", "anthropic/claude-sonnet-4-6", 2, ".claude.json", `"mcpServers"`, ".claude/skills/greeting/SKILL.md", "cli"},
+		{"codex", "openai/gpt-4.1", 2, ".codex/config.toml", "[mcp_servers.docs]", ".codex/skills/greeting/SKILL.md", "price_table"},
+		{"opencode", "anthropic/claude-sonnet-4-6", 1, ".config/opencode/opencode.json", `"mcp"`, ".config/opencode/skills/greeting/SKILL.md", "cli"},
+		{"gemini", "google/gemini-2.5-pro", 1, ".gemini/settings.json", `"mcpServers"`, ".gemini/skills/greeting/SKILL.md", "price_table"},
 	}
 	for _, c := range cases {
 		t.Run(c.runtime, func(t *testing.T) {
@@ -178,6 +179,21 @@ func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 			}
 			turns := a.Do("GET", "/sessions/"+id+"/turns", token, nil)
 			is.Equal(len(turns.Data()), c.turns) // one turn row per prompt
+			for i, tt := range turns.Data() {
+				turn := tt.(map[string]any)
+				result, _ := turn["result"].(string)
+				is.True(strings.Contains(result, "fake reply to:")) // the turn's result is the CLI's final answer (see result)
+				usage, _ := turn["usage"].(map[string]any)
+				is.True(usage != nil)                         // with its usage
+				is.True(usage["input_tokens"].(float64) > 0)  // tokens in
+				is.True(usage["output_tokens"].(float64) > 0) // and out
+				is.True(usage["cost_usd"].(float64) > 0)      // and a cost
+				is.Equal(usage["cost_source"], c.costSource)  // from the CLI, or aod's price table
+				t.Logf("turn %d: %v", i+1, usage)
+			}
+			sess := a.Session(token, id)
+			total, _ := sess["usage"].(map[string]any)
+			is.True(total != nil && total["input_tokens"].(float64) > 0) // the session carries the totals
 		})
 	}
 }

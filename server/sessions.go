@@ -34,6 +34,8 @@ type sessionJSON struct {
 	Resources     []resourceJSON `json:"resources"`
 	TurnCount     int            `json:"turn_count"`
 	CurrentTurn   *int           `json:"current_turn"`
+	// Usage is aod's own: the turns' tokens and cost summed.
+	Usage *store.UsageView `json:"usage"`
 }
 
 func resourcesOut(rs []store.Resource) []resourceJSON {
@@ -54,7 +56,7 @@ func sessionOut(s *store.Session) sessionJSON {
 		ID: s.ID, AgentID: nullIfEmpty(s.AgentID), EnvironmentID: nullIfEmpty(s.EnvironmentID),
 		Runtime: s.Runtime, Provider: s.Provider, Status: s.Status, ExitCode: s.ExitCode,
 		CreatedAt: store.FormatTime(s.CreatedAt), UpdatedAt: store.FormatTime(s.UpdatedAt),
-		Resources: resourcesOut(s.Resources), TurnCount: s.TurnCount, CurrentTurn: current,
+		Resources: resourcesOut(s.Resources), TurnCount: s.TurnCount, CurrentTurn: current, Usage: s.Usage,
 	}
 }
 
@@ -65,14 +67,19 @@ type turnJSON struct {
 	ExitCode   *int   `json:"exit_code"`
 	// Interrupted marks a turn an interrupt ended (its status is
 	// "completed": the published SDKs know only four turn statuses).
-	Interrupted bool    `json:"interrupted"`
-	CreatedAt   string  `json:"created_at"`
-	StartedAt   *string `json:"started_at"`
-	EndedAt     *string `json:"ended_at"`
+	Interrupted bool `json:"interrupted"`
+	// Result is the CLI's final answer, Usage the turn's tokens and cost
+	// (aod's own; null when none).
+	Result    *string          `json:"result"`
+	Usage     *store.UsageView `json:"usage"`
+	CreatedAt string           `json:"created_at"`
+	StartedAt *string          `json:"started_at"`
+	EndedAt   *string          `json:"ended_at"`
 }
 
 func turnOut(t *store.Turn) turnJSON {
 	return turnJSON{TurnNumber: t.Number, Prompt: t.Prompt, Status: t.Status, ExitCode: t.ExitCode, Interrupted: t.Interrupted,
+		Result: t.Result, Usage: t.UsageView,
 		CreatedAt: store.FormatTime(t.CreatedAt), StartedAt: timePtr(t.StartedAt), EndedAt: timePtr(t.EndedAt)}
 }
 
@@ -110,6 +117,9 @@ func (s *Server) handleSessionList(w http.ResponseWriter, r *http.Request, _ htt
 	if err != nil {
 		return err
 	}
+	if err := s.db.AttachUsage(r.Context(), sessions...); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, mapList(sessions, sessionOut))
 	return nil
 }
@@ -121,6 +131,9 @@ func (s *Server) handleSessionGet(w http.ResponseWriter, r *http.Request, ps htt
 	}
 	sess, err := s.db.GetSession(r.Context(), u.ID, id)
 	if err != nil {
+		return err
+	}
+	if err := s.db.AttachUsage(r.Context(), sess); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, sessionOut(sess))

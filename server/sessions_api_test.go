@@ -32,8 +32,8 @@ var (
 	sessAckKeys       = []string{"current_turn", "environment_id", "id", "resources", "status", "stream_url"}
 	sessPromptAckKeys = []string{"current_turn", "id", "status", "stream_url"}
 	sessSessionKeys   = []string{"agent_id", "created_at", "current_turn", "environment_id", "exit_code", "id", "provider",
-		"resources", "runtime", "status", "turn_count", "updated_at"}
-	sessTurnKeys     = []string{"created_at", "ended_at", "exit_code", "interrupted", "prompt", "started_at", "status", "turn_number"}
+		"resources", "runtime", "status", "turn_count", "updated_at", "usage"}
+	sessTurnKeys     = []string{"created_at", "ended_at", "exit_code", "interrupted", "prompt", "result", "started_at", "status", "turn_number", "usage"}
 	sessResourceKeys = []string{"mount_path", "type", "url"}
 )
 

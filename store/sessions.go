@@ -38,6 +38,7 @@ type Session struct {
 	Resources        []Resource
 	TurnCount        int
 	CurrentTurn      int
+	Usage            *UsageView // its turns' usage summed (AttachUsage), nil when none reported any
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 }

@@ -22,20 +22,22 @@ type Turn struct {
 	ExitCode    *int
 	Error       string
 	Interrupted bool
+	Result      *string // the CLI's final answer
 	Usage       json.RawMessage
+	UsageView   *UsageView // Usage as the API shows it, priced (ListTurns)
 	CreatedAt   time.Time
 	StartedAt   *time.Time
 	EndedAt     *time.Time
 }
 
-const turnColumns = `session_id, turn_number, prompt, timeout_s, status, exit_code, error, interrupted, usage, created_at, started_at, ended_at`
+const turnColumns = `session_id, turn_number, prompt, timeout_s, status, exit_code, error, interrupted, result, usage, created_at, started_at, ended_at`
 
 func scanTurn(s scanner) (*Turn, error) {
 	var t Turn
 	var exit sql.NullInt64
-	var usage, started, ended sql.NullString
+	var result, usage, started, ended sql.NullString
 	var created string
-	if err := s.Scan(&t.SessionID, &t.Number, &t.Prompt, &t.Timeout, &t.Status, &exit, &t.Error, &t.Interrupted, &usage, &created, &started, &ended); err != nil {
+	if err := s.Scan(&t.SessionID, &t.Number, &t.Prompt, &t.Timeout, &t.Status, &exit, &t.Error, &t.Interrupted, &result, &usage, &created, &started, &ended); err != nil {
 		return nil, err
 	}
 	if exit.Valid {
@@ -44,6 +46,9 @@ func scanTurn(s scanner) (*Turn, error) {
 	}
 	if usage.Valid {
 		t.Usage = json.RawMessage(usage.String)
+	}
+	if result.Valid {
+		t.Result = &result.String
 	}
 	t.CreatedAt, _ = ParseTime(created)
 	t.StartedAt, t.EndedAt = parseNullTime(started), parseNullTime(ended)
@@ -56,9 +61,10 @@ func insertTurn(ctx context.Context, tx *Tx, sessionID string, n int, prompt str
 	return err
 }
 
-// ListTurns returns a session's turns by number.
+// ListTurns returns a session's turns by number, their usage priced.
 func (db *DB) ListTurns(ctx context.Context, userID, id string) ([]*Turn, error) {
-	if _, err := getSession(ctx, db.reader, userID, id); err != nil {
+	s, err := getSession(ctx, db.reader, userID, id)
+	if err != nil {
 		return nil, err
 	}
 	rows, err := db.reader.QueryContext(ctx, `SELECT `+turnColumns+` FROM session_turns WHERE session_id = ? ORDER BY turn_number`, id)
@@ -72,6 +78,7 @@ func (db *DB) ListTurns(ctx context.Context, userID, id string) ([]*Turn, error)
 		if err != nil {
 			return nil, err
 		}
+		t.UsageView = usageView(t.Usage, s.Runtime, s.Model)
 		out = append(out, t)
 	}
 	return out, rows.Err()
@@ -143,6 +150,7 @@ type TurnResult struct {
 	ExitCode    *int   // nil when the CLI never exited on its own
 	Error       string // reason when it failed without an exit code, or a note
 	Interrupted bool   // an interrupt ended it (ExitCode: the killed process's)
+	Result      *string
 	Usage       json.RawMessage
 }
 
@@ -187,9 +195,9 @@ func endTurns(ctx context.Context, tx *Tx, id string, turn *int, status string, 
 	if len(r.Usage) > 0 {
 		usage = string(r.Usage)
 	}
-	q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, interrupted = ?, usage = ?, ended_at = ?,
+	q := `UPDATE session_turns SET status = ?, exit_code = ?, error = ?, interrupted = ?, result = ?, usage = ?, ended_at = ?,
 			started_at = COALESCE(started_at, ?) WHERE session_id = ? AND `
-	args := []any{status, exitCodeArg(r.ExitCode), r.Error, r.Interrupted, usage, tx.Stamp(), tx.Stamp(), id}
+	args := []any{status, exitCodeArg(r.ExitCode), r.Error, r.Interrupted, r.Result, usage, tx.Stamp(), tx.Stamp(), id}
 	if turn != nil {
 		q += `turn_number = ?`
 		args = append(args, *turn)

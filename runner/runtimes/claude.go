@@ -99,7 +99,7 @@ func (claudeRuntime) NewSessionID() string { return newUUID() }
 func (claudeRuntime) Parser() Parser       { return &claudeParser{} }
 
 // claudeParser reads stream-json: the session id of system/init and the
-// result line's usage and cost (per run, so per turn).
+// result line's answer, usage and cost (per run, so per turn).
 type claudeParser struct{ rep Report }
 
 func (p *claudeParser) Line(b []byte) {
@@ -107,6 +107,7 @@ func (p *claudeParser) Line(b []byte) {
 		Type      string   `json:"type"`
 		Subtype   string   `json:"subtype"`
 		SessionID string   `json:"session_id"`
+		Result    *string  `json:"result"`
 		TotalCost *float64 `json:"total_cost_usd"`
 		Usage     *struct {
 			InputTokens              *int64 `json:"input_tokens"`
@@ -124,6 +125,9 @@ func (p *claudeParser) Line(b []byte) {
 	case ev.Type == "result":
 		if ev.SessionID != "" {
 			p.rep.SessionID = ev.SessionID
+		}
+		if ev.Result != nil {
+			p.rep.Result = ev.Result
 		}
 		u := &Usage{CostUSD: ev.TotalCost}
 		if ev.Usage != nil {

@@ -167,8 +167,9 @@ func (codexRuntime) Skills() (string, string) { return codexHome + "/skills", "c
 func (codexRuntime) NewSessionID() string     { return "" }
 func (codexRuntime) Parser() Parser           { return &codexParser{} }
 
-// codexParser reads exec --json events: thread.started's thread_id and
-// turn.completed's usage (the thread's running total).
+// codexParser reads exec --json events: thread.started's thread_id, the
+// last agent message and turn.completed's usage (the thread's running
+// total).
 type codexParser struct {
 	rep   Report
 	total *Usage
@@ -178,7 +179,11 @@ func (p *codexParser) Line(b []byte) {
 	var ev struct {
 		Type     string `json:"type"`
 		ThreadID string `json:"thread_id"`
-		Usage    *struct {
+		Item     *struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"item"`
+		Usage *struct {
 			InputTokens           *int64 `json:"input_tokens"`
 			CachedInputTokens     *int64 `json:"cached_input_tokens"`
 			OutputTokens          *int64 `json:"output_tokens"`
@@ -192,6 +197,11 @@ func (p *codexParser) Line(b []byte) {
 	case "thread.started":
 		if ev.ThreadID != "" {
 			p.rep.SessionID = ev.ThreadID
+		}
+	case "item.completed":
+		if ev.Item != nil && ev.Item.Type == "agent_message" {
+			text := ev.Item.Text
+			p.rep.Result = &text // the last agent message is the answer
 		}
 	case "turn.completed":
 		if ev.Usage == nil {

@@ -3,6 +3,7 @@ package runtimes
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
@@ -101,13 +102,19 @@ func (geminiRuntime) Skills() (string, string) {
 func (geminiRuntime) NewSessionID() string { return newUUID() }
 func (geminiRuntime) Parser() Parser       { return &geminiParser{} }
 
-// geminiParser reads stream-json: init's session_id and result's stats.
-type geminiParser struct{ rep Report }
+// geminiParser reads stream-json: init's session_id, the assistant's
+// answer and result's stats.
+type geminiParser struct {
+	rep  Report
+	text strings.Builder
+}
 
 func (p *geminiParser) Line(b []byte) {
 	var ev struct {
 		Type      string `json:"type"`
 		SessionID string `json:"session_id"`
+		Role      string `json:"role"`
+		Content   string `json:"content"`
 		Stats     *struct {
 			InputTokens  *int64 `json:"input_tokens"`
 			OutputTokens *int64 `json:"output_tokens"`
@@ -121,6 +128,17 @@ func (p *geminiParser) Line(b []byte) {
 	case "init":
 		if ev.SessionID != "" {
 			p.rep.SessionID = ev.SessionID
+		}
+	case "message":
+		// The answer is the assistant's text after the last user message,
+		// which arrives in deltas.
+		switch ev.Role {
+		case "user":
+			p.text.Reset()
+		case "assistant":
+			p.text.WriteString(ev.Content)
+			text := p.text.String()
+			p.rep.Result = &text
 		}
 	case "result":
 		if ev.Stats != nil {

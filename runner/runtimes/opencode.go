@@ -3,6 +3,7 @@ package runtimes
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
@@ -185,16 +186,23 @@ func (opencodeRuntime) NewSessionID() string { return "" }
 func (opencodeRuntime) Parser() Parser       { return &opencodeParser{} }
 
 // opencodeParser reads run --format json events: the sessionID every
-// event carries and each step_finish's tokens and cost, summed.
-type opencodeParser struct{ rep Report }
+// event carries, the last message's text, and each step_finish's tokens
+// and cost, summed.
+type opencodeParser struct {
+	rep     Report
+	message string // the message the text so far belongs to
+	text    strings.Builder
+}
 
 func (p *opencodeParser) Line(b []byte) {
 	var ev struct {
 		Type      string `json:"type"`
 		SessionID string `json:"sessionID"`
 		Part      *struct {
-			Cost   *float64 `json:"cost"`
-			Tokens *struct {
+			MessageID string   `json:"messageID"`
+			Text      string   `json:"text"`
+			Cost      *float64 `json:"cost"`
+			Tokens    *struct {
 				Input     *int64 `json:"input"`
 				Output    *int64 `json:"output"`
 				Reasoning *int64 `json:"reasoning"`
@@ -210,6 +218,17 @@ func (p *opencodeParser) Line(b []byte) {
 	}
 	if ev.SessionID != "" {
 		p.rep.SessionID = ev.SessionID
+	}
+	if ev.Type == "text" && ev.Part != nil {
+		// The answer is the text of the last message that had any.
+		if ev.Part.MessageID != p.message {
+			p.message = ev.Part.MessageID
+			p.text.Reset()
+		}
+		p.text.WriteString(ev.Part.Text)
+		text := p.text.String()
+		p.rep.Result = &text
+		return
 	}
 	if ev.Type != "step_finish" || ev.Part == nil {
 		return

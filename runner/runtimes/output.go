@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+
+	"github.com/aod/aod/store"
 )
 
 // Parser reads a turn's stdout one line at a time (the CLIs print one
@@ -26,70 +28,15 @@ type Report struct {
 	// Cumulative says Usage counts the whole conversation so far, not
 	// this turn (codex's turn.completed after a resume).
 	Cumulative bool
+	// Result is the CLI's final answer for the turn (claude's result,
+	// codex's last agent message, opencode's and gemini's final text),
+	// nil when it gave none.
+	Result *string
 }
 
-// Usage is a turn's model usage as the CLI reports it, stored per turn.
-// Fields the CLI does not report are omitted. Token semantics follow the
-// CLI: claude and opencode count cached input apart from input_tokens,
-// codex counts it inside input_tokens.
-type Usage struct {
-	InputTokens              *int64   `json:"input_tokens,omitempty"`
-	CachedInputTokens        *int64   `json:"cached_input_tokens,omitempty"`
-	CacheCreationInputTokens *int64   `json:"cache_creation_input_tokens,omitempty"`
-	OutputTokens             *int64   `json:"output_tokens,omitempty"`
-	ReasoningOutputTokens    *int64   `json:"reasoning_output_tokens,omitempty"`
-	CostUSD                  *float64 `json:"cost_usd,omitempty"`
-	// Thread is the conversation's running total as the CLI reported it,
-	// kept where the CLI reports totals (codex) so the next turn's own
-	// share can be computed.
-	Thread *Usage `json:"thread,omitempty"`
-}
-
-// Add sums o into u field by field (a field present in either is present).
-func (u *Usage) Add(o *Usage) {
-	addInt := func(dst **int64, v *int64) {
-		if v == nil {
-			return
-		}
-		if *dst == nil {
-			*dst = new(int64)
-		}
-		**dst += *v
-	}
-	addInt(&u.InputTokens, o.InputTokens)
-	addInt(&u.CachedInputTokens, o.CachedInputTokens)
-	addInt(&u.CacheCreationInputTokens, o.CacheCreationInputTokens)
-	addInt(&u.OutputTokens, o.OutputTokens)
-	addInt(&u.ReasoningOutputTokens, o.ReasoningOutputTokens)
-	if o.CostUSD != nil {
-		if u.CostUSD == nil {
-			u.CostUSD = new(float64)
-		}
-		*u.CostUSD += *o.CostUSD
-	}
-}
-
-// Minus is u - prev for the token counts u has (a counter that went
-// backwards, e.g. after a compaction, keeps u's value).
-func (u *Usage) Minus(prev *Usage) *Usage {
-	d := &Usage{CostUSD: u.CostUSD}
-	sub := func(v, p *int64) *int64 {
-		if v == nil {
-			return nil
-		}
-		x := *v
-		if p != nil && *p <= x {
-			x -= *p
-		}
-		return &x
-	}
-	d.InputTokens = sub(u.InputTokens, prev.InputTokens)
-	d.CachedInputTokens = sub(u.CachedInputTokens, prev.CachedInputTokens)
-	d.CacheCreationInputTokens = sub(u.CacheCreationInputTokens, prev.CacheCreationInputTokens)
-	d.OutputTokens = sub(u.OutputTokens, prev.OutputTokens)
-	d.ReasoningOutputTokens = sub(u.ReasoningOutputTokens, prev.ReasoningOutputTokens)
-	return d
-}
+// Usage is a turn's model usage as the CLI reports it (the store keeps it
+// per turn and prices it; see store.Usage).
+type Usage = store.Usage
 
 // maxParsedLine bounds the line a parser is given; longer lines (a huge
 // tool result) are skipped: the events parsers need are small.

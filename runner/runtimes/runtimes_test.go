@@ -335,6 +335,12 @@ func TestOutputParsers(t *testing.T) {
 				u, _ := json.Marshal(rep.Usage)
 				is.Equal(string(u), c.usage)           // as the CLI reported it
 				is.Equal(rep.Cumulative, c.cumulative) // codex reports the thread's running total
+				want := "FAKE reply, saw 1 marks"
+				if strings.HasSuffix(c.file, "turn2.jsonl") {
+					want = "FAKE reply, saw 2 marks"
+				}
+				is.True(rep.Result != nil)  // the CLI's final answer is found
+				is.Equal(*rep.Result, want) // this turn's, whole
 			}
 		})
 	}
