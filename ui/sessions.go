@@ -26,6 +26,9 @@ func (u *UI) handleSessions(w http.ResponseWriter, r *http.Request, _ httprouter
 	if err != nil {
 		return err
 	}
+	if err := u.db.AttachUsage(r.Context(), sessions...); err != nil {
+		return err
+	}
 	names, err := u.agentNames(r, s)
 	if err != nil {
 		return err
@@ -65,6 +68,7 @@ type sessionPage struct {
 	Network      string              // the policy, as the network_policy stage would say
 	Egress       []store.EgressEntry // what the sprite asked the egress proxy for
 	ProvisionLog string              // what the setup script wrote ("": none)
+	Turns        []*store.Turn       // every turn, by number
 }
 
 // maxRenderedRows bounds the log rendered into the page; the live stream
@@ -80,6 +84,9 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 	if err != nil {
 		return err
 	}
+	if err := u.db.AttachUsage(r.Context(), sess); err != nil {
+		return err
+	}
 	p := sessionPage{S: sess, Timeout: validate.DefaultTimeout, Terminal: store.TerminalStatus(sess.Status)}
 	if sess.AgentID != "" {
 		if a, err := u.db.GetAgent(r.Context(), s.User.ID, sess.AgentID); err == nil {
@@ -93,6 +100,7 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 	if err != nil {
 		return err
 	}
+	p.Turns = turns
 	if len(turns) > 0 {
 		last := turns[len(turns)-1]
 		p.Prompt = last.Prompt

@@ -391,3 +391,31 @@ func TestStopTurn(t *testing.T) {
 	p = v.post("/ui/sessions/"+id+"/interrupt", nil)
 	is.Equal(v.follow(p).Flashes(), []string{"error: Session has no active turn to interrupt"}) // a second stop says why not
 }
+
+// The session page lists every turn with its prompt, result, duration and
+// cost; the session list shows turns, duration and cost.
+func TestSessionTurnsAndCost(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := newSite(t)
+	v := s.user("costs")
+	agent := v.shellAgent("sh")
+	id := v.startSession(agent, "echo <b>first</b>")
+	ctx := context.Background()
+	is.NoErr(s.DB.SetProvisionState(ctx, id, store.ProvisionDone))
+	ok, err := s.DB.StartTurn(ctx, id, 1)
+	is.NoErr(err)
+	is.True(ok) // the turn runs (the recording runner runs nothing itself)
+	code, answer := 0, "the <answer>"
+	is.NoErr(s.DB.FinishTurn(ctx, id, 1, store.TurnResult{ExitCode: &code, Result: &answer,
+		Usage: []byte(`{"input_tokens":1200,"output_tokens":34,"cost_usd":0.0125}`)}))
+	p := v.get("/ui/sessions/" + id)
+	is.True(p.Has(`id="turn-1"`))                                        // the turn's row
+	is.True(strings.Contains(p.Body, "echo &lt;b&gt;first&lt;/b&gt;"))   // its prompt, escaped
+	is.True(strings.Contains(p.Body, "the &lt;answer&gt;"))              // its result, escaped
+	is.True(p.HasText("$0.0125"))                                        // its cost
+	is.True(p.HasText("as the CLI reported it; 1200 tokens in, 34 out")) // the session's cost, with where it came from
+	list := v.get("/ui/sessions")
+	is.True(list.HasText("$0.0125")) // the list shows the cost
+	is.True(list.Has("<td>1</td>"))  // and the turns
+}

@@ -166,6 +166,10 @@ func (u *UI) parseTemplates(fsys fs.FS) error {
 		"shortID":  shortID,
 		"exitCode": exitCode,
 		"size":     formatSize,
+		"took":     formatTook,
+		"ptr":      func(t time.Time) *time.Time { return &t },
+		"deref":    func(s *string) string { return *s },
+		"usd":      formatUSD,
 	}
 	base, err := fs.ReadFile(fsys, "templates/base.html")
 	if err != nil {
@@ -214,6 +218,27 @@ func formatWhenPtr(t *time.Time) string {
 		return "—"
 	}
 	return formatWhen(*t)
+}
+
+// formatTook is how long from start to end ("—" before it started; until
+// now while it runs), to the second: "1m05s".
+func formatTook(start, end *time.Time) string {
+	if start == nil {
+		return "—"
+	}
+	stop := time.Now()
+	if end != nil {
+		stop = *end
+	}
+	return stop.Sub(*start).Round(time.Second).String()
+}
+
+// formatUSD is a cost in dollars, "—" when unknown: "$0.0123".
+func formatUSD(u *store.UsageView) string {
+	if u == nil || u.CostUSD == nil {
+		return "—"
+	}
+	return "$" + strconv.FormatFloat(*u.CostUSD, 'f', 4, 64)
 }
 
 // formatSize is a byte count to one decimal of its largest binary unit:
