@@ -493,6 +493,16 @@ func (r *Runner) work() {
 	}
 }
 
+// SessionSprite is the session's sprite, for reading its files; a 410
+// when it no longer exists (or never did).
+func (r *Runner) SessionSprite(ctx context.Context, sess *store.Session) (sprite.Sprite, error) {
+	sp, err := r.backend.Get(ctx, sess.ID, spriteOptions(sess.Resources))
+	if errors.Is(err, sprite.ErrNotFound) {
+		return nil, store.Errorf(store.Gone, "Session backend is no longer available; start a new session.")
+	}
+	return sp, err
+}
+
 // Interrupt stops the running turn of a session whose interrupt the store
 // has just recorded: TERM, then KILL after the grace, and the turn ends as
 // interrupted with the session kept for the next prompt. A turn that has

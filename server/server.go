@@ -29,6 +29,9 @@ type Config struct {
 	// Streams runs the SSE streams (shared with the UI's; nil: a hub of
 	// its own with the defaults).
 	Streams *sse.Hub
+	// MaxDownload is the largest file the files API serves (0: the
+	// default, DefaultMaxDownload).
+	MaxDownload int64
 	// UI serves the web pages: "/", "/ui/..." and "/static/..." (nil: none).
 	UI http.Handler
 	// Limits says how each sprite limit is enforced (disk, memory, pids,

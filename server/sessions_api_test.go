@@ -1,9 +1,13 @@
 package server_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -1503,4 +1507,73 @@ func TestSessionInterrupt(t *testing.T) {
 	r = a.Do("POST", "/sessions/"+id+"/interrupt", tok, nil)
 	is.Equal(r.Obj()["detail"], "Session has been terminated")                                        // a terminated one
 	is.Equal(a.Do("GET", "/sessions/"+id+"/interrupt", tok, nil).Status, http.StatusMethodNotAllowed) // POST only
+}
+
+// The files API reads the session's sprite: listing, download and archive,
+// owner-scoped; a symlink is listed but never followed, and neither it nor
+// ".." reaches outside; a missing path is a 404, a gone sprite a 410.
+func TestSessionFiles(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := apitest.New(t, running)
+	tok, bob := a.Token("alice"), a.Token("bob")
+	id := a.StartSession(tok, apitest.SessionBody(a.ShellAgent(tok),
+		"mkdir -p out/sub && printf 'hi\\n' > out/a.txt && echo deep > out/sub/b.txt && ln -s /etc/passwd out/pw && ln -s / out/root"))
+	is.Equal(a.WaitStatus(tok, id, "completed", "failed")["status"], "completed") // the files are written
+
+	r := a.Do("GET", "/sessions/"+id+"/files?path=/home/sprite/out", tok, nil)
+	is.Equal(r.Status, http.StatusOK) // the directory lists
+	byName := map[string]map[string]any{}
+	for _, f := range r.Data() {
+		m := f.(map[string]any)
+		byName[m["name"].(string)] = m
+	}
+	is.Equal(byName["a.txt"]["type"], "file")                                                                   // a file
+	is.Equal(byName["a.txt"]["size"], float64(3))                                                               // its size
+	is.Equal(byName["a.txt"]["path"], "/home/sprite/out/a.txt")                                                 // its sprite path
+	is.Equal(byName["sub"]["type"], "dir")                                                                      // a directory
+	is.Equal(byName["pw"]["type"], "symlink")                                                                   // a symlink
+	is.Equal(byName["pw"]["target"], "/etc/passwd")                                                             // with its target
+	is.Equal(a.Do("GET", "/sessions/"+id+"/files?path=/home/sprite/out", bob, nil).Status, http.StatusNotFound) // not someone else's
+
+	r = a.Do("GET", "/sessions/"+id+"/files/content?path=/home/sprite/out/a.txt", tok, nil)
+	is.Equal(r.Status, http.StatusOK)                                           // a file downloads
+	is.Equal(string(r.Raw), "hi\n")                                             // whole
+	is.Equal(r.Header.Get("Content-Disposition"), `attachment; filename=a.txt`) // as an attachment
+	for _, p := range []string{"/home/sprite/out/pw", "/home/sprite/out/root/etc/passwd", "/home/sprite/../../etc/passwd", "/etc/passwd", "/home/sprite/nope"} {
+		r = a.Do("GET", "/sessions/"+id+"/files/content?path="+p, tok, nil)
+		is.Equal(r.Status, http.StatusNotFound)                                               // nothing outside the sprite, nor missing
+		is.Equal(r.Obj(), map[string]any{"detail": "Path not found in the session's sprite"}) // as JSON
+	}
+	is.Equal(a.Do("GET", "/sessions/"+id+"/files/content?path=out/a.txt", tok, nil).Status, http.StatusBadRequest) // a relative path
+
+	r = a.Do("GET", "/sessions/"+id+"/archive?path=/home/sprite/out", tok, nil)
+	is.Equal(r.Status, http.StatusOK) // the archive streams
+	zr, err := gzip.NewReader(bytes.NewReader(r.Raw))
+	is.NoErr(err) // gzip
+	tr := tar.NewReader(zr)
+	entries := map[string]*tar.Header{}
+	contents := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		entries[h.Name] = h
+		b, _ := io.ReadAll(tr)
+		contents[h.Name] = string(b)
+	}
+	is.Equal(contents["out/a.txt"], "hi\n")                     // files with their bytes
+	is.Equal(contents["out/sub/b.txt"], "deep\n")               // at any depth
+	is.Equal(entries["out/pw"].Typeflag, byte(tar.TypeSymlink)) // a symlink stays a link
+	is.Equal(entries["out/pw"].Linkname, "/etc/passwd")         // to its target
+	is.Equal(contents["out/pw"], "")                            // never its target's bytes
+	_, through := entries["out/root/etc/passwd"]
+	is.True(!through) // nothing through a symlinked directory
+
+	is.Equal(a.Do("POST", "/sessions/"+id+"/terminate", tok, nil).Status, http.StatusOK)
+	gone := testkit.Eventually(apitest.Patience, func() bool {
+		return a.Do("GET", "/sessions/"+id+"/files", tok, nil).Status == http.StatusGone
+	})
+	is.True(gone) // the sprite removed: 410
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/store"
 	"golang.org/x/sys/unix"
 )
@@ -178,6 +179,27 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 	}
 	s.run.Delete(id)
 	return nil
+}
+
+// SpriteReader is a Runner that can hand out a session's sprite to read
+// its files.
+type SpriteReader interface {
+	SessionSprite(ctx context.Context, sess *store.Session) (sprite.Sprite, error)
+}
+
+// Sprite is the user's session id's sprite, for the files API: 404 for
+// another user's session, 410 when the sprite is gone, 503 without a
+// runner that has sprites.
+func (s *Service) Sprite(ctx context.Context, userID, id string) (sprite.Sprite, error) {
+	sess, err := s.db.GetSession(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	sr, ok := s.run.(SpriteReader)
+	if !ok {
+		return nil, store.Errorf(store.Unavailable, noBackend)
+	}
+	return sr.SessionSprite(ctx, sess)
 }
 
 // Layer is one package layer of an environment: its packages installed for

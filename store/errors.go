@@ -18,7 +18,8 @@ const (
 	NotFound     Code = "not_found"    // 404, also for other users' resources
 	Conflict     Code = "conflict"     // 409: state or version conflicts
 	Unauthorized Code = "unauthorized" // 401
-	TooLarge     Code = "too_large"    // 413: a request body over the limit
+	TooLarge     Code = "too_large"    // 413: a request body (or a download) over the limit
+	Gone         Code = "gone"         // 410: e.g. a session's sprite that no longer exists
 	RateLimited  Code = "rate_limited" // 429
 	Unavailable  Code = "unavailable"  // 503
 	Internal     Code = "internal"     // 500: details are logged, never shown
@@ -33,6 +34,7 @@ var httpStatus = map[Code]int{
 	Conflict:     http.StatusConflict,
 	Unauthorized: http.StatusUnauthorized,
 	TooLarge:     http.StatusRequestEntityTooLarge,
+	Gone:         http.StatusGone,
 	RateLimited:  http.StatusTooManyRequests,
 	Unavailable:  http.StatusServiceUnavailable,
 	Internal:     http.StatusInternalServerError,

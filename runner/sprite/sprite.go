@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"syscall"
+	"time"
 )
 
 // The paths every sprite offers to its processes (spec/runner.md §8.1).
@@ -92,6 +93,35 @@ type Sprite interface {
 	// Start runs a command in the sprite. Non-zero exits are values of
 	// Process.Wait, not errors; errors are backend failures.
 	Start(ctx context.Context, req ExecRequest) (Process, error)
+
+	// What the files API reads. No link is ever followed: a symlink is
+	// described (with its target), never opened or listed through. A
+	// missing path is an error satisfying errors.Is(err, fs.ErrNotExist).
+	//
+	// Stat describes path.
+	Stat(ctx context.Context, path string) (FileInfo, error)
+	// ReadDir lists directory path, by name.
+	ReadDir(ctx context.Context, path string) ([]FileInfo, error)
+	// Open opens regular file path for reading.
+	Open(ctx context.Context, path string) (io.ReadCloser, FileInfo, error)
+}
+
+// File types in FileInfo.Type.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+	TypeOther   = "other" // a FIFO, socket or device
+)
+
+// FileInfo describes one file of a sprite.
+type FileInfo struct {
+	Name    string
+	Type    string
+	Size    int64
+	Mode    fs.FileMode // permission bits
+	ModTime time.Time
+	Target  string // a symlink's target, as written
 }
 
 // ExecRequest is one command to run in a sprite.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -73,4 +74,55 @@ func (s *Sprite) ReadFile(ctx context.Context, p string) ([]byte, error) {
 // Start refuses: this sprite runs nothing.
 func (s *Sprite) Start(ctx context.Context, req sprite.ExecRequest) (sprite.Process, error) {
 	return nil, fmt.Errorf("spritetest: cannot run %q: %w", req.Argv, errors.ErrUnsupported)
+}
+
+func info(name string, fi fs.FileInfo, hp string) sprite.FileInfo {
+	out := sprite.FileInfo{Name: name, Mode: fi.Mode().Perm(), ModTime: fi.ModTime(), Type: sprite.TypeOther}
+	switch {
+	case fi.Mode().IsRegular():
+		out.Type, out.Size = sprite.TypeFile, fi.Size()
+	case fi.IsDir():
+		out.Type = sprite.TypeDir
+	case fi.Mode()&fs.ModeSymlink != 0:
+		out.Type = sprite.TypeSymlink
+		out.Target, _ = os.Readlink(hp)
+	}
+	return out
+}
+
+// Stat describes a file of the test sprite (it is the test's own tree:
+// no confinement).
+func (s *Sprite) Stat(ctx context.Context, p string) (sprite.FileInfo, error) {
+	hp := s.HostPath(p)
+	fi, err := os.Lstat(hp)
+	if err != nil {
+		return sprite.FileInfo{}, err
+	}
+	return info(path.Base(p), fi, hp), nil
+}
+
+func (s *Sprite) ReadDir(ctx context.Context, p string) ([]sprite.FileInfo, error) {
+	entries, err := os.ReadDir(s.HostPath(p))
+	if err != nil {
+		return nil, err
+	}
+	var out []sprite.FileInfo
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil {
+			out = append(out, info(e.Name(), fi, filepath.Join(s.HostPath(p), e.Name())))
+		}
+	}
+	return out, nil
+}
+
+func (s *Sprite) Open(ctx context.Context, p string) (io.ReadCloser, sprite.FileInfo, error) {
+	fi, err := s.Stat(ctx, p)
+	if err != nil {
+		return nil, fi, err
+	}
+	if fi.Type != sprite.TypeFile {
+		return nil, fi, fmt.Errorf("%s is not a regular file", p)
+	}
+	f, err := os.Open(s.HostPath(p))
+	return f, fi, err
 }
