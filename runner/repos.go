@@ -135,16 +135,39 @@ func (r *Runner) gitCredential(ctx context.Context, session string, c local.GitC
 func cloneScript(res store.Resource, target string) string {
 	repo, dir := shellQuote(res.URL), shellQuote(target)
 	ref := res.Checkout
+	// The commit cloned is kept as refs/aod/base: the session's diff is
+	// against it.
+	base := fmt.Sprintf("git -C %s update-ref %s HEAD\n", dir, baseRef)
 	switch {
 	case ref == "":
-		return fmt.Sprintf("git clone --depth=1 --quiet %s %s\n", repo, dir)
+		return fmt.Sprintf("git clone --depth=1 --quiet %s %s\n", repo, dir) + base
 	case commitRE.MatchString(ref):
 		missing := shellQuote(fmt.Sprintf("checkout %s: no such commit in %s (or the repository cannot be read)", ref, res.URL))
 		return fmt.Sprintf("git -c init.defaultBranch=main init --quiet %s\n", dir) +
 			fmt.Sprintf("git -C %s remote add origin %s\n", dir, repo) +
 			fmt.Sprintf("git -C %s fetch --depth=1 --quiet origin %s || { echo %s >&2; exit 1; }\n", dir, ref, missing) +
-			fmt.Sprintf("git -C %s -c advice.detachedHead=false checkout --quiet FETCH_HEAD\n", dir)
+			fmt.Sprintf("git -C %s -c advice.detachedHead=false checkout --quiet FETCH_HEAD\n", dir) + base
 	}
 	missing := shellQuote(fmt.Sprintf("checkout %s: no such branch or tag in %s (or the repository cannot be read)", ref, res.URL))
-	return fmt.Sprintf("git clone --depth=1 --quiet --branch %s %s %s || { echo %s >&2; exit 1; }\n", shellQuote(ref), repo, dir, missing)
+	return fmt.Sprintf("git clone --depth=1 --quiet --branch %s %s %s || { echo %s >&2; exit 1; }\n", shellQuote(ref), repo, dir, missing) + base
+}
+
+// baseRef names the commit a repository resource was cloned at.
+const baseRef = "refs/aod/base"
+
+// diffScript prints the unified diff of the repository at mount against
+// the commit it was cloned at: commits since, changes not committed, and
+// new files (not ignored ones), through an index of its own so the
+// repository's is untouched. Paths are shown under the mount path.
+func diffScript(mount string) string {
+	return fmt.Sprintf(`M=%[1]s
+cd "$M" 2>/dev/null && [ -d .git ] || exit 0
+base=$(git rev-parse -q --verify %[2]s) || base=$(git rev-list --max-parents=0 HEAD | tail -n 1) || exit 0
+idx=$(mktemp) || exit 1
+GIT_INDEX_FILE=$idx git read-tree "$base" && GIT_INDEX_FILE=$idx git add -A . &&
+GIT_INDEX_FILE=$idx git -c core.quotePath=false diff --cached --no-color --no-ext-diff --binary --src-prefix="a$M/" --dst-prefix="b$M/" "$base"
+st=$?
+rm -f "$idx"
+exit $st
+`, shellQuote(mount), baseRef)
 }

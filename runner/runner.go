@@ -13,10 +13,12 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aod/aod/runner/egress"
+	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
@@ -501,6 +503,47 @@ func (r *Runner) SessionSprite(ctx context.Context, sess *store.Session) (sprite
 		return nil, store.Errorf(store.Gone, "Session backend is no longer available; start a new session.")
 	}
 	return sp, err
+}
+
+// diffLimit bounds how long computing a session's diff may take.
+const diffLimit = 2 * time.Minute
+
+// SessionDiff writes to w the unified diff of each of the session's
+// repositories against the commit it was cloned at, computed by git inside
+// the sprite (the repositories are the agent's: nothing of theirs runs on
+// the host), with no network. A 410 when the sprite is gone.
+func (r *Runner) SessionDiff(ctx context.Context, sess *store.Session, w io.Writer) error {
+	opts := spriteOptions(sess.Resources)
+	opts.Network = sprite.Network{Limited: true}
+	sp, err := r.backend.Get(ctx, sess.ID, opts)
+	if errors.Is(err, sprite.ErrNotFound) {
+		return store.Errorf(store.Gone, "Session backend is no longer available; start a new session.")
+	}
+	if err != nil {
+		return err
+	}
+	var script strings.Builder
+	for _, res := range sess.Resources {
+		script.WriteString("(\n" + diffScript(mountPath(res)) + ")\n")
+	}
+	if script.Len() == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, diffLimit)
+	defer cancel()
+	var stderr cmdout.Bounded
+	stderr.Head, stderr.Tail = 4<<10, 4<<10
+	p, err := sp.Start(ctx, sprite.ExecRequest{Argv: []string{"sh", "-c", script.String()}, Dir: sprite.HomeDir,
+		Env: []string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir, "GIT_TERMINAL_PROMPT=0"}, Stdout: w, Stderr: &stderr})
+	if err != nil {
+		return err
+	}
+	st, _, err := r.supervise(ctx, p, diffLimit, nil, nil)
+	if err == nil && st.Code != 0 {
+		head, tail, _ := stderr.Text()
+		r.log.Warn("computing a session's diff", "session", sess.ID, "exit", st.Code, "stderr", head+tail)
+	}
+	return err
 }
 
 // Interrupt stops the running turn of a session whose interrupt the store

@@ -206,3 +206,39 @@ func (s *Server) handleSessionArchive(w http.ResponseWriter, r *http.Request, ps
 	gz.Close()
 	return nil
 }
+
+// startOnWrite sends a 200 with its headers before the first byte, so an
+// error found before any output can still be answered as JSON.
+type startOnWrite struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *startOnWrite) start() {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Content-Type", "text/x-diff; charset=utf-8")
+		s.w.WriteHeader(http.StatusOK)
+	}
+}
+
+func (s *startOnWrite) Write(p []byte) (int, error) {
+	s.start()
+	return s.w.Write(p)
+}
+
+// handleSessionDiff answers the unified diff of the session's repositories
+// against the commits they were cloned at (empty without repositories or
+// changes), computed inside the sprite.
+func (s *Server) handleSessionDiff(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	out := &startOnWrite{w: w}
+	if err := s.sessions.Diff(r.Context(), u.ID, id, out); err != nil && !out.started {
+		return err
+	}
+	out.start()
+	return nil
+}

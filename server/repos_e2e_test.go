@@ -278,3 +278,39 @@ func TestRepositoryCheckout(t *testing.T) {
 		})
 	}
 }
+
+// GET /sessions/{id}/diff is the unified diff of each repository against
+// the commit it was cloned at: commits the agent made since, changes it
+// did not commit and new files, not ignored ones; the repository's own
+// index is untouched.
+func TestSessionDiff(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	rs := newRepoSetup(t, runner.SandboxBwrap)
+	rs.gs.Repo(t, "acme/lib")
+	rs.gs.Commit(t, "acme/lib", "main", "a.txt", "one\n")
+	id, _ := rs.start(`cd lib && git config user.email a@b && git config user.name a &&
+echo two > a.txt && git commit -qam "agent commit" &&
+echo three >> a.txt && echo new > new.txt && echo '*.log' > .gitignore && echo noise > x.log && git add .gitignore &&
+git status --porcelain > /home/sprite/status-before
+`, repo("acme/lib", "mount_path", "/home/sprite/lib"))
+	s := rs.a.Finish(rs.tok, id)
+	is.Equal(exitCode(s), float64(0)) // the agent's changes are made
+	r := rs.a.Do("GET", "/sessions/"+id+"/diff", rs.tok, nil)
+	is.Equal(r.Status, http.StatusOK)                                             // the diff
+	is.True(strings.HasPrefix(r.Header.Get("Content-Type"), "text/x-diff"))      // as a diff
+	diff := string(r.Raw)
+	t.Log(diff)
+	is.True(strings.Contains(diff, "--- a/home/sprite/lib/a.txt"))                 // paths under the mount path
+	is.True(strings.Contains(diff, "-one\n+two\n+three\n"))                        // the commit and the uncommitted change, against the clone
+	is.True(strings.Contains(diff, "+++ b/home/sprite/lib/new.txt"))               // a new file
+	is.True(strings.Contains(diff, "+++ b/home/sprite/lib/.gitignore"))            // staged ones too
+	is.True(!strings.Contains(diff, "x.log"))                                      // not an ignored one
+	st := rs.a.Do("GET", "/sessions/"+id+"/files/content?path=/home/sprite/status-before", rs.tok, nil)
+	r2 := rs.a.Do("POST", "/sessions/"+id+"/prompt", rs.tok, map[string]any{"prompt": "cd lib && git status --porcelain"})
+	is.Equal(r2.Status, http.StatusAccepted)
+	s = rs.a.Finish(rs.tok, id)
+	is.Equal(s.Output("stdout", 2), string(st.Raw)) // the repository's index is as the agent left it
+	other := rs.a.Token("mallory")
+	is.Equal(rs.a.Do("GET", "/sessions/"+id+"/diff", other, nil).Status, http.StatusNotFound) // not someone else's
+}

@@ -8,6 +8,7 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/aod/aod/runner/sprite"
@@ -182,9 +183,25 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 }
 
 // SpriteReader is a Runner that can hand out a session's sprite to read
-// its files.
+// its files, and compute the diff of its repositories.
 type SpriteReader interface {
 	SessionSprite(ctx context.Context, sess *store.Session) (sprite.Sprite, error)
+	SessionDiff(ctx context.Context, sess *store.Session, w io.Writer) error
+}
+
+// Diff writes the unified diff of the user's session id's repositories
+// against the commits they were cloned at (404, 410, 503 as Sprite).
+// Nothing is written before the sprite is found.
+func (s *Service) Diff(ctx context.Context, userID, id string, w io.Writer) error {
+	sess, err := s.db.GetSession(ctx, userID, id)
+	if err != nil {
+		return err
+	}
+	sr, ok := s.run.(SpriteReader)
+	if !ok {
+		return store.Errorf(store.Unavailable, noBackend)
+	}
+	return sr.SessionDiff(ctx, sess, w)
 }
 
 // Sprite is the user's session id's sprite, for the files API: 404 for
