@@ -297,15 +297,15 @@ git status --porcelain > /home/sprite/status-before
 	s := rs.a.Finish(rs.tok, id)
 	is.Equal(exitCode(s), float64(0)) // the agent's changes are made
 	r := rs.a.Do("GET", "/sessions/"+id+"/diff", rs.tok, nil)
-	is.Equal(r.Status, http.StatusOK)                                             // the diff
-	is.True(strings.HasPrefix(r.Header.Get("Content-Type"), "text/x-diff"))      // as a diff
+	is.Equal(r.Status, http.StatusOK)                                       // the diff
+	is.True(strings.HasPrefix(r.Header.Get("Content-Type"), "text/x-diff")) // as a diff
 	diff := string(r.Raw)
 	t.Log(diff)
-	is.True(strings.Contains(diff, "--- a/home/sprite/lib/a.txt"))                 // paths under the mount path
-	is.True(strings.Contains(diff, "-one\n+two\n+three\n"))                        // the commit and the uncommitted change, against the clone
-	is.True(strings.Contains(diff, "+++ b/home/sprite/lib/new.txt"))               // a new file
-	is.True(strings.Contains(diff, "+++ b/home/sprite/lib/.gitignore"))            // staged ones too
-	is.True(!strings.Contains(diff, "x.log"))                                      // not an ignored one
+	is.True(strings.Contains(diff, "--- a/home/sprite/lib/a.txt"))      // paths under the mount path
+	is.True(strings.Contains(diff, "-one\n+two\n+three\n"))             // the commit and the uncommitted change, against the clone
+	is.True(strings.Contains(diff, "+++ b/home/sprite/lib/new.txt"))    // a new file
+	is.True(strings.Contains(diff, "+++ b/home/sprite/lib/.gitignore")) // staged ones too
+	is.True(!strings.Contains(diff, "x.log"))                           // not an ignored one
 	st := rs.a.Do("GET", "/sessions/"+id+"/files/content?path=/home/sprite/status-before", rs.tok, nil)
 	r2 := rs.a.Do("POST", "/sessions/"+id+"/prompt", rs.tok, map[string]any{"prompt": "cd lib && git status --porcelain"})
 	is.Equal(r2.Status, http.StatusAccepted)
