@@ -150,6 +150,7 @@ type serveOptions struct {
 	provisionTimeout   time.Duration
 	sweepInterval      time.Duration
 	layerRetention     time.Duration
+	spriteRetention    time.Duration
 	runtimeDir         string
 	fakeModel          bool
 	fakeModelScript    string
@@ -203,6 +204,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", runner.DefaultProvisionTimeout), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
 	f.DurationVar(&o.sweepInterval, "sweep-interval", env.dur("AOD_SWEEP_INTERVAL", runner.DefaultSweepInterval), "how often leftover sprites of deleted or terminated sessions are removed (env AOD_SWEEP_INTERVAL)")
 	f.DurationVar(&o.layerRetention, "layer-retention", env.dur("AOD_LAYER_RETENTION", runner.DefaultLayerRetention), "how long an environment's package layer no sprite uses is kept before the sweep removes it (env AOD_LAYER_RETENTION)")
+	f.DurationVar(&o.spriteRetention, "sprite-retention", env.dur("AOD_SPRITE_RETENTION", runner.DefaultSpriteRetention), "how long a finished (completed, failed or terminated) session keeps its sprite: its files stay downloadable and a completed one takes prompts; after it, the sweep removes the sprite (env AOD_SPRITE_RETENTION)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
 	f.BoolVar(&o.fakeModel, "fake-model", env.bool("AOD_FAKE_MODEL"), "run the fake model API in-process and point every runtime at it: offline runs, no model keys (env AOD_FAKE_MODEL=1)")
 	f.StringVar(&o.fakeModelScript, "fake-model-script", env.str("AOD_FAKE_MODEL_SCRIPT", ""), "script for --fake-model replies (env AOD_FAKE_MODEL_SCRIPT)")
@@ -303,8 +305,8 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	run, err := runner.New(db, runner.Config{
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
-		LayerRetention: o.layerRetention,
-		RuntimeDir:     o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
+		LayerRetention: o.layerRetention, SpriteRetention: o.spriteRetention,
+		RuntimeDir: o.runtimeDir, ModelEndpoints: o.endpoints, EgressAllow: o.egressAllow,
 		Limits:      runner.Limits{DiskBytes: uint64(o.diskLimit), MemoryBytes: uint64(o.memoryLimit), Processes: uint64(max(o.pidsLimit, 0))},
 		WarmSprites: cmp.Or(o.warmSprites, -1), // the flag's 0 is none; the runner's is its default
 	})

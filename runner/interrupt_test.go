@@ -129,3 +129,27 @@ func TestRunSlotsAreSharedBetweenUsers(t *testing.T) {
 		f.interrupt(s.ID)
 	}
 }
+
+// A finished session keeps its sprite for the retention (files readable, a
+// completed one takes prompts), then the sweep removes it: a prompt is
+// refused with the original's 409, the files API answers 410. A session
+// still running is never swept.
+func TestSpriteRetention(t *testing.T) {
+	is := is.New(t)
+	f := newFixture(t, Config{SweepInterval: 50 * time.Millisecond, SpriteRetention: time.Second})
+	done := f.run("echo file > f.txt\n", sessionOpts{})
+	is.Equal(f.wait(done.ID).Status, store.StatusCompleted)
+	running := f.run("echo started\nexec sleep 1000\n", sessionOpts{})
+	f.waitOutput(running.ID, "started")
+	is.True(exists(f.spriteDir(done.ID)))                                     // kept at first
+	is.True(eventually(func() bool { return !exists(f.spriteDir(done.ID)) })) // removed after the retention
+	s, err := f.db.GetSession(f.ctx, "", done.ID)
+	is.NoErr(err)
+	is.Equal(s.ProvisionState, store.ProvisionRemoved) // recorded
+	_, err = f.db.PromptSession(f.ctx, f.user.ID, done.ID, "cat f.txt", 60)
+	is.Equal(store.ErrorMessage(err), "Session backend is no longer available; start a new session.") // the original's 409
+	_, err = f.r.SessionSprite(f.ctx, s)
+	is.Equal(store.HTTPStatus(err), 410)     // files are gone
+	is.True(exists(f.spriteDir(running.ID))) // the running session's sprite stays
+	f.interrupt(running.ID)
+}

@@ -35,6 +35,7 @@ const (
 	DefaultSweepInterval    = 10 * time.Minute
 	DefaultWarmSprites      = 2 // started ahead, so a new session's first command starts at once
 	DefaultLayerRetention   = 7 * 24 * time.Hour
+	DefaultSpriteRetention  = 7 * 24 * time.Hour
 
 	// Limits.
 	DefaultProcesses     = 1024     // per sprite
@@ -85,6 +86,10 @@ type Config struct {
 	// LayerRetention is how long an environment's package layer that no
 	// sprite is made over is kept (the sweep removes it after).
 	LayerRetention time.Duration
+	// SpriteRetention is how long a finished (completed, failed or
+	// terminated) session keeps its sprite, its files downloadable and
+	// its conversation resumable, after its last change.
+	SpriteRetention time.Duration
 	// WarmSprites is how many bubblewrap sprites are kept started ahead,
 	// their init parked, so that a new session's first command starts at
 	// once; negative: none.
@@ -116,7 +121,8 @@ type Store interface {
 	GetSession(ctx context.Context, userID, id string) (*store.Session, error)
 	NextTurn(ctx context.Context, id string) (*store.Session, *store.Turn, error)
 	SessionsToRecover(ctx context.Context) ([]*store.Session, error)
-	SessionStatuses(ctx context.Context) (map[string]string, error)
+	SessionStatuses(ctx context.Context) (map[string]store.SessionEnd, error)
+	SpriteRemoved(ctx context.Context, id string) (bool, error)
 	SetProvisionState(ctx context.Context, id, state string) error
 	SetRuntimeSessionID(ctx context.Context, id, runtimeID string) error
 	StartTurn(ctx context.Context, id string, turn int) (bool, error)
@@ -213,6 +219,9 @@ func New(db Store, cfg Config) (*Runner, error) {
 	}
 	if cfg.LayerRetention <= 0 {
 		cfg.LayerRetention = DefaultLayerRetention
+	}
+	if cfg.SpriteRetention <= 0 {
+		cfg.SpriteRetention = DefaultSpriteRetention
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = DefaultSweepInterval
@@ -367,7 +376,8 @@ func (r *Runner) sweepLoop() {
 	}
 }
 
-// sweep removes sprites whose session is gone or terminated.
+// sweep removes the sprites of sessions that are gone, and of finished
+// sessions past the retention (which then refuse prompts).
 func (r *Runner) sweep(ctx context.Context) error {
 	names, err := r.backend.List(ctx)
 	if err != nil {
@@ -378,7 +388,8 @@ func (r *Runner) sweep(ctx context.Context) error {
 		return err
 	}
 	for _, name := range names {
-		if st, ok := statuses[name]; ok && st != store.StatusTerminated {
+		end, ok := statuses[name]
+		if ok && (!store.TerminalStatus(end.Status) || time.Since(end.UpdatedAt) < r.cfg.SpriteRetention) {
 			continue
 		}
 		r.mu.Lock()
@@ -387,9 +398,21 @@ func (r *Runner) sweep(ctx context.Context) error {
 		if busy {
 			continue
 		}
-		r.log.Info("removing orphaned sprite", "sprite", name)
+		if ok {
+			// Recorded first: a prompt racing with the removal is refused
+			// rather than sent to a sprite about to go.
+			if removed, err := r.db.SpriteRemoved(ctx, name); err != nil || !removed {
+				if err != nil {
+					r.log.Error("recording a removed sprite", "session", name, "err", err)
+				}
+				continue // or it took a prompt since: it lives on
+			}
+			r.log.Info("removing a finished session's sprite (retention)", "session", name, "ended", end.UpdatedAt)
+		} else {
+			r.log.Info("removing orphaned sprite", "sprite", name)
+		}
 		if err := r.backend.Delete(ctx, name); err != nil {
-			r.log.Error("removing orphaned sprite", "sprite", name, "err", err)
+			r.log.Error("removing sprite", "sprite", name, "err", err)
 		}
 	}
 	if r.local.Layers() {
@@ -564,7 +587,8 @@ func (r *Runner) Interrupt(sessionID string) {
 
 // Terminate stops a session the store has just marked terminated: its
 // provisioning or running turn is killed at once (the whole process
-// group), then its sprite is removed in the background.
+// group). Its sprite stays, for its files, until the session is deleted
+// or SpriteRetention has passed.
 func (r *Runner) Terminate(sessionID string) { r.stop(sessionID, errTerminated) }
 
 // Delete removes a deleted session's sprite (in the background).
@@ -585,6 +609,12 @@ func (r *Runner) stop(id string, cause error) {
 			delete(r.jobs, id)
 			close(j.idle)
 		}
+	}
+	if cause == errTerminated {
+		// The sprite can run nothing more, but its files stay readable
+		// until the session is deleted or the retention removes it.
+		r.mu.Unlock()
+		return
 	}
 	closed := r.closed
 	if !closed {

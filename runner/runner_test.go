@@ -141,15 +141,15 @@ func TestTimeoutKillsTheWholeGroup(t *testing.T) {
 	}
 }
 
-func TestTerminateKillsAtOnceAndRemovesTheSprite(t *testing.T) {
+func TestTerminateKillsAtOnceAndKeepsTheFilesForTheRetention(t *testing.T) {
 	for _, mode := range sandboxModes(t) {
 		t.Run(mode, func(t *testing.T) {
 			if mode == SandboxBwrap {
 				requireBwrap(t)
 			}
 			is := is.New(t)
-			f := newFixture(t, Config{Sandbox: mode, KillGrace: 30 * time.Second})
-			s := f.run("trap '' TERM\nsleep 1000 &\necho started\nsleep 1000\n", sessionOpts{})
+			f := newFixture(t, Config{Sandbox: mode, KillGrace: 30 * time.Second, SweepInterval: 50 * time.Millisecond, SpriteRetention: 2 * time.Second})
+			s := f.run("trap '' TERM\necho kept > kept.txt\nsleep 1000 &\necho started\nsleep 1000\n", sessionOpts{})
 			f.waitOutput(s.ID, "started") // output reaches the log while the command still runs
 			var procs []testkit.Proc
 			eventually(func() bool { procs = sessionProcs(s.ID); return len(procs) >= 3 })
@@ -167,10 +167,17 @@ func TestTerminateKillsAtOnceAndRemovesTheSprite(t *testing.T) {
 				// A killed leader stays a zombie until the runner reaps it.
 				is.True(eventually(func() bool { return !groupAlive(p.PGID) })) // nothing of the process group survives
 			}
-			is.True(eventually(func() bool { return !exists(f.spriteDir(s.ID)) })) // the sprite directory is removed
 			got, err := f.db.GetSession(f.ctx, "", s.ID)
 			is.NoErr(err)                                // the session is still there
 			is.Equal(got.Status, store.StatusTerminated) // and stays terminated
+			sp, err := f.r.SessionSprite(f.ctx, got)
+			is.NoErr(err) // its sprite stays for a while
+			b, err := sp.ReadFile(f.ctx, sprite.HomeDir+"/kept.txt")
+			is.NoErr(err)
+			is.Equal(string(b), "kept\n")                                          // with its files
+			is.True(eventually(func() bool { return !exists(f.spriteDir(s.ID)) })) // the retention's sweep removes it
+			_, err = f.r.SessionSprite(f.ctx, got)
+			is.Equal(store.HTTPStatus(err), 410) // then it is gone
 		})
 	}
 }
@@ -194,7 +201,6 @@ func TestTerminateDuringProvisioning(t *testing.T) {
 	is.NoErr(err) // terminate while provisioning
 	f.r.Terminate(s.ID)
 	is.True(eventually(func() bool { return len(sessionProcs(s.ID)) == 0 })) // the setup script is killed
-	is.True(eventually(func() bool { return !exists(f.spriteDir(s.ID)) }))   // and the sprite removed
 	got, err := f.db.GetSession(f.ctx, "", s.ID)
 	is.NoErr(err)                                // read the session
 	is.Equal(got.Status, store.StatusTerminated) // it stays terminated

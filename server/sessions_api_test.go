@@ -1572,8 +1572,8 @@ func TestSessionFiles(t *testing.T) {
 	is.True(!through) // nothing through a symlinked directory
 
 	is.Equal(a.Do("POST", "/sessions/"+id+"/terminate", tok, nil).Status, http.StatusOK)
-	gone := testkit.Eventually(apitest.Patience, func() bool {
-		return a.Do("GET", "/sessions/"+id+"/files", tok, nil).Status == http.StatusGone
-	})
-	is.True(gone) // the sprite removed: 410
+	r = a.Do("GET", "/sessions/"+id+"/files/content?path=/home/sprite/out/a.txt", tok, nil)
+	is.Equal(string(r.Raw), "hi\n") // terminate keeps the files (the retention removes them: 410 then)
+	is.Equal(a.Do("DELETE", "/sessions/"+id+"/delete", tok, nil).Status, http.StatusOK)
+	is.Equal(a.Do("GET", "/sessions/"+id+"/files", tok, nil).Status, http.StatusNotFound) // delete removes everything
 }

@@ -12,6 +12,7 @@ const (
 	ProvisionNone    = ""
 	ProvisionRunning = "running"
 	ProvisionDone    = "done"
+	ProvisionRemoved = "removed" // the sprite was removed after the session ended
 )
 
 // SetProvisionState records provisioning progress; it fails with NotFound

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SessionsToRecover lists sessions a previous process left pending or
 // running, oldest first (crash reconciliation at start).
@@ -21,21 +24,48 @@ func (db *DB) SessionsToRecover(ctx context.Context) ([]*Session, error) {
 	return out, rows.Err()
 }
 
-// SessionStatuses maps every session id to its status (the runner sweeps
+// SessionEnd is what the sweep needs of a session: its status and when it
+// last changed (a finished session's end).
+type SessionEnd struct {
+	Status    string
+	UpdatedAt time.Time
+}
+
+// SessionStatuses maps every session id to its status and last change (the runner sweeps
 // sprite directories of sessions that are gone or terminated).
-func (db *DB) SessionStatuses(ctx context.Context) (map[string]string, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT id, status FROM sessions`)
+func (db *DB) SessionStatuses(ctx context.Context) (map[string]SessionEnd, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT id, status, updated_at FROM sessions`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]string{}
+	out := map[string]SessionEnd{}
 	for rows.Next() {
-		var id, st string
-		if err := rows.Scan(&id, &st); err != nil {
+		var id, st, updated string
+		if err := rows.Scan(&id, &st, &updated); err != nil {
 			return nil, err
 		}
-		out[id] = st
+		e := SessionEnd{Status: st}
+		e.UpdatedAt, _ = ParseTime(updated)
+		out[id] = e
 	}
 	return out, rows.Err()
+}
+
+// SpriteRemoved records, if the session is still finished, that its
+// sprite is going: a later prompt is refused (its conversation and files
+// go with it). It reports false for a session that took a prompt since.
+func (db *DB) SpriteRemoved(ctx context.Context, id string) (bool, error) {
+	removed := false
+	err := db.write(ctx, func(tx *Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE sessions SET provision_state = ? WHERE id = ? AND status IN (?, ?, ?)`,
+			ProvisionRemoved, id, StatusCompleted, StatusFailed, StatusTerminated)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		removed = n > 0
+		return nil
+	})
+	return removed, err
 }

@@ -139,8 +139,10 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 // backendLabel says where the session's sprite stands.
 func backendLabel(s *store.Session) string {
 	switch {
+	case s.ProvisionState == store.ProvisionRemoved:
+		return "sprite removed (the retention passed)"
 	case s.Status == store.StatusTerminated:
-		return "sprite destroyed"
+		return "stopped · files kept until the retention passes"
 	case s.ProvisionState == store.ProvisionDone && s.RuntimeSessionID != "":
 		return "sprite ready · conversation " + s.RuntimeSessionID
 	case s.ProvisionState == store.ProvisionDone:
