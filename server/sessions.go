@@ -34,8 +34,11 @@ type sessionJSON struct {
 	Resources     []resourceJSON `json:"resources"`
 	TurnCount     int            `json:"turn_count"`
 	CurrentTurn   *int           `json:"current_turn"`
-	// Usage is aod's own: the turns' tokens and cost summed.
-	Usage *store.UsageView `json:"usage"`
+	// Usage is aod's own: the turns' tokens and cost summed; so are the
+	// budget and whether the cost reached it.
+	Usage           *store.UsageView `json:"usage"`
+	BudgetUSD       *float64         `json:"budget_usd"`
+	BudgetExhausted bool             `json:"budget_exhausted"`
 }
 
 func resourcesOut(rs []store.Resource) []resourceJSON {
@@ -57,6 +60,7 @@ func sessionOut(s *store.Session) sessionJSON {
 		Runtime: s.Runtime, Provider: s.Provider, Status: s.Status, ExitCode: s.ExitCode,
 		CreatedAt: store.FormatTime(s.CreatedAt), UpdatedAt: store.FormatTime(s.UpdatedAt),
 		Resources: resourcesOut(s.Resources), TurnCount: s.TurnCount, CurrentTurn: current, Usage: s.Usage,
+		BudgetUSD: s.BudgetUSD, BudgetExhausted: s.BudgetExhausted,
 	}
 }
 

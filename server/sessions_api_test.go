@@ -35,7 +35,7 @@ const sessMissingID = "00000000-0000-4000-8000-0000000000aa"
 var (
 	sessAckKeys       = []string{"current_turn", "environment_id", "id", "resources", "status", "stream_url"}
 	sessPromptAckKeys = []string{"current_turn", "id", "status", "stream_url"}
-	sessSessionKeys   = []string{"agent_id", "created_at", "current_turn", "environment_id", "exit_code", "id", "provider",
+	sessSessionKeys   = []string{"agent_id", "budget_exhausted", "budget_usd", "created_at", "current_turn", "environment_id", "exit_code", "id", "provider",
 		"resources", "runtime", "status", "turn_count", "updated_at", "usage"}
 	sessTurnKeys     = []string{"created_at", "ended_at", "exit_code", "interrupted", "prompt", "result", "started_at", "status", "turn_number", "usage"}
 	sessResourceKeys = []string{"mount_path", "type", "url"}
@@ -1576,4 +1576,25 @@ func TestSessionFiles(t *testing.T) {
 	is.Equal(string(r.Raw), "hi\n") // terminate keeps the files (the retention removes them: 410 then)
 	is.Equal(a.Do("DELETE", "/sessions/"+id+"/delete", tok, nil).Status, http.StatusOK)
 	is.Equal(a.Do("GET", "/sessions/"+id+"/files", tok, nil).Status, http.StatusNotFound) // delete removes everything
+}
+
+// budget_usd is optional on create, a number above 0 (at most 1,000,000),
+// validated like every field, and shown on the session.
+func TestSessionBudgetField(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := apitest.New(t, recording)
+	tok := a.Token("alice")
+	agent := a.ShellAgent(tok)
+	for _, bad := range []any{"lots", 0, -1, 2e6, true} {
+		r := a.Do("POST", "/sessions", tok, map[string]any{"agent_id": agent, "prompt": "hi", "budget_usd": bad})
+		is.Equal(r.Status, http.StatusUnprocessableEntity) // refused with the field's problem
+		loc := r.Obj()["detail"].([]any)[0].(map[string]any)["loc"].([]any)
+		is.Equal(loc[len(loc)-1], "budget_usd") // naming it
+	}
+	r := a.Do("POST", "/sessions", tok, map[string]any{"agent_id": agent, "prompt": "hi", "budget_usd": 2.5})
+	is.Equal(r.Status, http.StatusAccepted)
+	s := a.Session(tok, r.Obj()["id"].(string))
+	is.Equal(s["budget_usd"], 2.5)         // the budget
+	is.Equal(s["budget_exhausted"], false) // not reached
 }

@@ -39,6 +39,8 @@ type Session struct {
 	TurnCount        int
 	CurrentTurn      int
 	Usage            *UsageView // its turns' usage summed (AttachUsage), nil when none reported any
+	BudgetUSD        *float64   // the most its turns may cost, nil for no limit
+	BudgetExhausted  bool       // its turns' cost reached BudgetUSD: no more prompts
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 }
@@ -70,6 +72,7 @@ type SessionInput struct {
 	EnvironmentID string
 	Prompt        string
 	Timeout       int
+	BudgetUSD     *float64
 	Resources     []Resource
 	SecretEnvVars map[string]string
 	Policy        SessionPolicy
@@ -90,7 +93,7 @@ type SessionPolicy struct {
 func sessionNotFound() error { return Errorf(NotFound, "Session not found") }
 
 const sessionColumns = `id, user_id, agent_id, environment_id, runtime, provider, model, system, status, exit_code, error,
-	provision_state, runtime_session_id, created_at, updated_at,
+	provision_state, runtime_session_id, created_at, updated_at, budget_usd, budget_exhausted,
 	(SELECT count(*) FROM session_turns t WHERE t.session_id = sessions.id),
 	(SELECT COALESCE(max(turn_number), 0) FROM session_turns t WHERE t.session_id = sessions.id)`
 
@@ -98,10 +101,14 @@ func scanSession(s scanner) (*Session, error) {
 	var x Session
 	var agent, env sql.NullString
 	var exit sql.NullInt64
+	var budget sql.NullFloat64
 	var created, updated string
 	if err := s.Scan(&x.ID, &x.UserID, &agent, &env, &x.Runtime, &x.Provider, &x.Model, &x.System, &x.Status, &exit, &x.Error,
-		&x.ProvisionState, &x.RuntimeSessionID, &created, &updated, &x.TurnCount, &x.CurrentTurn); err != nil {
+		&x.ProvisionState, &x.RuntimeSessionID, &created, &updated, &budget, &x.BudgetExhausted, &x.TurnCount, &x.CurrentTurn); err != nil {
 		return nil, err
+	}
+	if budget.Valid {
+		x.BudgetUSD = &budget.Float64
 	}
 	x.AgentID, x.EnvironmentID = agent.String, env.String
 	if exit.Valid {
@@ -234,6 +241,7 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 			ID: NewID(), UserID: userID, AgentID: agent.ID, EnvironmentID: envID, Runtime: agent.Runtime,
 			Provider: agent.Provider, Model: agent.Model, System: agent.System, Status: StatusPending,
 			Resources: in.Resources, TurnCount: 1, CurrentTurn: 1, CreatedAt: tx.Now, UpdatedAt: tx.Now,
+			BudgetUSD: in.BudgetUSD,
 		}
 		if s.Resources == nil {
 			s.Resources = []Resource{}
@@ -302,9 +310,9 @@ func (db *DB) insertSession(ctx context.Context, tx *Tx, s *Session, agentVersio
 		}
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, user_id, agent_id, environment_id, runtime, provider, model,
-			system, agent_version, environment_version, status, secret_env_vars, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			system, agent_version, environment_version, status, secret_env_vars, created_at, updated_at, budget_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		s.ID, s.UserID, s.AgentID, nullString(s.EnvironmentID), s.Runtime, s.Provider, s.Model, s.System, agentVersion, envVersion, s.Status, secrets,
-		tx.Stamp(), tx.Stamp())
+		tx.Stamp(), tx.Stamp(), s.BudgetUSD)
 	return err
 }
 
@@ -381,7 +389,19 @@ func (db *DB) CheckPromptable(ctx context.Context, userID, id string) error {
 	if err != nil {
 		return err
 	}
-	return promptStateError(s.Status)
+	return promptError(s)
+}
+
+// promptError is why session s takes no prompt now, nil when it does: its
+// state, then its budget.
+func promptError(s *Session) error {
+	if err := promptStateError(s.Status); err != nil {
+		return err
+	}
+	if s.BudgetExhausted {
+		return Errorf(Conflict, "Session budget exhausted")
+	}
+	return nil
 }
 
 func promptStateError(status string) error {
@@ -407,7 +427,7 @@ func (db *DB) PromptSession(ctx context.Context, userID, id, prompt string, time
 		if s, err = getSession(ctx, tx, userID, id); err != nil {
 			return err
 		}
-		if err := promptStateError(s.Status); err != nil {
+		if err := promptError(s); err != nil {
 			return err
 		}
 		if s.ProvisionState != ProvisionDone {

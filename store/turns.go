@@ -185,7 +185,42 @@ func finishTx(ctx context.Context, tx *Tx, id string, turn *int, status string, 
 	if err := endTurns(ctx, tx, id, turn, status, r); err != nil {
 		return err
 	}
-	return endSession(ctx, tx, id, status, r)
+	if err := endSession(ctx, tx, id, status, r); err != nil {
+		return err
+	}
+	return checkBudget(ctx, tx, id)
+}
+
+// checkBudget marks a session whose turns' cost reached its budget: it
+// takes no more prompts.
+func checkBudget(ctx context.Context, tx *Tx, id string) error {
+	var budget sql.NullFloat64
+	var runtime, model string
+	if err := tx.QueryRowContext(ctx, `SELECT budget_usd, runtime, model FROM sessions WHERE id = ?`, id).Scan(&budget, &runtime, &model); err != nil || !budget.Valid {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT usage FROM session_turns WHERE session_id = ? AND usage IS NOT NULL`, id)
+	if err != nil {
+		return err
+	}
+	spent := 0.0
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			rows.Close()
+			return err
+		}
+		if v := usageView(raw, runtime, model); v != nil && v.CostUSD != nil {
+			spent += *v.CostUSD
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if spent >= budget.Float64 {
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET budget_exhausted = 1 WHERE id = ?`, id)
+	}
+	return err
 }
 
 // endTurns records the end of the given turn, or of every pending or

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"testing"
@@ -36,4 +37,35 @@ func TestUsageViewPricing(t *testing.T) {
 	is.Equal(total.InputTokens, int64(1000100))  // and the tokens
 	total.addView(unknown, false)
 	is.Equal(total.CostUSD, nil) // a turn without a cost makes the total unknown
+}
+
+// A session whose turns' cost reaches its budget takes no more prompts.
+func TestSessionBudget(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	f := newEnvFixture(t)
+	budget := 0.01
+	s, err := f.db.CreateSession(ctx, f.userID, SessionInput{AgentID: f.agentID, Prompt: "one", Timeout: 60, BudgetUSD: &budget})
+	is.NoErr(err)
+	is.Equal(*s.BudgetUSD, 0.01) // the budget is kept
+	turn := func(n int, cost string) {
+		t.Helper()
+		is.NoErr(f.db.SetProvisionState(ctx, s.ID, ProvisionDone))
+		ok, err := f.db.StartTurn(ctx, s.ID, n)
+		is.NoErr(err)
+		is.True(ok)
+		code := 0
+		is.NoErr(f.db.FinishTurn(ctx, s.ID, n, TurnResult{ExitCode: &code, Usage: json.RawMessage(`{"cost_usd":` + cost + `}`)}))
+	}
+	turn(1, "0.004")
+	_, err = f.db.PromptSession(ctx, f.userID, s.ID, "two", 60)
+	is.NoErr(err) // under the budget: prompts go on
+	turn(2, "0.007")
+	got, err := f.db.GetSession(ctx, f.userID, s.ID)
+	is.NoErr(err)
+	is.True(got.BudgetExhausted) // 0.011 spent of 0.01
+	_, err = f.db.PromptSession(ctx, f.userID, s.ID, "three", 60)
+	is.Equal(ErrorCode(err), Conflict)
+	is.Equal(ErrorMessage(err), "Session budget exhausted")                                       // no more prompts
+	is.Equal(ErrorMessage(f.db.CheckPromptable(ctx, f.userID, s.ID)), "Session budget exhausted") // checked before a body is read too
 }

@@ -247,6 +247,45 @@ func (o *Object) integer(key string, required bool, min, max int64) (int64, bool
 	return n, true
 }
 
+// number reads an optional number field the way pydantic's lax mode reads
+// a float: JSON numbers and numeric strings, above gt and at most le.
+// Absent or null gives ok=false.
+func (o *Object) number(key string, gt, le float64) (float64, bool) {
+	v, ok := o.m[key]
+	if !ok || v == nil {
+		return 0, false
+	}
+	loc := []any{key}
+	var f float64
+	var err error
+	switch x := v.(type) {
+	case json.Number:
+		f, err = strconv.ParseFloat(string(x), 64)
+	case string:
+		f, err = strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			o.add("float_parsing", loc, "Input should be a valid number, unable to parse string as a number", v, nil)
+			return 0, false
+		}
+	default:
+		o.add("float_type", loc, "Input should be a valid number", v, nil)
+		return 0, false
+	}
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		o.add("finite_number", loc, "Input should be a finite number", v, nil)
+		return 0, false
+	}
+	if f <= gt {
+		o.add("greater_than", loc, "Input should be greater than "+strconv.FormatFloat(gt, 'f', -1, 64), v, map[string]any{"gt": gt})
+		return 0, false
+	}
+	if f > le {
+		o.add("less_than_equal", loc, "Input should be less than or equal to "+strconv.FormatFloat(le, 'f', -1, 64), v, map[string]any{"le": le})
+		return 0, false
+	}
+	return f, true
+}
+
 // list reads an optional list field; absent and null give ok=false.
 func (o *Object) list(key string) ([]any, bool) {
 	v, ok := o.m[key]

@@ -15,7 +15,9 @@ const (
 	minTimeout     = 10
 	maxTimeout     = 3600
 	DefaultTimeout = 600
-	maxResources   = 10
+	// MaxBudgetUSD bounds a session's budget_usd (which must be above 0).
+	MaxBudgetUSD = 1_000_000
+	maxResources = 10
 	// MaxMountPathLen bounds mount_path: far beyond any real checkout path,
 	// well below what the kernel refuses (PATH_MAX 4096).
 	MaxMountPathLen = 1024
@@ -234,6 +236,10 @@ func SessionInput(o *Object) (store.SessionInput, error) {
 	envRaw := o.optStr("environment_id", 0)
 	resources := decodeResources(o)
 	secrets := decodeEnvVars(o, "secret_env_vars")
+	var budget *float64
+	if b, ok := o.number("budget_usd", 0, MaxBudgetUSD); ok {
+		budget = &b
+	}
 	if err := o.Err(); err != nil {
 		return store.SessionInput{}, err
 	}
@@ -248,7 +254,7 @@ func SessionInput(o *Object) (store.SessionInput, error) {
 		}
 	}
 	return store.SessionInput{AgentID: agentID, EnvironmentID: env, Prompt: prompt, Timeout: timeout,
-		Resources: resources, SecretEnvVars: secrets}, nil
+		Resources: resources, SecretEnvVars: secrets, BudgetUSD: budget}, nil
 }
 
 // Prompt validates a follow-up: prompt (required, non-empty) and timeout.
