@@ -195,7 +195,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.heartbeat, "heartbeat", env.dur("AOD_HEARTBEAT", sse.DefaultHeartbeat), "SSE heartbeat interval (env AOD_HEARTBEAT)")
 	f.DurationVar(&o.staleAfter, "stale-after", env.dur("AOD_STALE_AFTER", sse.DefaultStale), "end a stream with `stale` after this long without output (env AOD_STALE_AFTER)")
 	f.DurationVar(&o.streamWriteTimeout, "stream-write-timeout", env.dur("AOD_STREAM_WRITE_TIMEOUT", sse.DefaultWriteTimeout), "a stream whose client takes no bytes for this long is closed; the client resumes with Last-Event-ID (env AOD_STREAM_WRITE_TIMEOUT)")
-	o.maxDownload = env.size("AOD_MAX_DOWNLOAD", server.DefaultMaxDownload)
+	o.maxDownload = env.size("AOD_MAX_DOWNLOAD", sessions.DefaultMaxDownload)
 	f.Var(&o.maxDownload, "max-download", "largest sprite file GET /sessions/{id}/files/content serves, e.g. 256MiB (env AOD_MAX_DOWNLOAD)")
 	f.IntVar(&o.maxStreamsPerUser, "max-streams-per-user", env.int("AOD_MAX_STREAMS_PER_USER", sse.DefaultMaxPerUser), "event streams (API and web UI) one user may hold open at once; more get 429; 0 = no limit (env AOD_MAX_STREAMS_PER_USER)")
 	f.IntVar(&o.maxStreams, "max-streams", env.int("AOD_MAX_STREAMS", sse.DefaultMaxTotal), "event streams open at once on this server (each holds a connection: keep the open-files limit above it); more get 503 with Retry-After; 0 = no limit (env AOD_MAX_STREAMS)")
@@ -329,7 +329,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	streams := sse.NewHub(db, sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter, WriteTimeout: o.streamWriteTimeout,
 		MaxPerUser: noLimit(o.maxStreamsPerUser), MaxTotal: noLimit(o.maxStreams), Logger: logger})
 	pages, err := ui.New(db, sess, ui.Config{
-		Registration: o.registration, Streams: streams, Logger: logger, Secure: o.secureCookies,
+		Registration: o.registration, Streams: streams, MaxDownload: int64(o.maxDownload), Logger: logger, Secure: o.secureCookies,
 	})
 	if err != nil {
 		return err

@@ -419,3 +419,37 @@ func TestSessionTurnsAndCost(t *testing.T) {
 	is.True(list.HasText("$0.0125")) // the list shows the cost
 	is.True(list.Has("<td>1</td>"))  // and the turns
 }
+
+// The session's Files page browses its sprite (a symlink shown with its
+// target, never followed), downloads a file and a directory's archive; the
+// Diff page says when there is nothing to show.
+func TestSessionFilesAndDiffPages(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := newRunningSite(t)
+	v := s.user("files")
+	agent := v.shellAgent("sh")
+	id := v.startSession(agent, "mkdir -p out && echo '<hi>' > out/a.txt && ln -s /etc/passwd out/pw")
+	is.Equal(s.waitStatus(id, "completed", "failed").Status, "completed")
+	p := v.get("/ui/sessions/" + id)
+	is.True(p.Has(`href="/ui/sessions/` + id + `/files"`)) // the session page links its files
+	p = v.get("/ui/sessions/" + id + "/files")
+	is.Equal(p.Status, http.StatusOK)                                                  // the home directory
+	is.True(p.Has(`href="/ui/sessions/` + id + `/files?path=%2fhome%2fsprite%2fout"`)) // with the directory to open
+	p = v.get("/ui/sessions/" + id + "/files?path=/home/sprite/out")
+	is.True(p.Has(`href="/ui/sessions/` + id + `/files/content?path=%2fhome%2fsprite%2fout%2fa.txt"`)) // a file to download
+	is.True(p.HasText("pw → /etc/passwd"))                                                             // a symlink, shown
+	is.True(!p.Has(`content?path=%2fhome%2fsprite%2fout%2fpw"`))                                       // not offered for download
+	dl := v.get("/ui/sessions/" + id + "/files/content?path=/home/sprite/out/a.txt")
+	is.Equal(dl.Status, http.StatusOK)
+	is.Equal(dl.Body, "<hi>\n")                                                                               // its bytes, as an attachment
+	is.Equal(dl.Header.Get("Content-Disposition"), "attachment; filename=a.txt")                              // not rendered
+	is.Equal(v.get("/ui/sessions/"+id+"/files/content?path=/home/sprite/out/pw").Status, http.StatusNotFound) // the link is not followed
+	ar := v.get("/ui/sessions/" + id + "/archive?path=/home/sprite/out")
+	is.Equal(ar.Header.Get("Content-Type"), "application/gzip") // the archive
+	d := v.get("/ui/sessions/" + id + "/diff")
+	is.Equal(d.Status, http.StatusOK)
+	is.True(d.HasText("No changes: this session has no repositories.")) // the diff page, empty
+	other := s.user("other")
+	is.Equal(other.get("/ui/sessions/"+id+"/files").Status, http.StatusNotFound) // others see nothing
+}

@@ -43,6 +43,9 @@ type Config struct {
 	// Secure marks cookies Secure even when a request doesn't look like
 	// HTTPS (TLS, or a proxy's X-Forwarded-Proto: https).
 	Secure bool
+	// MaxDownload is the largest sprite file the Files page serves (0:
+	// sessions.DefaultMaxDownload).
+	MaxDownload int64
 }
 
 // Registration modes.
@@ -56,7 +59,7 @@ const (
 var pages = []string{
 	"landing", "login", "register", "welcome", "dashboard", "api_keys",
 	"agents", "agent_new", "agent_detail", "environments", "environment_new", "environment_detail",
-	"sessions", "session_detail", "error", "docs",
+	"sessions", "session_detail", "session_files", "session_diff", "error", "docs",
 }
 
 // UI serves the pages.
