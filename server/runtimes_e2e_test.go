@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +196,48 @@ func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 			sess := a.Session(token, id)
 			total, _ := sess["usage"].(map[string]any)
 			is.True(total != nil && total["input_tokens"].(float64) > 0) // the session carries the totals
+		})
+	}
+}
+
+// An interrupt stops a real CLI in the middle of a tool call (a long
+// command the fake model asked for) and keeps the session; the next prompt
+// resumes the CLI's conversation, which still holds the interrupted turn.
+func TestInterruptThenResumeRealCLIs(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ runtime, model, tool, input string }{
+		{"claude", "anthropic/claude-sonnet-4-6", "Bash", `{"command": "sleep 600", "description": "wait"}`},
+		{"codex", "openai/gpt-4.1", "exec_command", `{"cmd": "sleep 600", "yield_time_ms": 300000}`},
+	} {
+		t.Run(c.runtime, func(t *testing.T) {
+			t.Parallel()
+			is := is.New(t)
+			script := &fakemodel.Script{Rules: []fakemodel.Rule{{Match: fakemodel.Match{Contains: "start the long job"},
+				Reply: fakemodel.Reply{ToolCall: &fakemodel.ToolCall{Name: c.tool, Input: json.RawMessage(c.input)}}}}}
+			a := apitest.New(t, apitest.Options{Runner: apitest.RealRunner, Keyless: func(string) bool { return true }, FakeScript: script})
+			token := a.Token("e2e")
+			agent := a.MustCreate("/agents", token, map[string]any{"name": c.runtime, "runtime": c.runtime, "model": c.model})
+			id := a.StartSession(token, map[string]any{"agent_id": agent["id"], "prompt": "please start the long job", "timeout": 600})
+			running := testkit.Eventually(3*time.Minute, func() bool {
+				return slices.Contains(testkit.Comms(testkit.SessionProcs(id)), "sleep")
+			})
+			is.True(running) // the CLI ran the long command the model asked for
+			r := a.Do("POST", "/sessions/"+id+"/interrupt", token, nil)
+			is.Equal(r.Status, http.StatusAccepted)                                         // interrupted
+			is.Equal(a.WaitStatus(token, id, "completed", "failed")["status"], "completed") // the session completed
+			turns := a.Do("GET", "/sessions/"+id+"/turns", token, nil).Data()
+			is.Equal(turns[0].(map[string]any)["interrupted"], true) // the turn was interrupted
+
+			r = a.Do("POST", "/sessions/"+id+"/prompt", token, map[string]any{"prompt": "what happened to the job?"})
+			is.Equal(r.Status, http.StatusAccepted)                                         // the next prompt is taken at once
+			is.Equal(a.WaitStatus(token, id, "completed", "failed")["status"], "completed") // and runs
+			resumed := requestsContaining(a.Fake, "what happened to the job?")
+			is.True(len(resumed) > 0) // the model got turn 2
+			carried := false
+			for _, req := range resumed {
+				carried = carried || strings.Contains(string(req.Body), "please start the long job")
+			}
+			is.True(carried) // with turn 1's messages: the CLI resumed its conversation
 		})
 	}
 }

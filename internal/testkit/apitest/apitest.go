@@ -53,9 +53,12 @@ type Options struct {
 	// StreamWriteTimeout, MaxStreamsPerUser and MaxStreams are the
 	// streams' (see sse.Config; 0: its defaults).
 	StreamWriteTimeout time.Duration
-	MaxStreamsPerUser  int
-	MaxStreams         int
-	Stale              time.Duration // SSE stale interval (0: sse's default)
+	// FakeScript is what the fake model API answers (nil: "fake reply
+	// to: …" for everything).
+	FakeScript        *fakemodel.Script
+	MaxStreamsPerUser int
+	MaxStreams        int
+	Stale             time.Duration // SSE stale interval (0: sse's default)
 	// Keyless, when set, is the policy's providers that need no model key
 	// (as aod serve --fake-model has it).
 	Keyless func(provider string) bool
@@ -115,7 +118,7 @@ func Start(t testing.TB, o Options) (*Server, error) {
 	var run sessions.Runner
 	if o.Runner == RealRunner {
 		// Agent CLIs always talk to a fake model API here, never the network.
-		s.Fake = fakemodel.New(nil)
+		s.Fake = fakemodel.New(o.FakeScript)
 		fakeSrv := httptest.NewServer(s.Fake)
 		t.Cleanup(fakeSrv.Close)
 		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: o.Sandbox, MaxRunning: o.MaxRunning,
