@@ -225,3 +225,53 @@ func TestBrowserStreamRetriesAfterTheLimit(t *testing.T) {
 	is.NoErr(chromedp.Run(bctx, chromedp.Poll(`document.querySelector("pre.logs").textContent.includes("after the wait")`, nil,
 		chromedp.WithPollingTimeout(30*time.Second)))) // and output arrives live
 }
+
+// When a turn ends while the page is open, the page shows the session's
+// real status (an interrupted turn exits 143 yet completes the session)
+// and opens the follow-up form, without a reload.
+func TestBrowserFollowUpOpensWhenTheTurnEnds(t *testing.T) {
+	t.Parallel()
+	chrome := chromiumPath(t)
+	is := is.New(t)
+	ctx := context.Background()
+	srv := apitest.New(t, apitest.Options{Runner: apitest.RealRunner, UI: &ui.Config{Registration: "open"}})
+	_, err := srv.DB.RegisterUser(ctx, "hopper", "correct horse battery")
+	is.NoErr(err)
+	tok := srv.Token("hopper")
+	id := srv.StartSession(tok, apitest.SessionBody(srv.ShellAgent(tok), "echo started; exec sleep 600"))
+	browserTmp := t.TempDir()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Env("TMPDIR="+browserTmp), chromedp.UserDataDir(filepath.Join(browserTmp, "profile")),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("no-first-run", true),
+	)...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	bctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
+	defer cancelTimeout()
+	is.NoErr(chromedp.Run(bctx,
+		chromedp.Navigate(srv.URL+"/ui/login"),
+		chromedp.SendKeys("#id_username", "hopper", chromedp.ByQuery),
+		chromedp.SendKeys("#id_password", "correct horse battery", chromedp.ByQuery),
+		chromedp.Click(`form[action="/ui/login"] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("main", chromedp.ByQuery),
+		chromedp.Navigate(srv.URL+"/ui/sessions/"+id),
+		chromedp.Poll(`document.querySelector("pre.logs").textContent.includes("started")`, nil, chromedp.WithPollingTimeout(60*time.Second)),
+		chromedp.Evaluate(`window.__noReload = 1`, nil),
+	)) // the page, live, while the turn runs
+	var hidden bool
+	is.NoErr(chromedp.Run(bctx, chromedp.Evaluate(`document.getElementById("follow-up-form").hidden`, &hidden)))
+	is.True(hidden)                                                              // no follow-up while the turn runs
+	is.Equal(srv.Do("POST", "/sessions/"+id+"/interrupt", tok, nil).Status, 202) // the turn is stopped elsewhere (the API)
+	is.NoErr(chromedp.Run(bctx,
+		chromedp.Poll(`document.getElementById("follow-up-form") && !document.getElementById("follow-up-form").hidden`, nil,
+			chromedp.WithPollingTimeout(60*time.Second)),
+	)) // the form opens once the turn has ended
+	var marker int
+	is.NoErr(chromedp.Run(bctx, chromedp.Evaluate(`window.__noReload`, &marker)))
+	is.Equal(marker, 1) // without a reload
+	var status string
+	is.NoErr(chromedp.Run(bctx, chromedp.Text("#session-status", &status, chromedp.ByQuery)))
+	is.Equal(strings.TrimSpace(status), "completed") // the session's real status, not a guess from the exit code
+}

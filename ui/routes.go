@@ -62,6 +62,7 @@ func (u *UI) routes() *httprouter.Router {
 	r.POST("/ui/sessions/:id/interrupt", u.authed(u.handleSessionInterrupt))
 	r.POST("/ui/sessions/:id/terminate", u.authed(u.handleSessionTerminate))
 	r.GET("/ui/sessions/:id/stream", u.authed(u.handleSessionStream))
+	r.GET("/ui/sessions/:id/state", u.authed(u.handleSessionState))
 	r.GET("/ui/sessions/:id/files", u.authed(u.handleSessionFiles))
 	r.GET("/ui/sessions/:id/files/content", u.authed(u.handleSessionFileContent))
 	r.GET("/ui/sessions/:id/archive", u.authed(u.handleSessionArchive))

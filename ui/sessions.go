@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -255,6 +256,25 @@ func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps http
 	}
 	u.redirect(w, r, back, success("Follow-up sent."))
 	return nil
+}
+
+// handleSessionState is the session's status and exit code as JSON, for
+// the page's script once a turn has ended.
+func (u *UI) handleSessionState(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	sess, err := u.db.GetSession(r.Context(), s.User.ID, id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(struct {
+		Status   string `json:"status"`
+		ExitCode *int   `json:"exit_code"`
+	}{sess.Status, sess.ExitCode})
 }
 
 func (u *UI) handleSessionInterrupt(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {

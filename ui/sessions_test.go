@@ -106,8 +106,11 @@ func TestShellSessionFromAgentPage(t *testing.T) {
 	st, _ := s.DB.GetSession(context.Background(), "", id)
 	is.Equal(st.TurnCount, 2) // and got no new turn
 	p = v.get("/ui/sessions/" + id)
-	is.True(p.Has("Wait for this turn to complete"))           // the follow-up panel explains
-	is.True(!p.Has(`action="/ui/sessions/` + id + `/prompt"`)) // no form meanwhile
+	is.True(p.Has("When this turn completes, the form below opens.")) // the follow-up panel explains
+	is.True(p.Has(`class="stacked" id="follow-up-form" hidden>`))     // the form waits, hidden, for the turn's end
+	state := v.get("/ui/sessions/" + id + "/state")
+	is.Equal(state.Header.Get("Content-Type"), "application/json") // the page's script asks the session's state
+	is.True(strings.Contains(state.Body, `"status":"running"`))    // as JSON
 
 	// Terminate.
 	p = v.post("/ui/sessions/"+id+"/terminate", nil)

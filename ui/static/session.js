@@ -162,6 +162,34 @@
     if (fmt) fmt.meta(text);
     if (status) setStatus(status);
     setState(ev.type === "stale" ? "Paused: no output for a while. Reload to keep watching." : "Finished");
+    if (ev.type !== "stale") settle();
+  }
+
+  // settle asks the server how the session stands now that its turn
+  // ended (an interrupted turn exits non-zero yet completes the session),
+  // and opens the follow-up form when it takes one: no reload needed.
+  function settle() {
+    var header = document.getElementById("session-header");
+    var url = header && header.getAttribute("data-state-url");
+    if (!url || !window.fetch) return;
+    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (st) {
+        if (!st) return;
+        setStatus(st.status);
+        if (exitEl) exitEl.textContent = st.exit_code === null || st.exit_code === undefined ? "—" : String(st.exit_code);
+        var stop = document.getElementById("interrupt-form");
+        if (stop) stop.hidden = true;
+        var form = document.getElementById("follow-up-form");
+        var note = document.getElementById("follow-up-note");
+        if (st.status === "completed" && form) {
+          form.hidden = false;
+          if (note) note.hidden = true;
+        } else if (note && st.status === "failed") {
+          note.textContent = "This session failed and cannot be resumed. Start a new session from its agent.";
+        }
+      })
+      .catch(function () {});
   }
 
   // --- Claude stream-json, readable ---
