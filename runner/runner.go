@@ -138,6 +138,7 @@ type Store interface {
 	// The event log, and the provisioning script's log.
 	AppendEvents(ctx context.Context, sessionID string, events []store.Event) error
 	OutputBytes(ctx context.Context, sessionID string) (int64, error)
+	SessionSpent(ctx context.Context, id string) (float64, error)
 	SetProvisionLog(ctx context.Context, id, log string) error
 	// The sprites' egress record (read to tell why a command failed).
 	RecordEgress(ctx context.Context, sessionID string, hits []store.EgressHit) error

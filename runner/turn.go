@@ -104,7 +104,15 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	go out.sink()
 	var stdout io.Writer = out.writer("stdout")
 	var tee *runtimes.LineTee
+	stop := intr // an interrupt, or the budget running out mid-turn
 	if p := rt.Parser(); p != nil {
+		if sess.BudgetUSD != nil {
+			var over <-chan struct{}
+			p, over = r.watchBudget(ctx, sess, p)
+			done := make(chan struct{})
+			defer close(done)
+			stop = either(done, intr, over)
+		}
 		tee = &runtimes.LineTee{W: stdout, P: p}
 		stdout = tee
 	}
@@ -127,7 +135,7 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 	if timeout <= 0 {
 		timeout = defaultTurnTimeout
 	}
-	st, how, werr := r.supervise(ctx, proc, timeout, out.kill, intr)
+	st, how, werr := r.supervise(ctx, proc, timeout, out.kill, stop)
 	if st.Limit != "" && werr == nil {
 		// Said where clients that print only output look, too.
 		io.WriteString(out.writer("stderr"), "aod: "+st.Limit+"\n")
@@ -184,6 +192,55 @@ func (r *Runner) prepare(ctx context.Context, sess *store.Session, rt runtimes.R
 		return nil, "Failed to prepare the environment: " + err.Error()
 	}
 	return &prepared{sp: sp, env: env}, ""
+}
+
+// budgetParser passes a turn's output lines to the runtime's parser and,
+// after each, checks what the turn has cost so far (where the CLI reports
+// usage as it goes, e.g. opencode's steps) against what the session's
+// budget leaves; over it, the turn is stopped as an interrupt.
+type budgetParser struct {
+	runtimes.Parser
+	runtime, model string
+	left           float64 // the budget less what earlier turns cost
+	over           chan struct{}
+	once           sync.Once
+}
+
+func (b *budgetParser) Line(line []byte) {
+	b.Parser.Line(line)
+	rep := b.Parser.Report()
+	if rep.Usage == nil || rep.Cumulative {
+		return // nothing yet, or a conversation's total (codex): the turn's end decides
+	}
+	if c, _ := rep.Usage.Cost(b.runtime, b.model); c != nil && *c >= b.left {
+		b.once.Do(func() { close(b.over) })
+	}
+}
+
+// watchBudget wraps p to stop the turn once the session's budget is spent;
+// the channel closes then.
+func (r *Runner) watchBudget(ctx context.Context, sess *store.Session, p runtimes.Parser) (runtimes.Parser, <-chan struct{}) {
+	spent, err := r.db.SessionSpent(ctx, sess.ID)
+	if err != nil {
+		r.log.Error("reading a session's spending", "session", sess.ID, "err", err)
+	}
+	b := &budgetParser{Parser: p, runtime: sess.Runtime, model: sess.Model, left: *sess.BudgetUSD - spent, over: make(chan struct{})}
+	return b, b.over
+}
+
+// either is closed when a or b is (until done is).
+func either(done, a, b <-chan struct{}) <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		select {
+		case <-a:
+		case <-b:
+		case <-done:
+			return
+		}
+		close(c)
+	}()
+	return c
 }
 
 // maxResult bounds the answer a turn keeps; the whole of it is in the

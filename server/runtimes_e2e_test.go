@@ -241,3 +241,33 @@ func TestInterruptThenResumeRealCLIs(t *testing.T) {
 		})
 	}
 }
+
+// A session's budget stops a real CLI mid-turn where it reports its cost
+// as it goes (opencode, step by step): the turn ends as an interrupt, and
+// the session takes no more prompts.
+func TestBudgetStopsOpencodeMidTurn(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	// Step 1 runs a short command; its step's cost (opencode reports it
+	// when the step ends) spends the budget while step 2 runs a long one.
+	script := &fakemodel.Script{Rules: []fakemodel.Rule{
+		{Match: fakemodel.Match{Contains: "start the long job"},
+			Reply: fakemodel.Reply{ToolCall: &fakemodel.ToolCall{Name: "bash", Input: json.RawMessage(`{"command": "echo first-step-done", "description": "first"}`)}}},
+		{Match: fakemodel.Match{Contains: "first-step-done"},
+			Reply: fakemodel.Reply{ToolCall: &fakemodel.ToolCall{Name: "bash", Input: json.RawMessage(`{"command": "sleep 600", "description": "wait"}`)}}},
+	}}
+	a := apitest.New(t, apitest.Options{Runner: apitest.RealRunner, Keyless: func(string) bool { return true }, FakeScript: script})
+	token := a.Token("e2e")
+	agent := a.MustCreate("/agents", token, map[string]any{"name": "oc", "runtime": "opencode", "model": "anthropic/claude-sonnet-4-6"})
+	id := a.StartSession(token, map[string]any{"agent_id": agent["id"], "prompt": "please start the long job", "timeout": 600, "budget_usd": 0.000001})
+	start := time.Now()
+	s := a.WaitStatus(token, id, "completed", "failed")
+	is.Equal(s["status"], "completed")         // the turn was stopped, as an interrupt
+	is.True(time.Since(start) < 3*time.Minute) // long before the command would have ended
+	is.Equal(s["budget_exhausted"], true)      // the budget is spent
+	turns := a.Do("GET", "/sessions/"+id+"/turns", token, nil).Data()
+	is.Equal(turns[0].(map[string]any)["interrupted"], true) // the turn says so
+	r := a.Do("POST", "/sessions/"+id+"/prompt", token, map[string]any{"prompt": "more"})
+	is.Equal(r.Status, http.StatusConflict)
+	is.Equal(r.Obj()["detail"], "Session budget exhausted") // no more prompts
+}

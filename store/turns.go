@@ -195,29 +195,14 @@ func finishTx(ctx context.Context, tx *Tx, id string, turn *int, status string, 
 // takes no more prompts.
 func checkBudget(ctx context.Context, tx *Tx, id string) error {
 	var budget sql.NullFloat64
-	var runtime, model string
-	if err := tx.QueryRowContext(ctx, `SELECT budget_usd, runtime, model FROM sessions WHERE id = ?`, id).Scan(&budget, &runtime, &model); err != nil || !budget.Valid {
+	if err := tx.QueryRowContext(ctx, `SELECT budget_usd FROM sessions WHERE id = ?`, id).Scan(&budget); err != nil || !budget.Valid {
 		return err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT usage FROM session_turns WHERE session_id = ? AND usage IS NOT NULL`, id)
+	total, err := spent(ctx, tx, id)
 	if err != nil {
 		return err
 	}
-	spent := 0.0
-	for rows.Next() {
-		var raw []byte
-		if err := rows.Scan(&raw); err != nil {
-			rows.Close()
-			return err
-		}
-		if v := usageView(raw, runtime, model); v != nil && v.CostUSD != nil {
-			spent += *v.CostUSD
-		}
-	}
-	if err := rows.Close(); err != nil {
-		return err
-	}
-	if spent >= budget.Float64 {
+	if total >= budget.Float64 {
 		_, err = tx.ExecContext(ctx, `UPDATE sessions SET budget_exhausted = 1 WHERE id = ?`, id)
 	}
 	return err

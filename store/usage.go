@@ -109,27 +109,68 @@ func usageView(raw json.RawMessage, runtime, model string) *UsageView {
 	v := &UsageView{InputTokens: val(u.InputTokens), OutputTokens: val(u.OutputTokens),
 		CacheReadInputTokens: u.CachedInputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens,
 		ReasoningOutputTokens: u.ReasoningOutputTokens}
-	src := ""
-	switch {
-	case u.CostUSD != nil:
-		c := *u.CostUSD
-		v.CostUSD, src = &c, CostFromCLI
-	default:
-		if p, ok := catalogue.PriceOf(model); ok {
-			rt, _ := catalogue.Lookup(runtime)
-			uncached, cached := v.InputTokens, val(u.CachedInputTokens)
-			if rt.CachedInInput {
-				uncached = max(uncached-cached, 0)
-			}
-			c := (float64(uncached)*p.Input + float64(cached)*p.CachedInput +
-				float64(val(u.CacheCreationInputTokens))*p.CacheWrite + float64(v.OutputTokens)*p.Output) / 1e6
-			v.CostUSD, src = &c, CostFromTable
-		}
-	}
-	if src != "" {
-		v.CostSource = &src
+	if c, src := u.Cost(runtime, model); c != nil {
+		v.CostUSD, v.CostSource = c, &src
 	}
 	return v
+}
+
+// Cost is what usage u of a session of runtime and model cost in US
+// dollars, and where that comes from: the CLI's own figure, else the
+// catalogue's price table; nil when neither knows.
+func (u *Usage) Cost(runtime, model string) (*float64, string) {
+	if u.CostUSD != nil {
+		c := *u.CostUSD
+		return &c, CostFromCLI
+	}
+	p, ok := catalogue.PriceOf(model)
+	if !ok {
+		return nil, ""
+	}
+	val := func(p *int64) int64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	rt, _ := catalogue.Lookup(runtime)
+	uncached, cached := val(u.InputTokens), val(u.CachedInputTokens)
+	if rt.CachedInInput {
+		uncached = max(uncached-cached, 0)
+	}
+	c := (float64(uncached)*p.Input + float64(cached)*p.CachedInput +
+		float64(val(u.CacheCreationInputTokens))*p.CacheWrite + float64(val(u.OutputTokens))*p.Output) / 1e6
+	return &c, CostFromTable
+}
+
+// SessionSpent is what the session's turns cost so far, in US dollars
+// (turns with no known cost count as 0).
+func (db *DB) SessionSpent(ctx context.Context, id string) (float64, error) {
+	return spent(ctx, db.reader, id)
+}
+
+// spent sums the known costs of session id's turns.
+func spent(ctx context.Context, q querier, id string) (float64, error) {
+	var runtime, model string
+	if err := q.QueryRowContext(ctx, `SELECT runtime, model FROM sessions WHERE id = ?`, id).Scan(&runtime, &model); err != nil {
+		return 0, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT usage FROM session_turns WHERE session_id = ? AND usage IS NOT NULL`, id)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	total := 0.0
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return 0, err
+		}
+		if v := usageView(raw, runtime, model); v != nil && v.CostUSD != nil {
+			total += *v.CostUSD
+		}
+	}
+	return total, rows.Err()
 }
 
 // addView sums o into v: tokens, and the cost while every part has one
