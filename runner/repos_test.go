@@ -154,8 +154,8 @@ func TestCloneScript(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			is := is.New(t)
 			got := cloneScript(store.Resource{URL: "https://github.com/o/r", Checkout: tc.checkout, Token: "tok"}, "/w/r")
-			is.Equal(got, tc.want)                 // the clone's lines
-			is.True(!strings.Contains(got, "tok")) // never the token
+			is.Equal(got, tc.want+"git -C /w/r update-ref refs/aod/base HEAD\n") // the clone's lines, then the commit the diff is against
+			is.True(!strings.Contains(got, "tok"))                               // never the token
 		})
 	}
 }

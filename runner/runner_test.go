@@ -390,7 +390,9 @@ func TestProvisionScript(t *testing.T) {
 		"go install x/y@latest\ngo install z@v1\n"+
 		"pip install requests 'a b'\n"+
 		"git clone --depth=1 --quiet https://github.com/o/r.git "+data+"/sprites/s1/mounts/0\n"+
+		"git -C "+data+"/sprites/s1/mounts/0 update-ref refs/aod/base HEAD\n"+
 		"git clone --depth=1 --quiet https://github.com/o/other "+data+"/sprites/s1/workspace/other\n"+
+		"git -C "+data+"/sprites/s1/workspace/other update-ref refs/aod/base HEAD\n"+
 		"echo done\n") // packages in manager order, clones (credentials from the git config), then the setup script
 	is.True(!strings.Contains(script, "ghp_secret")) // the token is never in the script
 	layered, err := provisionScript(env, nil, sp, false)
@@ -432,7 +434,7 @@ func TestCrashReconciliation(t *testing.T) {
 	is.Equal(done.Status, store.StatusCompleted) // a queued session runs after the restart
 	out, _ := f.output(queued.ID, 1)
 	is.Equal(out, "queued\n")                                             // its own output
-	is.True(!exists(f.spriteDir(terminated.ID)))                          // a terminated session's sprite is swept
+	is.True(exists(f.spriteDir(terminated.ID)))                           // a terminated session's files stay for the retention
 	is.True(!exists(f.spriteDir("0190a1b2-0000-7000-8000-000000000000"))) // so is a deleted session's
 	is.True(!exists(f.spriteDir(provisioning.ID)))                        // and a half-provisioned one
 	is.True(exists(f.spriteDir(running.ID)))                              // a failed turn's files stay
