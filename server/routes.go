@@ -68,6 +68,7 @@ func (s *Server) routes() *httprouter.Router {
 	r.GET("/sessions/:id/files/content", s.authed(s.handleSessionFileContent))
 	r.GET("/sessions/:id/archive", s.authed(s.handleSessionArchive))
 	r.GET("/sessions/:id/diff", s.authed(s.handleSessionDiff))
+	r.GET("/sessions/:id/events", s.authed(s.handleSessionEvents))
 	r.POST("/sessions/:id/terminate", s.authed(s.handleSessionTerminate))
 	r.DELETE("/sessions/:id/delete", s.authed(s.handleSessionDelete))
 	r.GET("/sessions/:id/stream", s.authed(s.handleSessionStream))

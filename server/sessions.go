@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
@@ -309,5 +311,65 @@ func (s *Server) handleSessionStream(w http.ResponseWriter, r *http.Request, ps 
 		// Headers are gone by now: log, don't answer.
 		s.log.Warn("stream ended with an error", "session", id, "err", fmt.Sprint(err))
 	}
+	return nil
+}
+
+// maxEventsPage bounds a page of GET /sessions/{id}/events.
+const maxEventsPage = 1000
+
+// handleSessionEvents pages through a session's stored events, as the
+// stream carries them, for clients that cannot hold a stream.
+func (s *Server) handleSessionEvents(w http.ResponseWriter, r *http.Request, ps httprouter.Params, u *store.User) error {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.GetSession(r.Context(), u.ID, id); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	after, limit := int64(0), 100
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			return store.Errorf(store.BadRequest, "after must be an event id (a non-negative integer)")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxEventsPage {
+			return store.Errorf(store.BadRequest, "limit must be an integer from 1 to %d", maxEventsPage)
+		}
+	}
+	rows, err := s.db.Events(r.Context(), id, after, limit+1)
+	if err != nil {
+		return err
+	}
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	// Written by hand: each event keeps the stream's exact bytes (the
+	// JSON encoder would respace them).
+	var b bytes.Buffer
+	b.WriteString(`{"data": [`)
+	n := 0
+	for i := range rows {
+		if ev, ok := sse.EventJSON(&rows[i]); ok {
+			if n > 0 {
+				b.WriteString(", ")
+			}
+			b.Write(ev)
+			n++
+		}
+	}
+	b.WriteString(`], "has_more": ` + strconv.FormatBool(more) + `, "next_after": `)
+	if len(rows) > 0 {
+		b.WriteString(strconv.FormatInt(rows[len(rows)-1].ID, 10))
+	} else {
+		b.WriteString("null")
+	}
+	b.WriteString("}\n")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b.Bytes())
 	return nil
 }

@@ -1598,3 +1598,51 @@ func TestSessionBudgetField(t *testing.T) {
 	is.Equal(s["budget_usd"], 2.5)         // the budget
 	is.Equal(s["budget_exhausted"], false) // not reached
 }
+
+// GET /sessions/{id}/events pages through the stored events, each exactly
+// as the stream carries it, for clients that cannot hold a stream.
+func TestSessionEventsList(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := apitest.New(t, running)
+	tok := a.Token("alice")
+	id := a.StartSession(tok, apitest.SessionBody(a.ShellAgent(tok), "for i in 1 2 3 4 5; do echo line $i; sleep 0.05; done"))
+	s := a.Finish(tok, id)
+	var want []string // the stream's stored events (not start, turn_start or the terminal one)
+	for _, e := range s.Events {
+		if e.Type() == "stage" || e.Type() == "output" {
+			want = append(want, e.Raw)
+		}
+	}
+	var got []string
+	after := ""
+	pages := 0
+	for {
+		r := a.Do("GET", "/sessions/"+id+"/events?limit=3"+after, tok, nil)
+		is.Equal(r.Status, http.StatusOK) // a page
+		obj := r.Obj()
+		var page struct {
+			Data []json.RawMessage `json:"data"`
+		}
+		is.NoErr(json.Unmarshal(r.Raw, &page))
+		for _, d := range page.Data {
+			got = append(got, string(d))
+		}
+		pages++
+		if obj["has_more"] != true {
+			break
+		}
+		after = fmt.Sprintf("&after=%d", int64(obj["next_after"].(float64)))
+	}
+	is.True(pages > 1)            // more than one page of 3
+	is.Equal(len(got), len(want)) // every stored event once
+	for i := range want {
+		is.True(strings.HasSuffix(want[i], got[i])) // byte for byte as on the stream (see got[i])
+	}
+	r := a.Do("GET", "/sessions/"+id+"/events?after=999999", tok, nil)
+	is.Equal(r.Obj()["has_more"], false) // past the end: nothing
+	is.Equal(r.Obj()["next_after"], nil)
+	is.Equal(a.Do("GET", "/sessions/"+id+"/events?limit=0", tok, nil).Status, http.StatusBadRequest)  // a bad limit
+	is.Equal(a.Do("GET", "/sessions/"+id+"/events?after=x", tok, nil).Status, http.StatusBadRequest)  // a bad cursor
+	is.Equal(a.Do("GET", "/sessions/"+id+"/events", a.Token("bob"), nil).Status, http.StatusNotFound) // not someone else's
+}

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bytes"
 	"strconv"
 	"unicode/utf8"
 
@@ -10,6 +11,17 @@ import (
 // shownKind says whether rows of kind k are shown (others are the runner's
 // own markers).
 func shownKind(k string) bool { return k == store.KindStage || k == store.KindOutput }
+
+// EventJSON is a stored log row as the stream's data line carries it (the
+// same bytes), false for rows the stream doesn't show.
+func EventJSON(e *store.Event) ([]byte, bool) {
+	frame, ok := appendFrame(nil, e)
+	if !ok {
+		return nil, false
+	}
+	i := bytes.Index(frame, []byte("data: "))
+	return bytes.TrimRight(frame[i+len("data: "):], "\n"), true
+}
 
 // appendTurnStart appends the turn_start frame that goes before e, the
 // first output row of its turn a stream sends. It has no id: line, so a
