@@ -65,11 +65,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&dataDir, "data-dir", envOr(getenv, "AOD_DATA_DIR", defaultDataDir),
 		"directory holding the database, the encryption key and the sprites (env AOD_DATA_DIR)")
-	openStore := func(ctx context.Context) (*store.DB, error) {
+	createStore := func(ctx context.Context) (*store.DB, error) {
 		return store.Open(ctx, dataDir, store.Options{EncryptionKey: getenv("AOD_ENCRYPTION_KEY")})
 	}
+	// Every command but serve works on a data dir serve made: run from the
+	// wrong directory, it says so instead of making a new, empty one (whose
+	// tokens the server would reject).
+	openStore := func(ctx context.Context) (*store.DB, error) {
+		if err := existingDataDir(dataDir); err != nil {
+			return nil, err
+		}
+		return createStore(ctx)
+	}
 
-	root.AddCommand(serveCmd(getenv, openStore, &dataDir, stdout, stderr))
+	root.AddCommand(serveCmd(getenv, createStore, &dataDir, stdout, stderr))
 	root.AddCommand(tokenCmd(openStore, stdout))
 	root.AddCommand(userCmd(openStore, stdout))
 	root.AddCommand(fakeModelCmd(getenv, stdout, stderr))
@@ -101,6 +110,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		},
 	})
 	return root.ExecuteContext(ctx)
+}
+
+// existingDataDir refuses a data dir that holds no database.
+func existingDataDir(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, store.DBFile)); err != nil {
+		return fmt.Errorf("no aod data dir at %s: start `aod serve` there first or pass --data-dir", dir)
+	}
+	return nil
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -646,8 +663,8 @@ session of that environment version builds its layer again. The server
 does the same on its own every --sweep-interval, with --layer-retention.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := os.Stat(filepath.Join(*dataDir, store.DBFile)); err != nil {
-				return fmt.Errorf("no aod data dir at %s (give --data-dir or AOD_DATA_DIR): %w", *dataDir, err)
+			if err := existingDataDir(*dataDir); err != nil {
+				return err
 			}
 			layers, err := local.CollectLayers(*dataDir, olderThan)
 			removed := 0

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aod/aod/runner/local"
+	"github.com/aod/aod/store"
 	"github.com/matryer/is"
 )
 
@@ -133,13 +134,20 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	flagDir := filepath.Join(t.TempDir(), "flag")
 	env := map[string]string{"AOD_DATA_DIR": envDir}
 	_, err := cli(t, env, "--data-dir", flagDir, "token", "create", "--user", "bob")
+	is.True(err != nil && strings.Contains(err.Error(), "no aod data dir at "+flagDir+": start `aod serve` there first or pass --data-dir")) // a data dir serve never made is refused, not made
+	_, err = os.Stat(flagDir)
+	is.True(os.IsNotExist(err)) // and nothing was created
+	db, err := store.Open(context.Background(), flagDir, store.Options{})
+	is.NoErr(err) // as serve would have made it
+	db.Close()
+	_, err = cli(t, env, "--data-dir", flagDir, "token", "create", "--user", "bob")
 	is.NoErr(err) // token create with --data-dir
-	_, err = os.Stat(filepath.Join(flagDir, "aod.db"))
-	is.NoErr(err) // the flag's dir was used
+	_, err = cli(t, env, "token", "create", "--user", "bob")
+	is.True(err != nil && strings.Contains(err.Error(), envDir)) // without the flag, the environment's dir is the one asked for
 	_, err = os.Stat(envDir)
-	is.True(os.IsNotExist(err)) // and not the environment's
+	is.True(os.IsNotExist(err)) // and not made either
 
-	_, err = cli(t, env, "token", "create")
+	_, err = cli(t, env, "--data-dir", flagDir, "token", "create")
 	is.True(err != nil) // --user is required
 }
 
@@ -232,8 +240,9 @@ func TestEnvironmentsGC(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	dir := t.TempDir()
-	_, err := cli(t, nil, "--data-dir", dir, "token", "create", "--user", "bob")
-	is.NoErr(err) // a data dir
+	db, err := store.Open(context.Background(), dir, store.Options{})
+	is.NoErr(err) // a data dir, as serve makes it
+	db.Close()
 	for _, key := range []string{"env-a-v1-l1-0123456789abcdef", "env-b-v1-l1-0123456789abcdef"} {
 		is.NoErr(os.MkdirAll(filepath.Join(local.LayersDir(dir), key, "usr"), 0o755))
 		is.NoErr(os.WriteFile(filepath.Join(local.LayersDir(dir), key, ".used"), nil, 0o600))
