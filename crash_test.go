@@ -70,6 +70,14 @@ type serverProc struct {
 	base string
 	api  *apitest.Client
 	logs *strings.Builder
+	mu   *sync.Mutex // guards logs
+}
+
+// logText is what the server has logged so far.
+func (s *serverProc) logText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.String()
 }
 
 func startServer(t testing.TB, dataDir string, extra ...string) *serverProc {
@@ -82,7 +90,7 @@ func startServer(t testing.TB, dataDir string, extra ...string) *serverProc {
 		t.Fatal(err)
 	}
 	logs := &strings.Builder{}
-	var mu sync.Mutex
+	mu := &sync.Mutex{}
 	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -106,7 +114,7 @@ func startServer(t testing.TB, dataDir string, extra ...string) *serverProc {
 	if m == nil {
 		t.Fatalf("no address in %q", line)
 	}
-	return &serverProc{t: t, cmd: cmd, base: m[1], api: apitest.NewClient(t, m[1]), logs: logs}
+	return &serverProc{t: t, cmd: cmd, base: m[1], api: apitest.NewClient(t, m[1]), logs: logs, mu: mu}
 }
 
 type writerFunc func([]byte) (int, error)
@@ -319,4 +327,36 @@ func TestServeFakeModelQuickstart(t *testing.T) {
 	is.Equal(last["type"], "exit")                                         // the turn ended
 	is.Equal(last["code"], 0.0)                                            // successfully
 	is.True(strings.Contains(output.String(), "fake reply to: Say hello")) // Claude Code printed the fake model's answer
+}
+
+// With --log-format json every log line is one JSON object; an API
+// request's line names the caller's user id and never their token.
+func TestJSONLogs(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, dataDir, "--log-format", "json", "--sandbox", "none")
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "logger")
+	is.NoErr(err)
+	token := lastLine(out)
+	status, _ := srv.call("GET", "/agents", token, nil)
+	is.Equal(status, http.StatusOK) // an authenticated request
+	var userLine map[string]any
+	testkit.Eventually(10*time.Second, func() bool {
+		for _, line := range strings.Split(strings.TrimSpace(srv.logText()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "request" && m["path"] == "/agents" {
+				userLine = m
+				return true
+			}
+		}
+		return false
+	})
+	is.True(userLine != nil)                                   // the request's line is JSON
+	is.True(userLine["user"] != nil && userLine["user"] != "") // naming the user
+	for _, line := range strings.Split(strings.TrimSpace(srv.logText()), "\n") {
+		var m map[string]any
+		is.NoErr(json.Unmarshal([]byte(line), &m)) // every line is a JSON object (see line)
+	}
+	is.True(!strings.Contains(srv.logText(), token)) // never the token
 }

@@ -112,6 +112,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return root.ExecuteContext(ctx)
 }
 
+// newLogger writes the server's log to w as text or JSON lines.
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
 // existingDataDir refuses a data dir that holds no database.
 func existingDataDir(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, store.DBFile)); err != nil {
@@ -168,6 +176,7 @@ type serveOptions struct {
 	sweepInterval      time.Duration
 	layerRetention     time.Duration
 	spriteRetention    time.Duration
+	logFormat          string
 	runtimeDir         string
 	fakeModel          bool
 	fakeModelScript    string
@@ -191,6 +200,9 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if envErr != nil {
 				return envErr
+			}
+			if o.logFormat != "text" && o.logFormat != "json" {
+				return fmt.Errorf("--log-format must be text or json, got %q", o.logFormat)
 			}
 			err := serve(cmd.Context(), o, openStore, *dataDir, stdout, stderr)
 			if err != nil && cmd.Context().Err() != nil {
@@ -221,6 +233,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", runner.DefaultProvisionTimeout), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
 	f.DurationVar(&o.sweepInterval, "sweep-interval", env.dur("AOD_SWEEP_INTERVAL", runner.DefaultSweepInterval), "how often leftover sprites of deleted or terminated sessions are removed (env AOD_SWEEP_INTERVAL)")
 	f.DurationVar(&o.layerRetention, "layer-retention", env.dur("AOD_LAYER_RETENTION", runner.DefaultLayerRetention), "how long an environment's package layer no sprite uses is kept before the sweep removes it (env AOD_LAYER_RETENTION)")
+	f.StringVar(&o.logFormat, "log-format", env.str("AOD_LOG_FORMAT", "text"), "log lines as text (key=value) or json, one object per line (env AOD_LOG_FORMAT)")
 	f.DurationVar(&o.spriteRetention, "sprite-retention", env.dur("AOD_SPRITE_RETENTION", runner.DefaultSpriteRetention), "how long a finished (completed, failed or terminated) session keeps its sprite: its files stay downloadable and a completed one takes prompts; after it, the sweep removes the sprite (env AOD_SPRITE_RETENTION)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
 	f.BoolVar(&o.fakeModel, "fake-model", env.bool("AOD_FAKE_MODEL"), "run the fake model API in-process and point every runtime at it: offline runs, no model keys (env AOD_FAKE_MODEL=1)")
@@ -299,7 +312,7 @@ func (e envReader) dur(key string, def time.Duration) time.Duration {
 }
 
 func serve(ctx context.Context, o serveOptions, openStore func(context.Context) (*store.DB, error), dataDir string, stdout, stderr io.Writer) error {
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	logger := newLogger(o.logFormat, stderr)
 	db, err := openStore(ctx)
 	if err != nil {
 		return err

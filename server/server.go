@@ -63,14 +63,21 @@ func New(db *store.DB, sess *sessions.Service, cfg Config) *Server {
 
 type ctxKey int
 
-const requestIDKey ctxKey = iota
+const (
+	requestIDKey ctxKey = iota
+	requestUserKey
+)
+
+// requestUser is where authed leaves the caller's id for the access log.
+type requestUser struct{ id string }
 
 // ServeHTTP adds a request id, CORS for the bearer-token API and an access
 // log line, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := newRequestID()
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+	who := &requestUser{}
+	r = r.WithContext(context.WithValue(context.WithValue(r.Context(), requestIDKey, id), requestUserKey, who))
 	w.Header().Set("X-Request-Id", id)
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	if isAPIPath(r.URL.Path) {
@@ -87,8 +94,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.router.ServeHTTP(rec, r)
-	s.log.Info("request", "id", id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
-		"duration_ms", time.Since(start).Milliseconds())
+	attrs := []any{"id", id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		"duration_ms", time.Since(start).Milliseconds()}
+	if who.id != "" {
+		attrs = append(attrs, "user", who.id) // the caller's id; never a token
+	}
+	s.log.Info("request", attrs...)
 }
 
 // isAPIPath tells the bearer-token API from the cookie-authenticated UI.
@@ -185,6 +196,9 @@ func (s *Server) authed(h handler) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		u, err := s.authenticate(r)
 		if err == nil {
+			if who, ok := r.Context().Value(requestUserKey).(*requestUser); ok {
+				who.id = u.ID
+			}
 			err = h(w, r, ps, u)
 		}
 		if err != nil {
