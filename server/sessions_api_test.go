@@ -1646,3 +1646,42 @@ func TestSessionEventsList(t *testing.T) {
 	is.Equal(a.Do("GET", "/sessions/"+id+"/events?after=x", tok, nil).Status, http.StatusBadRequest)  // a bad cursor
 	is.Equal(a.Do("GET", "/sessions/"+id+"/events", a.Token("bob"), nil).Status, http.StatusNotFound) // not someone else's
 }
+
+// A caller's own API keys over HTTP: created with the token shown once,
+// listed without it, revoked by prefix (then refused); another user's key
+// is a 404; the body is validated like every other.
+func TestAPIKeysOverHTTP(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := apitest.New(t, recording)
+	tok, bob := a.Token("alice"), a.Token("bob")
+	r := a.Do("POST", "/api-keys", tok, map[string]any{"name": "dashboard", "expires_in": 3600})
+	is.Equal(r.Status, http.StatusCreated) // created
+	k := r.Obj()
+	token, _ := k["token"].(string)
+	is.True(strings.HasPrefix(token, "aod_"))                 // with its token, this once
+	is.Equal(k["name"], "dashboard")                          // its name
+	is.True(k["expires_at"] != nil && k["revoked_at"] == nil) // an expiry, not revoked
+	prefix := k["prefix"].(string)
+	is.True(strings.HasPrefix(token, prefix)) // the prefix is the token's start
+
+	is.Equal(a.Do("GET", "/agents", token, nil).Status, http.StatusOK) // the new token works
+	list := a.Do("GET", "/api-keys", tok, nil)
+	is.Equal(list.Status, http.StatusOK)
+	is.True(!strings.Contains(string(list.Raw), token)) // the list never shows a token
+	found := false
+	for _, item := range list.Data() {
+		found = found || item.(map[string]any)["prefix"] == prefix
+	}
+	is.True(found) // the new key is listed
+
+	is.Equal(a.Do("POST", "/api-keys/"+prefix+"/revoke", bob, nil).Status, http.StatusNotFound) // not bob's to revoke
+	r = a.Do("POST", "/api-keys/"+prefix+"/revoke", tok, nil)
+	is.Equal(r.Status, http.StatusOK)                                            // revoked
+	is.True(r.Obj()["revoked_at"] != nil)                                        // and says when
+	is.Equal(a.Do("GET", "/agents", token, nil).Status, http.StatusUnauthorized) // the token is refused from now on
+
+	is.Equal(a.Do("POST", "/api-keys", tok, map[string]any{}).Status, http.StatusUnprocessableEntity)                             // a name is required
+	is.Equal(a.Do("POST", "/api-keys", tok, map[string]any{"name": "x", "expires_in": 5}).Status, http.StatusUnprocessableEntity) // a lifetime too short
+	is.Equal(a.Do("GET", "/api-keys", "", nil).Status, http.StatusUnauthorized)                                                   // only with a token
+}

@@ -20,6 +20,7 @@ type APIKey struct {
 	Active    bool
 	CreatedAt time.Time
 	ExpiresAt *time.Time
+	RevokedAt *time.Time
 }
 
 // MaxKeyNameLen bounds an API key's label.
@@ -98,7 +99,7 @@ func (db *DB) Authenticate(ctx context.Context, raw string) (*User, error) {
 
 // ListAPIKeys lists a user's keys, newest first, active and revoked.
 func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT id, user_id, key_prefix, name, is_active, created_at, expires_at
+	rows, err := db.reader.QueryContext(ctx, `SELECT id, user_id, key_prefix, name, is_active, created_at, expires_at, revoked_at
 		FROM api_keys WHERE user_id = ? ORDER BY id DESC`, userID)
 	if err != nil {
 		return nil, err
@@ -108,12 +109,12 @@ func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error)
 	for rows.Next() {
 		var k APIKey
 		var created string
-		var expires sql.NullString
-		if err := rows.Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name, &k.Active, &created, &expires); err != nil {
+		var expires, revoked sql.NullString
+		if err := rows.Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name, &k.Active, &created, &expires, &revoked); err != nil {
 			return nil, err
 		}
 		k.CreatedAt, _ = ParseTime(created)
-		k.ExpiresAt = parseNullTime(expires)
+		k.ExpiresAt, k.RevokedAt = parseNullTime(expires), parseNullTime(revoked)
 		out = append(out, &k)
 	}
 	return out, rows.Err()
@@ -143,8 +144,38 @@ func userAPIKey(ctx context.Context, tx *Tx, userID string, keyID int64, k *APIK
 }
 
 func deactivateAPIKey(ctx context.Context, tx *Tx, keyID int64) error {
-	_, err := tx.ExecContext(ctx, `UPDATE api_keys SET is_active = 0 WHERE id = ?`, keyID)
+	_, err := tx.ExecContext(ctx, `UPDATE api_keys SET is_active = 0, revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, tx.Stamp(), keyID)
 	return err
+}
+
+// RevokeUserAPIKey deactivates the user's key whose display prefix is
+// prefix (the API's revoke); another user's key is NotFound. It returns
+// the key as it is now.
+func (db *DB) RevokeUserAPIKey(ctx context.Context, userID, prefix string) (*APIKey, error) {
+	var id int64
+	err := db.write(ctx, func(tx *Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT id FROM api_keys WHERE key_prefix = ? AND user_id = ?`, prefix, userID).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Errorf(NotFound, "API key not found")
+		}
+		if err != nil {
+			return err
+		}
+		return deactivateAPIKey(ctx, tx, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	keys, err := db.ListAPIKeys(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.ID == id {
+			return k, nil
+		}
+	}
+	return nil, Errorf(NotFound, "API key not found")
 }
 
 // RevokeAPIKeyByPrefix deactivates the one key whose display prefix starts

@@ -262,3 +262,18 @@ func Prompt(o *Object) (prompt string, timeout int, err error) {
 	prompt, timeout = decodePromptFields(o)
 	return prompt, timeout, o.Err()
 }
+
+// Bounds of an API key created over HTTP: its lifetime in seconds.
+const (
+	minKeyLifetime = 60
+	maxKeyLifetime = 10 * 365 * 24 * 3600
+)
+
+// APIKeyInput validates POST /api-keys: name (required, at most
+// store.MaxKeyNameLen characters) and expires_in (optional seconds; 0:
+// never expires).
+func APIKeyInput(o *Object) (name string, expiresIn int64, err error) {
+	name = o.str("name", store.MaxKeyNameLen)
+	expiresIn, _ = o.integer("expires_in", false, minKeyLifetime, maxKeyLifetime)
+	return name, expiresIn, o.Err()
+}
