@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -112,6 +113,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return root.ExecuteContext(ctx)
 }
 
+// parsePrefixes reads --trusted-proxy values: CIDRs, or addresses (one
+// host each).
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxy %q: not an address or CIDR", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
 // newLogger writes the server's log to w as text or JSON lines.
 func newLogger(format string, w io.Writer) *slog.Logger {
 	if format == "json" {
@@ -177,6 +198,7 @@ type serveOptions struct {
 	layerRetention     time.Duration
 	spriteRetention    time.Duration
 	logFormat          string
+	trustedProxies     []string
 	runtimeDir         string
 	fakeModel          bool
 	fakeModelScript    string
@@ -203,6 +225,9 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 			}
 			if o.logFormat != "text" && o.logFormat != "json" {
 				return fmt.Errorf("--log-format must be text or json, got %q", o.logFormat)
+			}
+			if _, err := parsePrefixes(o.trustedProxies); err != nil {
+				return err
 			}
 			err := serve(cmd.Context(), o, openStore, *dataDir, stdout, stderr)
 			if err != nil && cmd.Context().Err() != nil {
@@ -233,6 +258,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.provisionTimeout, "provision-timeout", env.dur("AOD_PROVISION_TIMEOUT", runner.DefaultProvisionTimeout), "time limit for provisioning a sprite (env AOD_PROVISION_TIMEOUT)")
 	f.DurationVar(&o.sweepInterval, "sweep-interval", env.dur("AOD_SWEEP_INTERVAL", runner.DefaultSweepInterval), "how often leftover sprites of deleted or terminated sessions are removed (env AOD_SWEEP_INTERVAL)")
 	f.DurationVar(&o.layerRetention, "layer-retention", env.dur("AOD_LAYER_RETENTION", runner.DefaultLayerRetention), "how long an environment's package layer no sprite uses is kept before the sweep removes it (env AOD_LAYER_RETENTION)")
+	f.StringArrayVar(&o.trustedProxies, "trusted-proxy", env.list("AOD_TRUSTED_PROXY"), "a reverse proxy's address or CIDR whose X-Forwarded-For and X-Forwarded-Proto are believed (login and sign-up throttles then count the real client); repeatable, comma-separated in the variable (env AOD_TRUSTED_PROXY)")
 	f.StringVar(&o.logFormat, "log-format", env.str("AOD_LOG_FORMAT", "text"), "log lines as text (key=value) or json, one object per line (env AOD_LOG_FORMAT)")
 	f.DurationVar(&o.spriteRetention, "sprite-retention", env.dur("AOD_SPRITE_RETENTION", runner.DefaultSpriteRetention), "how long a finished (completed, failed or terminated) session keeps its sprite: its files stay downloadable and a completed one takes prompts; after it, the sweep removes the sprite (env AOD_SPRITE_RETENTION)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
@@ -356,10 +382,11 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		logger.Warn("the open-files limit is too low for --max-streams: connections beyond it fail before they are counted; raise it (ulimit -n) or lower --max-streams",
 			"open_files", nofile.Cur, "max_streams", o.maxStreams)
 	}
+	trusted, _ := parsePrefixes(o.trustedProxies) // checked before serve
 	streams := sse.NewHub(db, sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter, WriteTimeout: o.streamWriteTimeout,
 		MaxPerUser: noLimit(o.maxStreamsPerUser), MaxTotal: noLimit(o.maxStreams), Logger: logger})
 	pages, err := ui.New(db, sess, ui.Config{
-		Registration: o.registration, Streams: streams, MaxDownload: int64(o.maxDownload), Logger: logger, Secure: o.secureCookies,
+		Registration: o.registration, Streams: streams, MaxDownload: int64(o.maxDownload), TrustedProxies: trusted, Logger: logger, Secure: o.secureCookies,
 	})
 	if err != nil {
 		return err

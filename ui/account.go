@@ -76,7 +76,7 @@ func (u *UI) handleLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		u.render(w, r, http.StatusOK, "login", nil, loginPage{Form: f, Next: next})
 		return nil
 	}
-	ipKey, userKey := "ip:"+clientIP(r), "user:"+strings.ToLower(username)
+	ipKey, userKey := "ip:"+u.clientIP(r), "user:"+strings.ToLower(username)
 	if u.limiter.blocked(ipKey, userKey) {
 		f.add("", tooManyAttempts)
 		u.render(w, r, http.StatusTooManyRequests, "login", nil, loginPage{Form: f, Next: next})
@@ -157,6 +157,12 @@ func (u *UI) handleRegister(w http.ResponseWriter, r *http.Request, _ httprouter
 		u.render(w, r, http.StatusOK, "register", s, registerPage{Form: f})
 		return nil
 	}
+	signupKey := "signup:" + u.clientIP(r)
+	if u.signups.blocked(signupKey) {
+		f.add("", tooManySignups)
+		u.render(w, r, http.StatusTooManyRequests, "register", s, registerPage{Form: f})
+		return nil
+	}
 	user, err := u.db.RegisterUser(r.Context(), username, p1)
 	switch store.ErrorCode(err) {
 	case store.Conflict:
@@ -175,6 +181,7 @@ func (u *UI) handleRegister(w http.ResponseWriter, r *http.Request, _ httprouter
 	if err != nil {
 		return err
 	}
+	u.signups.fail(signupKey) // counted: a client makes only so many accounts
 	_, raw, err := u.db.CreateAPIKey(r.Context(), user.ID, "Onboarding key", nil)
 	if err != nil {
 		return err
@@ -199,7 +206,7 @@ type welcomePage struct {
 // request names it.
 func (u *UI) baseURL(r *http.Request) string {
 	scheme := "http"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") || u.cfg.Secure {
+	if u.secure(r) {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host

@@ -2,7 +2,9 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -85,7 +87,9 @@ func TestLoginRequired(t *testing.T) {
 
 func TestRegisterAndWelcome(t *testing.T) {
 	t.Parallel()
-	s := newSite(t)
+	// The test's client reaches the site through a "proxy" it trusts, so
+	// X-Forwarded-Proto counts.
+	s := newSiteWith(t, siteOptions{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	is := is.New(t)
 	v := s.visitor()
 
@@ -374,7 +378,9 @@ func TestCookieFlags(t *testing.T) {
 		is.True(strings.Contains(p.Header.Get("Set-Cookie"), "SameSite=Lax")) // on the wire
 	}
 	t.Run("plain http", func(t *testing.T) { check(t, newSite(t), nil, false) })
-	t.Run("behind an https proxy", func(t *testing.T) { check(t, newSite(t), []string{"X-Forwarded-Proto: https"}, true) })
+	proxied := siteOptions{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	t.Run("behind an https proxy", func(t *testing.T) { check(t, newSiteWith(t, proxied), []string{"X-Forwarded-Proto: https"}, true) })
+	t.Run("a forwarded proto from anyone else", func(t *testing.T) { check(t, newSite(t), []string{"X-Forwarded-Proto: https"}, false) })
 	t.Run("forced", func(t *testing.T) { check(t, newSiteWith(t, siteOptions{secure: true}), nil, true) })
 }
 
@@ -411,4 +417,47 @@ func TestNoCORS(t *testing.T) {
 			is.True(!strings.HasPrefix(strings.ToLower(k), "access-control-")) // no CORS header
 		}
 	})
+}
+
+// Behind a trusted proxy, the login throttle and the sign-up throttle
+// count the real client (the last X-Forwarded-For hop that is not a
+// proxy); from anyone else the header is ignored, so a client cannot
+// dodge the throttle by inventing one, nor lock others out through it.
+func TestThrottlesCountTheClientBehindATrustedProxy(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := newSiteWith(t, siteOptions{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	v := s.visitor()
+	v.get("/ui/login")
+	for i := range 10 { // ten failures from one client behind the proxy
+		v.post("/ui/login", url.Values{"username": {fmt.Sprintf("who-%d", i)}, "password": {"x"}}, "X-Forwarded-For: 203.0.113.7, 127.0.0.1")
+	}
+	p := v.post("/ui/login", url.Values{"username": {"someone"}, "password": {"x"}}, "X-Forwarded-For: 203.0.113.7")
+	is.Equal(p.Status, http.StatusTooManyRequests) // that client is throttled
+	p = v.post("/ui/login", url.Values{"username": {"someone-else"}, "password": {"x"}}, "X-Forwarded-For: 198.51.100.2")
+	is.Equal(p.Status, http.StatusOK) // another client behind the same proxy is not
+
+	for i := range 10 { // sign-ups, per client
+		w := s.visitor()
+		w.get("/ui/register")
+		p = w.post("/ui/register", url.Values{"username": {fmt.Sprintf("new%d", i)}, "password1": {"long-enough-1"}, "password2": {"long-enough-1"}},
+			"X-Forwarded-For: 192.0.2.44")
+		is.Equal(p.Status, http.StatusFound) // accounts made
+	}
+	w := s.visitor()
+	w.get("/ui/register")
+	p = w.post("/ui/register", url.Values{"username": {"new10"}, "password1": {"long-enough-1"}, "password2": {"long-enough-1"}}, "X-Forwarded-For: 192.0.2.44")
+	is.Equal(p.Status, http.StatusTooManyRequests)                                  // the eleventh from that client is refused
+	is.True(p.Has("Too many accounts created from your address. Try again later.")) // saying why
+	p = w.post("/ui/register", url.Values{"username": {"other1"}, "password1": {"long-enough-1"}, "password2": {"long-enough-1"}}, "X-Forwarded-For: 192.0.2.45")
+	is.Equal(p.Status, http.StatusFound) // another client may still sign up
+
+	plain := newSite(t) // no trusted proxy: the header is the client's to forge, and ignored
+	x := plain.visitor()
+	x.get("/ui/login")
+	for i := range 10 {
+		x.post("/ui/login", url.Values{"username": {fmt.Sprintf("who-%d", i)}, "password": {"x"}}, fmt.Sprintf("X-Forwarded-For: 203.0.113.%d", i))
+	}
+	p = x.post("/ui/login", url.Values{"username": {"someone"}, "password": {"x"}}, "X-Forwarded-For: 198.51.100.99")
+	is.Equal(p.Status, http.StatusTooManyRequests) // a new forwarded-for does not dodge the throttle
 }

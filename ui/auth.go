@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,10 @@ const (
 	loginMaxFailures = 10
 	loginWindow      = 15 * time.Minute
 	tooManyAttempts  = "Too many login attempts. Try again later."
+	// Sign-ups per client address.
+	signupMax      = 10
+	signupWindow   = time.Hour
+	tooManySignups = "Too many accounts created from your address. Try again later."
 )
 
 var errBadForm = errors.New("malformed form")
@@ -47,8 +52,36 @@ type session struct {
 // secure reports whether cookies should be Secure: the request came over
 // TLS, through a proxy that says so, or the operator forces it.
 func (u *UI) secure(r *http.Request) bool {
-	return u.cfg.Secure || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	return u.cfg.Secure || r.TLS != nil || u.fromProxy(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
+
+// peer is the request's direct peer address.
+func peer(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// trusted reports whether addr is one of the operator's proxies.
+func (u *UI) trusted(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range u.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// fromProxy reports whether the request came through a trusted proxy,
+// whose X-Forwarded-* headers are then believed.
+func (u *UI) fromProxy(r *http.Request) bool { return u.trusted(peer(r)) }
 
 func (u *UI) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
@@ -232,14 +265,26 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, userID string) (*sess
 	return &session{UISession: s, token: s.Token}, nil
 }
 
-// clientIP is the address login throttling counts per. Only the direct
-// peer is trusted: a forwarded-for header is the client's to forge.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// clientIP is the address login and sign-up throttling count per: the
+// direct peer, unless it is a trusted proxy; then the last address of
+// X-Forwarded-For that is not one (anything before it is the client's to
+// forge).
+func (u *UI) clientIP(r *http.Request) string {
+	addr := peer(r)
+	if !u.trusted(addr) {
+		return addr
 	}
-	return host
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		if !u.trusted(hop) {
+			return hop
+		}
+	}
+	return addr
 }
 
 // limiter counts recent failures per key in memory.

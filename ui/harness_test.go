@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -32,8 +33,9 @@ type siteOptions struct {
 	registration   string
 	secure         bool
 	maxConcurrent  int
-	run            bool // sessions run for real, with the real runner
-	streamsPerUser int  // open streams a user may hold (0: the default)
+	run            bool           // sessions run for real, with the real runner
+	streamsPerUser int            // open streams a user may hold (0: the default)
+	trusted        []netip.Prefix // the UI's trusted proxies
 }
 
 // newSite starts a site whose sessions never run.
@@ -45,7 +47,7 @@ func newRunningSite(t *testing.T) *site { return newSiteWith(t, siteOptions{run:
 func newSiteWith(t *testing.T, o siteOptions) *site {
 	t.Helper()
 	opts := apitest.Options{MaxConcurrent: o.maxConcurrent, Heartbeat: time.Second, MaxStreamsPerUser: o.streamsPerUser,
-		UI: &ui.Config{Registration: o.registration, Secure: o.secure}}
+		UI: &ui.Config{Registration: o.registration, Secure: o.secure, TrustedProxies: o.trusted}}
 	if o.run {
 		opts.Runner = apitest.RealRunner
 	}

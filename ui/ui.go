@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"regexp"
 	"strconv"
@@ -43,6 +44,10 @@ type Config struct {
 	// Secure marks cookies Secure even when a request doesn't look like
 	// HTTPS (TLS, or a proxy's X-Forwarded-Proto: https).
 	Secure bool
+	// TrustedProxies are the peers whose X-Forwarded-For and -Proto are
+	// believed (a reverse proxy in front of aod); from anyone else they
+	// are ignored.
+	TrustedProxies []netip.Prefix
 	// MaxDownload is the largest sprite file the Files page serves (0:
 	// sessions.DefaultMaxDownload).
 	MaxDownload int64
@@ -73,6 +78,7 @@ type UI struct {
 	urls    map[string]string // plain name -> hashed URL
 	secret  []byte            // signs flash cookies and anonymous CSRF tokens
 	limiter *limiter
+	signups *limiter
 	router  *httprouter.Router
 }
 
@@ -97,7 +103,7 @@ func newUI(db *store.DB, sess *sessions.Service, cfg Config, fsys fs.FS) (*UI, e
 		cfg.Streams = sse.NewHub(db, sse.Config{})
 	}
 	u := &UI{db: db, sess: sess, cfg: cfg, log: cfg.Logger, secret: make([]byte, 32),
-		limiter: newLimiter(loginMaxFailures, loginWindow)}
+		limiter: newLimiter(loginMaxFailures, loginWindow), signups: newLimiter(signupMax, signupWindow)}
 	if _, err := rand.Read(u.secret); err != nil {
 		return nil, err
 	}
