@@ -10,10 +10,15 @@ LISTEN   ?= 127.0.0.1:8777
 
 export CGO_ENABLED = 0
 
-.PHONY: run build test test-deps lint bench clean
+.PHONY: run build dist test test-deps lint bench clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/aod .
+
+# Static, cgo-free binaries for a VM: bin/aod-linux-amd64, bin/aod-linux-arm64.
+dist:
+	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/aod-linux-amd64 .
+	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/aod-linux-arm64 .
 
 run: build
 	./bin/aod --data-dir $(DATA_DIR) serve --listen $(LISTEN)

@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.Version = versionString() // aod --version
+	root.SetVersionTemplate("aod {{.Version}}\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -157,6 +157,9 @@ func TestVersion(t *testing.T) {
 	out, err := cli(t, nil, "version")
 	is.NoErr(err)                           // version runs
 	is.True(strings.HasPrefix(out, "aod ")) // prints the name and version
+	flag, err := cli(t, nil, "--version")
+	is.NoErr(err)       // so does --version
+	is.Equal(flag, out) // the same line
 }
 
 func TestServeStopsOnCancel(t *testing.T) {
