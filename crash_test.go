@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -359,4 +360,52 @@ func TestJSONLogs(t *testing.T) {
 		is.NoErr(json.Unmarshal([]byte(line), &m)) // every line is a JSON object (see line)
 	}
 	is.True(!strings.Contains(srv.logText(), token)) // never the token
+}
+
+// --metrics-listen serves Prometheus metrics on a listener of their own:
+// sessions by status, the queue, running sprites, open streams, events
+// appended, turn and provisioning durations.
+func TestMetricsScrape(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	is.NoErr(err)
+	addr := free.Addr().String()
+	free.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, dataDir, "--metrics-listen", addr, "--sandbox", "none")
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "metrics")
+	is.NoErr(err)
+	token := lastLine(out)
+	agent := srv.api.ShellAgent(token)
+	id := srv.api.StartSession(token, apitest.SessionBody(agent, "echo measured"))
+	srv.api.WaitStatus(token, id, "completed")
+	var body string
+	ok := testkit.Eventually(10*time.Second, func() bool {
+		res, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		body = string(b)
+		return strings.Contains(body, `aod_turn_duration_seconds_count{outcome="completed"} 1`)
+	})
+	is.True(ok) // a completed turn's duration is recorded (see body)
+	for _, want := range []string{
+		`aod_sessions{status="completed"} 1`,
+		`aod_sessions{status="running"} 0`,
+		"aod_queue_depth 0",
+		"aod_running_sprites 0",
+		"aod_open_streams 0",
+		`aod_provisioning_duration_seconds_count{outcome="ok"} 1`,
+		"go_goroutines ",
+	} {
+		is.True(strings.Contains(body, want)) // each metric (see want)
+	}
+	is.True(regexp.MustCompile(`(?m)^aod_events_appended_total [1-9]`).MatchString(body)) // events appended
+	res, err := http.Get(srv.base + "/metrics")
+	is.NoErr(err)
+	res.Body.Close()
+	is.Equal(res.StatusCode, http.StatusNotFound) // not on the public API's listener
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aod/aod/fakemodel"
+	"github.com/aod/aod/internal/metrics"
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/server"
@@ -135,6 +136,39 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// serveMetrics serves the Prometheus metrics on their own listener (off the
+// public API): what the runner observes, and the server's state read at
+// each scrape.
+func serveMetrics(listen string, db *store.DB, run *runner.Runner, streams *sse.Hub) (stop func(), addr string, err error) {
+	set := metrics.New()
+	set.Labelled("aod_sessions", "Sessions, by status.", "status", func() map[string]float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		counts, err := db.SessionCounts(ctx)
+		out := map[string]float64{}
+		if err != nil {
+			return out
+		}
+		for _, st := range []string{store.StatusPending, store.StatusRunning, store.StatusCompleted, store.StatusFailed, store.StatusTerminated} {
+			out[st] = float64(counts[st])
+		}
+		return out
+	})
+	set.Gauge("aod_queue_depth", "Sessions waiting for a run slot.", func() float64 { return float64(run.QueueDepth()) })
+	set.Gauge("aod_running_sprites", "Sessions holding a run slot (provisioning or running a turn).", func() float64 { return float64(run.Running()) })
+	set.Gauge("aod_open_streams", "Event streams open (API and web UI).", func() float64 { n, _ := streams.Open(""); return float64(n) })
+	set.Counter("aod_events_appended_total", "Rows appended to sessions' event logs by this process.", func() float64 { return float64(db.EventsAppended()) })
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("--metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", set.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, ln.Addr().String(), nil
+}
+
 // newLogger writes the server's log to w as text or JSON lines.
 func newLogger(format string, w io.Writer) *slog.Logger {
 	if format == "json" {
@@ -201,6 +235,7 @@ type serveOptions struct {
 	spriteRetention    time.Duration
 	logFormat          string
 	trustedProxies     []string
+	metricsListen      string
 	runtimeDir         string
 	fakeModel          bool
 	fakeModelScript    string
@@ -261,6 +296,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.DurationVar(&o.sweepInterval, "sweep-interval", env.dur("AOD_SWEEP_INTERVAL", runner.DefaultSweepInterval), "how often leftover sprites of deleted or terminated sessions are removed (env AOD_SWEEP_INTERVAL)")
 	f.DurationVar(&o.layerRetention, "layer-retention", env.dur("AOD_LAYER_RETENTION", runner.DefaultLayerRetention), "how long an environment's package layer no sprite uses is kept before the sweep removes it (env AOD_LAYER_RETENTION)")
 	f.StringArrayVar(&o.trustedProxies, "trusted-proxy", env.list("AOD_TRUSTED_PROXY"), "a reverse proxy's address or CIDR whose X-Forwarded-For and X-Forwarded-Proto are believed (login and sign-up throttles then count the real client); repeatable, comma-separated in the variable (env AOD_TRUSTED_PROXY)")
+	f.StringVar(&o.metricsListen, "metrics-listen", env.str("AOD_METRICS_LISTEN", ""), "serve Prometheus metrics (aod_*) at http://ADDR/metrics; off when empty (env AOD_METRICS_LISTEN)")
 	f.StringVar(&o.logFormat, "log-format", env.str("AOD_LOG_FORMAT", "text"), "log lines as text (key=value) or json, one object per line (env AOD_LOG_FORMAT)")
 	f.DurationVar(&o.spriteRetention, "sprite-retention", env.dur("AOD_SPRITE_RETENTION", runner.DefaultSpriteRetention), "how long a finished (completed, failed or terminated) session keeps its sprite: its files stay downloadable and a completed one takes prompts; after it, the sweep removes the sprite (env AOD_SPRITE_RETENTION)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
@@ -420,6 +456,14 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	fmt.Fprintf(stdout, "aod %s listening on http://%s (data dir %s, sandbox %s)\n", versionString(), ln.Addr(), dataDir, run.Sandbox())
 	fmt.Fprintf(stdout, "create an API token with: aod --data-dir %s token create --user NAME\n", dataDir)
 	fmt.Fprintf(stdout, "web UI at http://%s/ (registration %s)\n", ln.Addr(), o.registration)
+	if o.metricsListen != "" {
+		stop, addr, err := serveMetrics(o.metricsListen, db, run, streams)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Fprintf(stdout, "metrics at http://%s/metrics\n", addr)
+	}
 	errc := make(chan error, 1)
 	serving = true
 	go func() { errc <- srv.Serve(ln) }()

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aod/aod/internal/metrics"
 	"github.com/aod/aod/store"
 )
 
@@ -33,6 +34,9 @@ type egressKey struct {
 
 // record notes one connection of a session's sprite.
 func (l *egressLog) record(session, host string, port int, allowed bool) {
+	if !allowed {
+		metrics.EgressDenials.Inc()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.pending == nil {

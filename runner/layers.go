@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aod/aod/internal/metrics"
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/runner/sprite"
@@ -128,6 +129,7 @@ func (p *provisioning) layerFor(key string, steps []packageStep) (string, error)
 		go func() {
 			defer r.bg.Done()
 			b.err = r.buildLayer(p, key, steps, b)
+			metrics.LayerBuilds.WithLabelValues(outcome(b.err == nil)).Inc()
 			r.layers.mu.Lock()
 			delete(r.layers.builds, key)
 			r.layers.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aod/aod/internal/metrics"
 	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/local"
@@ -519,6 +520,32 @@ func (r *Runner) work() {
 	}
 }
 
+// outcome labels a metric: "ok" or "failed".
+func outcome(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "failed"
+}
+
+// QueueDepth is how many sessions wait for a run slot; Running how many
+// have one (provisioning or running a turn).
+func (r *Runner) QueueDepth() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+func (r *Runner) Running() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.runningBy {
+		n += c
+	}
+	return n
+}
+
 // SessionSprite is the session's sprite, for reading its files; a 410
 // when it no longer exists (or never did).
 func (r *Runner) SessionSprite(ctx context.Context, sess *store.Session) (sprite.Sprite, error) {
@@ -712,7 +739,10 @@ func (r *Runner) runJob(ctx context.Context, id string, intr <-chan struct{}) {
 	var prep *prepared // nil: the turn looks the sprite up itself
 	if sess.ProvisionState != store.ProvisionDone {
 		var ok bool
-		if prep, ok = r.provision(ctx, sess); !ok {
+		start := time.Now()
+		prep, ok = r.provision(ctx, sess)
+		metrics.ProvisionSeconds.WithLabelValues(outcome(ok)).Observe(time.Since(start).Seconds())
+		if !ok {
 			return
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aod/aod/internal/metrics"
 	"github.com/aod/aod/runner/internal/cmdout"
 	"github.com/aod/aod/runner/runtimes"
 	"github.com/aod/aod/runner/sprite"
@@ -42,7 +43,9 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 		return // no longer pending, e.g. terminated
 	}
 	r.appendStage(id, stageRuntimeStart, store.StageStarted, nil, "")
+	began := time.Now()
 	res, how := r.execTurn(ctx, sess, turn, prep, intr)
+	metrics.TurnSeconds.WithLabelValues(turnOutcome(res, how)).Observe(time.Since(began).Seconds())
 	if how == endedCancel && errors.Is(context.Cause(ctx), errShutdown) {
 		if err := r.db.FailSession(dbctx, id, reasonShutdown); err != nil {
 			r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
@@ -63,6 +66,22 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 		attrs = append(attrs, "error", res.Error)
 	}
 	r.log.Info("turn ended", attrs...)
+}
+
+// turnOutcome labels a turn's duration: completed, failed, interrupted,
+// timed out or killed (terminate, delete, shutdown).
+func turnOutcome(res store.TurnResult, how ending) string {
+	switch {
+	case res.Interrupted:
+		return "interrupted"
+	case how == endedTimeout:
+		return "timeout"
+	case how == endedCancel:
+		return "killed"
+	case res.ExitCode != nil && *res.ExitCode == 0 && res.Error == "":
+		return "completed"
+	}
+	return "failed"
 }
 
 // execTurn runs the runtime's command for one turn, streaming its output

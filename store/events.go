@@ -87,7 +87,30 @@ func (db *DB) AppendEvents(ctx context.Context, sessionID string, events []Event
 		return err
 	}
 	db.notify.bump(sessionID)
+	db.appended.Add(int64(len(events)))
 	return nil
+}
+
+// EventsAppended counts the log rows this process has stored.
+func (db *DB) EventsAppended() int64 { return db.appended.Load() }
+
+// SessionCounts is how many sessions there are in each status.
+func (db *DB) SessionCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT status, count(*) FROM sessions GROUP BY status`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
 }
 
 // Events reads up to limit rows of a session's log with id > after, in id

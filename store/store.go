@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the cgo-free "sqlite" driver
@@ -38,6 +39,8 @@ type DB struct {
 	crypt  *cipherBox
 	now    func() time.Time
 	notify notifier
+	// appended counts the log rows stored since Open (a metric).
+	appended atomic.Int64
 }
 
 // Options tune Open. The zero value is what `aod serve` uses.
