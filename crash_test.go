@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -408,4 +411,89 @@ func TestMetricsScrape(t *testing.T) {
 	is.NoErr(err)
 	res.Body.Close()
 	is.Equal(res.StatusCode, http.StatusNotFound) // not on the public API's listener
+}
+
+// cutOnce is a TCP proxy to addr that cuts the first connection asking
+// for an event stream after limit bytes of the answer; everything else
+// passes whole.
+func cutOnce(t *testing.T, addr string, limit int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var cut atomic.Bool
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				line, _ := br.Peek(64)
+				first := bytes.Contains(line, []byte("/stream")) && cut.CompareAndSwap(false, true)
+				up, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, br)
+				if first {
+					io.CopyN(c, up, limit)
+					return // cut
+				}
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// aod run against a real server: it streams the session's output, shows
+// stages on stderr, resumes after a dropped connection without losing or
+// repeating anything, and exits with the turn's exit code.
+func TestClientRun(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, dataDir, "--sandbox", "none")
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "runner")
+	is.NoErr(err)
+	token := lastLine(out)
+	srv.api.MustCreate("/agents", token, map[string]any{"name": "sh", "runtime": "shell", "model": "local/shell"})
+
+	var want strings.Builder
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	run := func(url string, args ...string) (string, string, int) {
+		cmd := exec.Command(aodBinary(t), append([]string{"run", "--agent", "sh"}, args...)...)
+		cmd.Env = append(os.Environ(), "AOD_API_URL="+url, "AOD_API_TOKEN="+token)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	stdout, stderr, code := run(srv.base, "for i in $(seq 1 30); do echo line $i; sleep 0.02; done; exit 3")
+	is.Equal(code, 3)                                        // the turn's exit code
+	is.Equal(stdout, want.String())                          // its output
+	is.True(strings.Contains(stderr, "create_sprite: done")) // stages on stderr (see stderr)
+
+	proxy := cutOnce(t, strings.TrimPrefix(srv.base, "http://"), 1200)
+	stdout, stderr, code = run(proxy, "for i in $(seq 1 30); do echo line $i; sleep 0.02; done")
+	is.Equal(code, 0)                                       // a clean exit
+	is.True(strings.Contains(stderr, "stream interrupted")) // the connection was cut (see stderr)
+	is.Equal(stdout, want.String())                         // and the output came whole, once
+
+	_, stderr, code = run(srv.base+"/nowhere-", "true")
+	is.True(code != 0) // a wrong server is an error
+	_ = stderr
 }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,8 +42,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "aod:", err)
-		os.Exit(1)
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.Code // aod run: the turn's exit code
+		}
+		if err.Error() != "" {
+			fmt.Fprintln(os.Stderr, "aod:", err)
+		}
+		os.Exit(code)
 	}
 }
 
@@ -87,6 +95,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.AddCommand(userCmd(openStore, stdout))
 	root.AddCommand(fakeModelCmd(getenv, stdout, stderr))
 	root.AddCommand(environmentsCmd(&dataDir, stdout))
+	root.AddCommand(runCmd(getenv, stdout, stderr))
+	root.AddCommand(sessionsCmd(getenv, stdout, stderr))
 	root.AddCommand(&cobra.Command{
 		Use:   "backup DEST_DIR",
 		Short: "Write a consistent copy of the database and the key file (safe while the server runs)",
