@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -496,4 +497,38 @@ func TestClientRun(t *testing.T) {
 	_, stderr, code = run(srv.base+"/nowhere-", "true")
 	is.True(code != 0) // a wrong server is an error
 	_ = stderr
+}
+
+// Webhook deliveries are stored before they are sent: one that an
+// endpoint refused before the server stopped is retried by the next
+// server on the same data dir.
+func TestWebhookRetriesAcrossRestart(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	var up atomic.Bool
+	var got atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		got.Add(1)
+	}))
+	t.Cleanup(hook.Close)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, dataDir, "--sandbox", "none", "--egress-allow", "127.0.0.1")
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "hooks")
+	is.NoErr(err)
+	token := lastLine(out)
+	status, _ := srv.call("POST", "/webhooks", token, map[string]any{"url": hook.URL, "events": []string{"session.completed"}})
+	is.Equal(status, http.StatusCreated)
+	id := srv.api.StartSession(token, apitest.SessionBody(srv.api.ShellAgent(token), "true"))
+	srv.api.WaitStatus(token, id, "completed")
+	time.Sleep(time.Second) // the first attempt is refused
+	is.Equal(got.Load(), int32(0))
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	srv.cmd.Wait()
+	up.Store(true)
+	startServer(t, dataDir, "--sandbox", "none", "--egress-allow", "127.0.0.1")
+	is.True(testkit.Eventually(30*time.Second, func() bool { return got.Load() == 1 })) // the next server delivers it
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/internal/metrics"
 	"github.com/aod/aod/runner"
+	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/runner/local"
 	"github.com/aod/aod/server"
 	"github.com/aod/aod/sessions"
@@ -431,6 +432,19 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 			"open_files", nofile.Cur, "max_streams", o.maxStreams)
 	}
 	trusted, _ := parsePrefixes(o.trustedProxies) // checked before serve
+	var allow []egress.Rule
+	for _, s := range o.egressAllow {
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			r, err := egress.ParseRule(part)
+			if err != nil {
+				return fmt.Errorf("--egress-allow %q: %w", part, err)
+			}
+			allow = append(allow, r)
+		}
+	}
 	streams := sse.NewHub(db, sse.Config{Heartbeat: o.heartbeat, Stale: o.staleAfter, WriteTimeout: o.streamWriteTimeout,
 		MaxPerUser: noLimit(o.maxStreamsPerUser), MaxTotal: noLimit(o.maxStreams), Logger: logger})
 	pages, err := ui.New(db, sess, ui.Config{
@@ -457,7 +471,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 	srv := &http.Server{
 		Handler: server.New(db, sess, server.Config{
 			Limits:  run.Limits(),
-			Version: versionString(), Logger: logger, Streams: streams, UI: pages, MaxDownload: int64(o.maxDownload),
+			Version: versionString(), Logger: logger, Streams: streams, UI: pages, MaxDownload: int64(o.maxDownload), EgressAllow: allow,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -474,6 +488,9 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		defer stop()
 		fmt.Fprintf(stdout, "metrics at http://%s/metrics\n", addr)
 	}
+	hooksCtx, stopHooks := context.WithCancel(context.Background())
+	defer stopHooks()
+	go (&server.Dispatcher{DB: db, Allow: allow, Log: logger}).Run(hooksCtx)
 	errc := make(chan error, 1)
 	serving = true
 	go func() { errc <- srv.Serve(ln) }()

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
@@ -29,6 +30,9 @@ type Config struct {
 	// Streams runs the SSE streams (shared with the UI's; nil: a hub of
 	// its own with the defaults).
 	Streams *sse.Hub
+	// EgressAllow is the operator's --egress-allow rules, which webhook
+	// targets obey as sprites do.
+	EgressAllow []egress.Rule
 	// MaxDownload is the largest file the files API serves (0: the
 	// default, DefaultMaxDownload).
 	MaxDownload int64

@@ -478,7 +478,7 @@ func (db *DB) TerminateSession(ctx context.Context, userID, id string) (*Session
 			return err
 		}
 		s.Status, s.UpdatedAt = StatusTerminated, tx.Now
-		return nil
+		return enqueueWebhooks(ctx, tx, id, EventSessionTerminated)
 	})
 	if err == nil {
 		db.notify.bump(id)

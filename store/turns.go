@@ -120,7 +120,7 @@ func (db *DB) StartTurn(ctx context.Context, id string, turn int) (bool, error) 
 			return err
 		}
 		started = true
-		return nil
+		return enqueueWebhooks(ctx, tx, id, EventSessionRunning)
 	})
 	if started || ended {
 		db.notify.bump(id)
@@ -188,6 +188,15 @@ func finishTx(ctx context.Context, tx *Tx, id string, turn *int, status string, 
 	if err := endSession(ctx, tx, id, status, r); err != nil {
 		return err
 	}
+	var now string
+	if err := tx.QueryRowContext(ctx, `SELECT status FROM sessions WHERE id = ?`, id).Scan(&now); err != nil {
+		return err
+	}
+	if now == status { // not terminated meanwhile (terminate told its own)
+		if err := enqueueWebhooks(ctx, tx, id, webhookEventFor(status)); err != nil {
+			return err
+		}
+	}
 	return checkBudget(ctx, tx, id)
 }
 
@@ -203,9 +212,15 @@ func checkBudget(ctx context.Context, tx *Tx, id string) error {
 		return err
 	}
 	if total >= budget.Float64 {
-		_, err = tx.ExecContext(ctx, `UPDATE sessions SET budget_exhausted = 1 WHERE id = ?`, id)
+		res, err := tx.ExecContext(ctx, `UPDATE sessions SET budget_exhausted = 1 WHERE id = ? AND budget_exhausted = 0`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return enqueueWebhooks(ctx, tx, id, EventSessionBudgetReached)
+		}
 	}
-	return err
+	return nil
 }
 
 // endTurns records the end of the given turn, or of every pending or

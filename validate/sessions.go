@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"regexp"
 	"strings"
@@ -276,4 +277,44 @@ func APIKeyInput(o *Object) (name string, expiresIn int64, err error) {
 	name = o.str("name", store.MaxKeyNameLen)
 	expiresIn, _ = o.integer("expires_in", false, minKeyLifetime, maxKeyLifetime)
 	return name, expiresIn, o.Err()
+}
+
+// Webhook is a validated POST /webhooks.
+type Webhook struct {
+	URL         string
+	Events      []string
+	Description string
+}
+
+// Bounds of a webhook's fields.
+const (
+	maxWebhookURL         = 2048
+	maxWebhookDescription = 500
+)
+
+// WebhookInput validates POST /webhooks: url (required, http or https with a
+// host), events (optional, known event types; default all) and
+// description (optional).
+func WebhookInput(o *Object) (Webhook, error) {
+	in := Webhook{URL: o.str("url", maxWebhookURL)}
+	if d := o.optStr("description", maxWebhookDescription); d != nil {
+		in.Description = *d
+	}
+	if list, ok := o.list("events"); ok {
+		for i, v := range list {
+			s, isStr := v.(string)
+			if !isStr || !store.ValidWebhookEvent(s) {
+				o.valueError([]any{"events", i}, v, "event must be one of: %s", strings.Join(store.WebhookEvents, ", "))
+				continue
+			}
+			in.Events = append(in.Events, s)
+		}
+	}
+	if in.URL != "" {
+		u, err := url.Parse(in.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			o.valueError([]any{"url"}, in.URL, "url must be an http or https URL with a host and no credentials")
+		}
+	}
+	return in, o.Err()
 }

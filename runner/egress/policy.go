@@ -459,3 +459,17 @@ func NormalHost(h string) string {
 	}
 	return canonicalPattern(strings.Trim(h, "[]"))
 }
+
+// AddressRefusal says why aod itself may not connect to address a, which
+// host resolved to, on a user's behalf (a webhook), "" when it may: the
+// rule sprites' egress follows, with the operator's --egress-allow rules
+// (a rule naming host, or a range holding a) as the only exceptions.
+func AddressRefusal(operator []Rule, host string, a netip.Addr) string {
+	host = NormalHost(host)
+	for _, r := range operator {
+		if r.host != "" && r.host == host {
+			return ""
+		}
+	}
+	return newChecker(Policy{Operator: operator}).addrProblem(a, nil)
+}

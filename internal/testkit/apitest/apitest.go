@@ -142,7 +142,16 @@ func Start(t testing.TB, o Options) (*Server, error) {
 	streams := sse.NewHub(db, sse.Config{Heartbeat: o.Heartbeat, Stale: o.Stale, WriteTimeout: o.StreamWriteTimeout,
 		MaxPerUser: o.MaxStreamsPerUser, MaxTotal: o.MaxStreams})
 	s.Streams = streams
-	cfg := server.Config{Version: "test", Streams: streams, Logger: logger}
+	var allow []egress.Rule
+	for _, a := range o.EgressAllow {
+		r, err := egress.ParseRule(a)
+		if err != nil {
+			t.Fatalf("egress rule %q: %v", a, err)
+		}
+		allow = append(allow, r)
+	}
+	cfg := server.Config{Version: "test", Streams: streams, Logger: logger, EgressAllow: allow}
+
 	if o.UI != nil {
 		uc := *o.UI
 		uc.Streams, uc.Logger = streams, logger
@@ -164,6 +173,15 @@ func Start(t testing.TB, o Options) (*Server, error) {
 		}
 		db.Close()
 	})
+	// Webhook deliveries go out while the server runs (stopped before the
+	// store closes: cleanups run last first).
+	hooksCtx, stopHooks := context.WithCancel(context.Background())
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		(&server.Dispatcher{DB: db, Allow: allow, Log: logger, Every: 50 * time.Millisecond}).Run(hooksCtx)
+	}()
+	t.Cleanup(func() { stopHooks(); <-hooksDone })
 	s.Client = &Client{t: t, URL: ts.URL, HTTP: ts.Client()}
 	return s, nil
 }
