@@ -197,10 +197,12 @@ func TestServeStopsOnCancel(t *testing.T) {
 	is.Equal(res.StatusCode, 200) // and is healthy
 
 	cancel()
+	stopping := time.Now()
 	select {
 	case err := <-done:
 		is.NoErr(err) // a signal shuts the server down cleanly
-	case <-time.After(15 * time.Second):
+		t.Logf("serve stopped %s after cancel", time.Since(stopping).Round(time.Millisecond))
+	case <-time.After(60 * time.Second): // a hang guard, not a latency check: a loaded machine is slow to tear sprites down
 		t.Fatal("serve did not stop after cancel")
 	}
 }
