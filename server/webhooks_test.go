@@ -106,7 +106,17 @@ func TestWebhooks(t *testing.T) {
 	}
 	is.True(types["session.running"] && types["session.completed"]) // the events asked for
 
-	dl := a.Do("GET", "/webhooks/"+id+"/deliveries", tok, nil).Data()
+	var dl []any
+	settled := testkit.Eventually(10*time.Second, func() bool { // the attempt is recorded just after the answer
+		dl = a.Do("GET", "/webhooks/"+id+"/deliveries", tok, nil).Data()
+		for _, d := range dl {
+			if d.(map[string]any)["status"] != "succeeded" {
+				return false
+			}
+		}
+		return len(dl) == 2
+	})
+	is.True(settled)     // both recorded as delivered
 	is.Equal(len(dl), 2) // both listed
 	retried := false
 	for _, d := range dl {
