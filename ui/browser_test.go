@@ -196,23 +196,9 @@ func TestBrowserStreamRetriesAfterTheLimit(t *testing.T) {
 	st := testkit.Connect(t, held, srv.URL+"/sessions/"+id+"/stream", map[string]string{"Authorization": "Bearer " + tok})
 	is.Equal(st.Next(t).Event().Type, "start") // the user's one stream is taken
 
-	browserTmp := t.TempDir()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Env("TMPDIR="+browserTmp), chromedp.UserDataDir(filepath.Join(browserTmp, "profile")),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("no-first-run", true),
-	)...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	bctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancelTimeout()
+	bctx := browser(t, chrome)
 	is.NoErr(chromedp.Run(bctx,
-		chromedp.Navigate(srv.URL+"/ui/login"),
-		chromedp.SendKeys("#id_username", "grace", chromedp.ByQuery),
-		chromedp.SendKeys("#id_password", "correct horse battery", chromedp.ByQuery),
-		chromedp.Click(`form[action="/ui/login"] button[type=submit]`, chromedp.ByQuery),
-		chromedp.WaitVisible("main", chromedp.ByQuery),
+		logIn(srv.URL, "grace"),
 		chromedp.Navigate(srv.URL+"/ui/sessions/"+id),
 		chromedp.WaitVisible("pre.logs", chromedp.ByQuery),
 	)) // log in, open the session's page
@@ -239,23 +225,9 @@ func TestBrowserFollowUpOpensWhenTheTurnEnds(t *testing.T) {
 	is.NoErr(err)
 	tok := srv.Token("hopper")
 	id := srv.StartSession(tok, apitest.SessionBody(srv.ShellAgent(tok), "echo started; exec sleep 600"))
-	browserTmp := t.TempDir()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Env("TMPDIR="+browserTmp), chromedp.UserDataDir(filepath.Join(browserTmp, "profile")),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("no-first-run", true),
-	)...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	bctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancelTimeout()
+	bctx := browser(t, chrome)
 	is.NoErr(chromedp.Run(bctx,
-		chromedp.Navigate(srv.URL+"/ui/login"),
-		chromedp.SendKeys("#id_username", "hopper", chromedp.ByQuery),
-		chromedp.SendKeys("#id_password", "correct horse battery", chromedp.ByQuery),
-		chromedp.Click(`form[action="/ui/login"] button[type=submit]`, chromedp.ByQuery),
-		chromedp.WaitVisible("main", chromedp.ByQuery),
+		logIn(srv.URL, "hopper"),
 		chromedp.Navigate(srv.URL+"/ui/sessions/"+id),
 		chromedp.Poll(`document.querySelector("pre.logs").textContent.includes("started")`, nil, chromedp.WithPollingTimeout(60*time.Second)),
 		chromedp.Evaluate(`window.__noReload = 1`, nil),
@@ -274,4 +246,33 @@ func TestBrowserFollowUpOpensWhenTheTurnEnds(t *testing.T) {
 	var status string
 	is.NoErr(chromedp.Run(bctx, chromedp.Text("#session-status", &status, chromedp.ByQuery)))
 	is.Equal(strings.TrimSpace(status), "completed") // the session's real status, not a guess from the exit code
+}
+
+// browser starts Chromium for a test (its profile and temporary files in
+// the test's temp dir), stopped when the test ends; every step is bounded
+// by two minutes in all.
+func browser(t *testing.T, chrome string) context.Context {
+	t.Helper()
+	tmp := t.TempDir()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Env("TMPDIR="+tmp), chromedp.UserDataDir(filepath.Join(tmp, "profile")),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("no-first-run", true),
+	)...)
+	bctx, cancelBrowser := chromedp.NewContext(alloc)
+	bctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancelBrowser(); cancelAlloc() })
+	return bctx
+}
+
+// logIn signs a user in through the login form (password "correct horse
+// battery").
+func logIn(base, user string) chromedp.Action {
+	return chromedp.Tasks{
+		chromedp.Navigate(base + "/ui/login"),
+		chromedp.SendKeys("#id_username", user, chromedp.ByQuery),
+		chromedp.SendKeys("#id_password", "correct horse battery", chromedp.ByQuery),
+		chromedp.Click(`form[action="/ui/login"] button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("main", chromedp.ByQuery),
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/aod/aod/runner/sprite"
 	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/store"
 	"github.com/julienschmidt/httprouter"
@@ -34,25 +35,27 @@ type diffPage struct {
 // maxDiffPage bounds the diff a page shows.
 const maxDiffPage = 1 << 20
 
-func (u *UI) sessionForFiles(r *http.Request, ps httprouter.Params, s *session) (*store.Session, string, error) {
+// spriteFor reads a files request: the user's session, its sprite, and
+// the sprite path asked for.
+func (u *UI) spriteFor(r *http.Request, ps httprouter.Params, s *session) (*store.Session, sprite.Sprite, string, error) {
 	id, err := pathID(ps, "Session")
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	sess, err := u.db.GetSession(r.Context(), s.User.ID, id)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	p, err := sessions.SpritePath(r.URL.Query().Get("path"))
-	return sess, p, err
+	if err != nil {
+		return nil, nil, "", err
+	}
+	sp, err := u.sess.Sprite(r.Context(), s.User.ID, sess.ID)
+	return sess, sp, p, err
 }
 
 func (u *UI) handleSessionFiles(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	sess, p, err := u.sessionForFiles(r, ps, s)
-	if err != nil {
-		return err
-	}
-	sp, err := u.sess.Sprite(r.Context(), s.User.ID, sess.ID)
+	sess, sp, p, err := u.spriteFor(r, ps, s)
 	if err != nil {
 		return err
 	}
@@ -79,11 +82,7 @@ func (u *UI) handleSessionFiles(w http.ResponseWriter, r *http.Request, ps httpr
 }
 
 func (u *UI) handleSessionFileContent(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	sess, p, err := u.sessionForFiles(r, ps, s)
-	if err != nil {
-		return err
-	}
-	sp, err := u.sess.Sprite(r.Context(), s.User.ID, sess.ID)
+	_, sp, p, err := u.spriteFor(r, ps, s)
 	if err != nil {
 		return err
 	}
@@ -91,11 +90,7 @@ func (u *UI) handleSessionFileContent(w http.ResponseWriter, r *http.Request, ps
 }
 
 func (u *UI) handleSessionArchive(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	sess, p, err := u.sessionForFiles(r, ps, s)
-	if err != nil {
-		return err
-	}
-	sp, err := u.sess.Sprite(r.Context(), s.User.ID, sess.ID)
+	sess, sp, p, err := u.spriteFor(r, ps, s)
 	if err != nil {
 		return err
 	}
