@@ -381,3 +381,60 @@ func sessionsCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Co
 	cmd.AddCommand(prompt)
 	return cmd
 }
+
+// agentsCmd is the client's view of agents.
+func agentsCmd(getenv func(string) string, stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "agents", Short: "Work with an aod server's agents (over HTTP)"}
+	client := clientFlags(cmd, getenv)
+	show := func(ctx context.Context, method, path string, body any) error {
+		c, err := client()
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := c.call(ctx, method, path, body, &out); err != nil {
+			return err
+		}
+		var pretty bytes.Buffer
+		json.Indent(&pretty, out, "", "  ")
+		fmt.Fprintln(stdout, pretty.String())
+		return nil
+	}
+	get := &cobra.Command{Use: "get NAME|ID", Short: "Show an agent", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			id, err := c.agentID(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			return show(cmd.Context(), "GET", "/agents/"+id, nil)
+		}}
+	var runtime, model, system, environment string
+	create := &cobra.Command{Use: "create NAME --runtime R [--model M] [--system TEXT] [--environment ID]", Short: "Create an agent",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			body := map[string]any{"name": a[0], "runtime": runtime}
+			if model != "" {
+				body["model"] = model
+			}
+			if system != "" {
+				body["system"] = system
+			}
+			if environment != "" {
+				body["environment_id"] = environment
+			}
+			return show(cmd.Context(), "POST", "/agents", body)
+		}}
+	create.Flags().StringVar(&runtime, "runtime", "", "claude, codex, opencode, gemini or shell")
+	create.Flags().StringVar(&model, "model", "", "provider/model, e.g. anthropic/claude-sonnet-4-6")
+	create.Flags().StringVar(&system, "system", "", "the system prompt")
+	create.Flags().StringVar(&environment, "environment", "", "a default environment id")
+	cmd.AddCommand(
+		&cobra.Command{Use: "list", Short: "List your agents", Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return show(cmd.Context(), "GET", "/agents", nil) }},
+		get, create)
+	return cmd
+}

@@ -497,6 +497,22 @@ func TestClientRun(t *testing.T) {
 	_, stderr, code = run(srv.base+"/nowhere-", "true")
 	is.True(code != 0) // a wrong server is an error
 	_ = stderr
+
+	client := func(args ...string) (string, error) {
+		cmd := exec.Command(aodBinary(t), args...)
+		cmd.Env = append(os.Environ(), "AOD_API_URL="+srv.base, "AOD_API_TOKEN="+token)
+		b, err := cmd.Output()
+		return string(b), err
+	}
+	out, err = client("agents", "create", "helper", "--runtime", "shell", "--model", "local/shell")
+	is.NoErr(err)                                      // aod agents create
+	is.True(strings.Contains(out, `"name": "helper"`)) // prints the agent
+	out, err = client("agents", "get", "helper")
+	is.NoErr(err) // by name
+	is.True(strings.Contains(out, `"runtime": "shell"`))
+	out, err = client("sessions", "list")
+	is.NoErr(err)                                // aod sessions list
+	is.True(strings.Count(out, `"status"`) >= 2) // the two runs' sessions
 }
 
 // Webhook deliveries are stored before they are sent: one that an

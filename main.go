@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.AddCommand(environmentsCmd(&dataDir, stdout))
 	root.AddCommand(runCmd(getenv, stdout, stderr))
 	root.AddCommand(sessionsCmd(getenv, stdout, stderr))
+	root.AddCommand(agentsCmd(getenv, stdout))
 	root.AddCommand(&cobra.Command{
 		Use:   "backup DEST_DIR",
 		Short: "Write a consistent copy of the database and the key file (safe while the server runs)",
