@@ -38,11 +38,7 @@ const maxDiffPage = 1 << 20
 // spriteFor reads a files request: the user's session, its sprite, and
 // the sprite path asked for.
 func (u *UI) spriteFor(r *http.Request, ps httprouter.Params, s *session) (*store.Session, sprite.Sprite, string, error) {
-	id, err := pathID(ps, "Session")
-	if err != nil {
-		return nil, nil, "", err
-	}
-	sess, err := u.db.GetSession(r.Context(), s.User.ID, id)
+	sess, err := u.ownSession(r, ps, s)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -114,14 +110,11 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (u *UI) handleSessionDiff(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	id, err := pathID(ps, "Session")
+	sess, err := u.ownSession(r, ps, s)
 	if err != nil {
 		return err
 	}
-	sess, err := u.db.GetSession(r.Context(), s.User.ID, id)
-	if err != nil {
-		return err
-	}
+	id := sess.ID
 	if r.URL.Query().Get("download") != "" {
 		return u.sess.ServeDiff(w, r, s.User.ID, id)
 	}

@@ -77,14 +77,11 @@ type sessionPage struct {
 const maxRenderedRows = 20000
 
 func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	id, err := pathID(ps, "Session")
+	sess, err := u.ownSession(r, ps, s)
 	if err != nil {
 		return err
 	}
-	sess, err := u.db.GetSession(r.Context(), s.User.ID, id)
-	if err != nil {
-		return err
-	}
+	id := sess.ID
 	if err := u.db.AttachUsage(r.Context(), sess); err != nil {
 		return err
 	}
@@ -235,13 +232,11 @@ func stageText(e *store.Event) string {
 }
 
 func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	id, err := pathID(ps, "Session")
+	sess, err := u.ownSession(r, ps, s)
 	if err != nil {
 		return err
 	}
-	if _, err := u.db.GetSession(r.Context(), s.User.ID, id); err != nil {
-		return err
-	}
+	id := sess.ID
 	back := "/ui/sessions/" + id
 	if err := u.sess.CheckPromptable(r.Context(), s.User.ID, id); err != nil {
 		return u.refuse(w, r, back, err)
@@ -261,11 +256,7 @@ func (u *UI) handleSessionPrompt(w http.ResponseWriter, r *http.Request, ps http
 // handleSessionState is the session's status and exit code as JSON, for
 // the page's script once a turn has ended.
 func (u *UI) handleSessionState(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	id, err := pathID(ps, "Session")
-	if err != nil {
-		return err
-	}
-	sess, err := u.db.GetSession(r.Context(), s.User.ID, id)
+	sess, err := u.ownSession(r, ps, s)
 	if err != nil {
 		return err
 	}
@@ -289,13 +280,11 @@ func (u *UI) handleSessionTerminate(w http.ResponseWriter, r *http.Request, ps h
 // goes back to the page saying how it went.
 func (u *UI) sessionAction(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session,
 	act func(ctx context.Context, userID, id string) (*store.Session, error), done string) error {
-	id, err := pathID(ps, "Session")
+	sess, err := u.ownSession(r, ps, s)
 	if err != nil {
 		return err
 	}
-	if _, err := u.db.GetSession(r.Context(), s.User.ID, id); err != nil {
-		return err
-	}
+	id := sess.ID
 	back := "/ui/sessions/" + id
 	if _, err := act(r.Context(), s.User.ID, id); err != nil {
 		return u.refuse(w, r, back, err)
@@ -308,13 +297,11 @@ func (u *UI) sessionAction(w http.ResponseWriter, r *http.Request, ps httprouter
 // EventSource: same origin, authenticated by the login cookie, so no API
 // token ever reaches the browser.
 func (u *UI) handleSessionStream(w http.ResponseWriter, r *http.Request, ps httprouter.Params, s *session) error {
-	id, err := pathID(ps, "Session")
+	sess, err := u.ownSession(r, ps, s)
 	if err != nil {
 		return err
 	}
-	if _, err := u.db.GetSession(r.Context(), s.User.ID, id); err != nil {
-		return err
-	}
+	id := sess.ID
 	cursor, err := sse.ParseCursor(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -327,4 +314,14 @@ func (u *UI) handleSessionStream(w http.ResponseWriter, r *http.Request, ps http
 		u.log.Warn("ui: stream ended with an error", "session", id, "err", err)
 	}
 	return nil
+}
+
+// ownSession is the session the request's path names, the user's own
+// (another user's, or a malformed id, is a 404).
+func (u *UI) ownSession(r *http.Request, ps httprouter.Params, s *session) (*store.Session, error) {
+	id, err := pathID(ps, "Session")
+	if err != nil {
+		return nil, err
+	}
+	return u.db.GetSession(r.Context(), s.User.ID, id)
 }
