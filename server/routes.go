@@ -72,6 +72,7 @@ func (s *Server) routes() *httprouter.Router {
 	r.GET("/api-keys", s.authed(s.handleAPIKeyList))
 	r.POST("/api-keys", s.authed(s.handleAPIKeyCreate))
 	r.POST("/api-keys/:prefix/revoke", s.authed(s.handleAPIKeyRevoke))
+	r.POST("/admin/api-keys", s.authed(s.handleAdminAPIKeyCreate))
 	r.POST("/sessions/:id/interrupt", s.authed(s.handleSessionInterrupt))
 	r.GET("/sessions/:id/files", s.authed(s.handleSessionFiles))
 	r.GET("/sessions/:id/files/content", s.authed(s.handleSessionFileContent))
