@@ -529,9 +529,15 @@ func tokenCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writ
 
 	var user, name string
 	var expiresIn time.Duration
+	var admin bool
 	create := &cobra.Command{
-		Use:   "create --user NAME [--name LABEL] [--expires-in DURATION]",
+		Use:   "create --user NAME [--name LABEL] [--expires-in DURATION] [--admin]",
 		Short: "Create an API token (and the user, if new); the token is the last line printed",
+		Long: `Create an API token (and the user, if new); the token is the last line printed.
+
+With --admin the token is an operator key: besides acting as its user, it
+may create users and their keys over HTTP (POST /admin/api-keys), so a
+dashboard can hold one key per person. Only this command makes one.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := openStore(cmd.Context())
@@ -548,11 +554,15 @@ func tokenCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writ
 				t := time.Now().Add(expiresIn)
 				exp = &t
 			}
-			k, raw, err := db.CreateAPIKey(cmd.Context(), u.ID, name, exp)
+			create, kind := db.CreateAPIKey, "token"
+			if admin {
+				create, kind = db.CreateOperatorKey, "operator token"
+			}
+			k, raw, err := create(cmd.Context(), u.ID, name, exp)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "created token %s… for user %s (shown once; store it now)\n", k.Prefix, u.Username)
+			fmt.Fprintf(stdout, "created %s %s… for user %s (shown once; store it now)\n", kind, k.Prefix, u.Username)
 			fmt.Fprintln(stdout, raw)
 			return nil
 		},
@@ -560,6 +570,7 @@ func tokenCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writ
 	create.Flags().StringVar(&user, "user", "", "username (created if it does not exist)")
 	create.Flags().StringVar(&name, "name", "", "label for the token")
 	create.Flags().DurationVar(&expiresIn, "expires-in", 0, "token lifetime, e.g. 720h (default: never expires)")
+	create.Flags().BoolVar(&admin, "admin", false, "make an operator key, which may also create users and their keys (POST /admin/api-keys)")
 	create.MarkFlagRequired("user")
 
 	var listUser string
@@ -593,6 +604,9 @@ func tokenCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writ
 					if k.Active && !time.Now().Before(*k.ExpiresAt) {
 						status = "expired"
 					}
+				}
+				if k.Admin {
+					status += ", operator"
 				}
 				fmt.Fprintf(tw, "%s…\t%s\t%s\t%s\t%s\n", k.Prefix, k.Name, status, store.FormatTime(k.CreatedAt), expires)
 			}

@@ -269,3 +269,57 @@ func TestEnvironmentsGC(t *testing.T) {
 	_, err = os.Stat(nowhere)
 	is.True(os.IsNotExist(err)) // and nothing is made there
 }
+
+// An operator key made on the server's shell creates a user and a key for
+// them over HTTP; the new key acts as that user and is not an operator's;
+// an ordinary key is refused the route.
+func TestOperatorKeyCreatesUsersKeys(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	env := map[string]string{"AOD_DATA_DIR": dir, "AOD_LISTEN": "127.0.0.1:0", "AOD_MIN_FREE_DISK": "0"}
+	base := serveTest(t, env)
+	out, err := cli(t, env, "token", "create", "--user", "ops", "--admin")
+	is.NoErr(err)                                    // token create --admin
+	is.True(strings.Contains(out, "operator token")) // says what it made
+	operator := lastLine(out)
+	out, err = cli(t, env, "token", "create", "--user", "ann")
+	is.NoErr(err)
+	plain := lastLine(out)
+	out, err = cli(t, env, "token", "list", "--user", "ops")
+	is.NoErr(err)
+	is.True(strings.Contains(out, "active, operator")) // the list tells an operator key apart
+
+	post := func(token, body string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", base+"/admin/api-keys", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		is.NoErr(err)
+		defer res.Body.Close()
+		var m map[string]any
+		json.NewDecoder(res.Body).Decode(&m)
+		return res.StatusCode, m
+	}
+	code, m := post(plain, `{"user":"carol","name":"dashboard"}`)
+	is.Equal(code, http.StatusForbidden) // an ordinary key may not
+	is.True(strings.Contains(m["detail"].(string), "operator key"))
+	code, m = post(operator, `{"user":"carol","name":"dashboard"}`)
+	is.Equal(code, http.StatusCreated) // the operator's may
+	is.Equal(m["user"], "carol")       // for carol, created now
+	is.Equal(m["admin"], false)        // an ordinary key
+	token, _ := m["token"].(string)
+	code, _ = post(operator, `{"user":"bad name!"}`)
+	is.Equal(code, http.StatusUnprocessableEntity) // a username is validated
+
+	req, _ := http.NewRequest("POST", base+"/agents", strings.NewReader(`{"name":"mine","model":"anthropic/claude-sonnet-4-6","runtime":"claude"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	is.NoErr(err)
+	res.Body.Close()
+	is.Equal(res.StatusCode, http.StatusCreated) // carol's key works
+	code, _ = post(token, `{"user":"dave"}`)
+	is.Equal(code, http.StatusForbidden) // and cannot mint keys itself
+	out, err = cli(t, env, "token", "list", "--user", "carol")
+	is.NoErr(err)
+	is.True(strings.Contains(out, "dashboard")) // carol's key is hers, listed on the server
+}

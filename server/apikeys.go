@@ -20,12 +20,13 @@ type apiKeyJSON struct {
 	CreatedAt string  `json:"created_at"`
 	ExpiresAt *string `json:"expires_at"`
 	RevokedAt *string `json:"revoked_at"`
+	Admin     bool    `json:"admin"`           // an operator key (see handleAdminAPIKeyCreate)
 	Token     string  `json:"token,omitempty"` // only when created
 }
 
 func apiKeyOut(k *store.APIKey) apiKeyJSON {
 	out := apiKeyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: store.FormatTime(k.CreatedAt),
-		ExpiresAt: timePtr(k.ExpiresAt), RevokedAt: timePtr(k.RevokedAt)}
+		ExpiresAt: timePtr(k.ExpiresAt), RevokedAt: timePtr(k.RevokedAt), Admin: k.Admin}
 	if !k.Active && out.RevokedAt == nil {
 		// Revoked before revocation times were kept.
 		out.RevokedAt = &out.CreatedAt

@@ -1685,3 +1685,34 @@ func TestAPIKeysOverHTTP(t *testing.T) {
 	is.Equal(a.Do("POST", "/api-keys", tok, map[string]any{"name": "x", "expires_in": 5}).Status, http.StatusUnprocessableEntity) // a lifetime too short
 	is.Equal(a.Do("GET", "/api-keys", "", nil).Status, http.StatusUnauthorized)                                                   // only with a token
 }
+
+// POST /admin/api-keys: an operator key creates a user (if new) and a key
+// for them; an ordinary key gets 403; the body is validated.
+func TestOperatorAPIKeys(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := apitest.New(t, recording)
+	ops, err := a.DB.EnsureUser(context.Background(), "ops")
+	is.NoErr(err)
+	_, operator, err := a.DB.CreateOperatorKey(context.Background(), ops.ID, "console", nil)
+	is.NoErr(err)
+	plain := a.Token("ann")
+
+	r := a.Do("POST", "/admin/api-keys", plain, map[string]any{"user": "carol"})
+	is.Equal(r.Status, http.StatusForbidden) // not with an ordinary key
+	r = a.Do("POST", "/admin/api-keys", operator, map[string]any{"user": "carol", "name": "dashboard", "expires_in": 3600})
+	is.Equal(r.Status, http.StatusCreated) // created
+	k := r.Obj()
+	is.Equal(k["user"], "carol")     // for carol
+	is.Equal(k["name"], "dashboard") // named
+	is.Equal(k["admin"], false)      // an ordinary key
+	is.True(k["expires_at"] != nil)  // expiring
+	token := k["token"].(string)
+	is.Equal(a.Do("GET", "/agents", token, nil).Status, http.StatusOK)                             // the key works
+	is.Equal(a.Do("GET", "/api-keys", token, nil).Data()[0].(map[string]any)["name"], "dashboard") // as carol's own
+	is.True(a.Do("GET", "/api-keys", operator, nil).Data()[0].(map[string]any)["admin"] == true)   // the operator's own key says what it is
+
+	is.Equal(a.Do("POST", "/admin/api-keys", operator, map[string]any{}).Status, http.StatusUnprocessableEntity)                    // user is required
+	is.Equal(a.Do("POST", "/admin/api-keys", operator, map[string]any{"user": "no spaces"}).Status, http.StatusUnprocessableEntity) // and a valid username
+	is.Equal(a.Do("POST", "/admin/api-keys", "", map[string]any{"user": "x"}).Status, http.StatusUnauthorized)                      // only with a token
+}

@@ -18,6 +18,7 @@ type APIKey struct {
 	Prefix    string
 	Name      string
 	Active    bool
+	Admin     bool // an operator key: it may also create users and their keys
 	CreatedAt time.Time
 	ExpiresAt *time.Time
 	RevokedAt *time.Time
@@ -41,6 +42,17 @@ func HashToken(raw string) string {
 // CreateAPIKey mints a new token for the user and returns the stored key and
 // the raw token, which is shown once and never again.
 func (db *DB) CreateAPIKey(ctx context.Context, userID, name string, expiresAt *time.Time) (*APIKey, string, error) {
+	return db.createAPIKey(ctx, userID, name, expiresAt, false)
+}
+
+// CreateOperatorKey is CreateAPIKey for an operator key, which may also
+// create users and their keys over HTTP. Only a shell on the server makes
+// one (`aod token create --admin`); no HTTP route does.
+func (db *DB) CreateOperatorKey(ctx context.Context, userID, name string, expiresAt *time.Time) (*APIKey, string, error) {
+	return db.createAPIKey(ctx, userID, name, expiresAt, true)
+}
+
+func (db *DB) createAPIKey(ctx context.Context, userID, name string, expiresAt *time.Time, admin bool) (*APIKey, string, error) {
 	if len([]rune(name)) > MaxKeyNameLen {
 		return nil, "", Errorf(Invalid, "Key name must be at most %d characters", MaxKeyNameLen)
 	}
@@ -49,15 +61,15 @@ func (db *DB) CreateAPIKey(ctx context.Context, userID, name string, expiresAt *
 		return nil, "", err
 	}
 	raw := TokenPrefix + base64.RawURLEncoding.EncodeToString(buf)
-	k := &APIKey{UserID: userID, Prefix: raw[:keyPrefixLen], Name: name, Active: true, ExpiresAt: expiresAt}
+	k := &APIKey{UserID: userID, Prefix: raw[:keyPrefixLen], Name: name, Active: true, Admin: admin, ExpiresAt: expiresAt}
 	err := db.write(ctx, func(tx *Tx) error {
 		k.CreatedAt = tx.Now
 		var exp any
 		if expiresAt != nil {
 			exp = FormatTime(*expiresAt)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO api_keys(user_id, key_hash, key_prefix, name, is_active, created_at, expires_at)
-			VALUES (?, ?, ?, ?, 1, ?, ?)`, userID, HashToken(raw), k.Prefix, name, tx.Stamp(), exp)
+		res, err := tx.ExecContext(ctx, `INSERT INTO api_keys(user_id, key_hash, key_prefix, name, is_active, is_admin, created_at, expires_at)
+			VALUES (?, ?, ?, ?, 1, ?, ?, ?)`, userID, HashToken(raw), k.Prefix, name, admin, tx.Stamp(), exp)
 		if err != nil {
 			return err
 		}
@@ -76,9 +88,9 @@ func (db *DB) Authenticate(ctx context.Context, raw string) (*User, error) {
 	var u User
 	var active bool
 	var expires sql.NullString
-	err := db.reader.QueryRowContext(ctx, `SELECT u.id, u.username, k.is_active, k.expires_at
+	err := db.reader.QueryRowContext(ctx, `SELECT u.id, u.username, k.is_active, k.is_admin, k.expires_at
 		FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?`, HashToken(raw)).
-		Scan(&u.ID, &u.Username, &active, &expires)
+		Scan(&u.ID, &u.Username, &active, &u.Operator, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, Errorf(Unauthorized, "Invalid API key")
 	}
@@ -99,7 +111,7 @@ func (db *DB) Authenticate(ctx context.Context, raw string) (*User, error) {
 
 // ListAPIKeys lists a user's keys, newest first, active and revoked.
 func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT id, user_id, key_prefix, name, is_active, created_at, expires_at, revoked_at
+	rows, err := db.reader.QueryContext(ctx, `SELECT id, user_id, key_prefix, name, is_active, is_admin, created_at, expires_at, revoked_at
 		FROM api_keys WHERE user_id = ? ORDER BY id DESC`, userID)
 	if err != nil {
 		return nil, err
@@ -110,7 +122,7 @@ func (db *DB) ListAPIKeys(ctx context.Context, userID string) ([]*APIKey, error)
 		var k APIKey
 		var created string
 		var expires, revoked sql.NullString
-		if err := rows.Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name, &k.Active, &created, &expires, &revoked); err != nil {
+		if err := rows.Scan(&k.ID, &k.UserID, &k.Prefix, &k.Name, &k.Active, &k.Admin, &created, &expires, &revoked); err != nil {
 			return nil, err
 		}
 		k.CreatedAt, _ = ParseTime(created)

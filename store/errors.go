@@ -18,6 +18,7 @@ const (
 	NotFound     Code = "not_found"    // 404, also for other users' resources
 	Conflict     Code = "conflict"     // 409: state or version conflicts
 	Unauthorized Code = "unauthorized" // 401
+	Forbidden    Code = "forbidden"    // 403: e.g. an operator's route called with a user's key
 	TooLarge     Code = "too_large"    // 413: a request body (or a download) over the limit
 	Gone         Code = "gone"         // 410: e.g. a session's sprite that no longer exists
 	RateLimited  Code = "rate_limited" // 429
@@ -33,6 +34,7 @@ var httpStatus = map[Code]int{
 	NotFound:     http.StatusNotFound,
 	Conflict:     http.StatusConflict,
 	Unauthorized: http.StatusUnauthorized,
+	Forbidden:    http.StatusForbidden,
 	TooLarge:     http.StatusRequestEntityTooLarge,
 	Gone:         http.StatusGone,
 	RateLimited:  http.StatusTooManyRequests,

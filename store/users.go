@@ -16,12 +16,18 @@ type User struct {
 	ID        string
 	Username  string
 	CreatedAt time.Time
+	// Operator is set on a request's user when its API key is an operator
+	// key (see CreateOperatorKey).
+	Operator bool
 }
+
+// MaxUsernameLen bounds a username.
+const MaxUsernameLen = 150
 
 // ValidUsername reports whether name is acceptable: 1-150 characters of
 // letters, digits and @.+-_ (what people expect from a login name).
 func ValidUsername(name string) bool {
-	if name == "" || len(name) > 150 {
+	if name == "" || len(name) > MaxUsernameLen {
 		return false
 	}
 	for _, r := range name {

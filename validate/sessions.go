@@ -279,6 +279,28 @@ func APIKeyInput(o *Object) (name string, expiresIn int64, err error) {
 	return name, expiresIn, o.Err()
 }
 
+// AdminAPIKey is a validated POST /admin/api-keys.
+type AdminAPIKey struct {
+	User      string // the username; the user is created if new
+	Name      string
+	ExpiresIn int64
+}
+
+// AdminAPIKeyInput validates POST /admin/api-keys: user (required, a valid
+// username), then name and expires_in as for POST /api-keys (the name is
+// optional here: the dashboard's own label for the person's key).
+func AdminAPIKeyInput(o *Object) (AdminAPIKey, error) {
+	in := AdminAPIKey{User: o.str("user", store.MaxUsernameLen)}
+	if in.User != "" && !store.ValidUsername(in.User) {
+		o.valueError([]any{"user"}, in.User, "use 1-%d letters, digits and @.+-_", store.MaxUsernameLen)
+	}
+	if n := o.optStr("name", store.MaxKeyNameLen); n != nil {
+		in.Name = *n
+	}
+	in.ExpiresIn, _ = o.integer("expires_in", false, minKeyLifetime, maxKeyLifetime)
+	return in, o.Err()
+}
+
 // Webhook is a validated POST /webhooks.
 type Webhook struct {
 	URL         string
