@@ -538,7 +538,7 @@ func tokenCmd(openStore func(context.Context) (*store.DB, error), stdout io.Writ
 With --admin the token is an operator key: besides acting as its user, it
 may create users and their keys over HTTP (POST /admin/api-keys), so a
 dashboard can hold one key per person. Only this command makes one.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := openStore(cmd.Context())
 			if err != nil {
