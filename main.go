@@ -99,6 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.AddCommand(runCmd(getenv, stdout, stderr))
 	root.AddCommand(sessionsCmd(getenv, stdout, stderr))
 	root.AddCommand(agentsCmd(getenv, stdout))
+	root.AddCommand(runtimesCmd(getenv, &dataDir, stdout, stderr))
 	root.AddCommand(&cobra.Command{
 		Use:   "backup DEST_DIR",
 		Short: "Write a consistent copy of the database and the key file (safe while the server runs)",
@@ -162,6 +163,19 @@ func serveMetrics(listen string, db *store.DB, run *runner.Runner, streams *sse.
 			return out
 		}
 		for _, st := range []string{store.StatusPending, store.StatusRunning, store.StatusCompleted, store.StatusFailed, store.StatusTerminated} {
+			out[st] = float64(counts[st])
+		}
+		return out
+	})
+	set.Labelled("aod_webhook_deliveries", "Webhook deliveries, by status (pending, succeeded, failed).", "status", func() map[string]float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		counts, err := db.DeliveryCounts(ctx)
+		out := map[string]float64{}
+		if err != nil {
+			return out
+		}
+		for _, st := range []string{store.DeliveryPending, store.DeliverySucceeded, store.DeliveryFailed} {
 			out[st] = float64(counts[st])
 		}
 		return out
@@ -311,7 +325,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.StringVar(&o.metricsListen, "metrics-listen", env.str("AOD_METRICS_LISTEN", ""), "serve Prometheus metrics (aod_*) at http://ADDR/metrics; off when empty (env AOD_METRICS_LISTEN)")
 	f.StringVar(&o.logFormat, "log-format", env.str("AOD_LOG_FORMAT", "text"), "log lines as text (key=value) or json, one object per line (env AOD_LOG_FORMAT)")
 	f.DurationVar(&o.spriteRetention, "sprite-retention", env.dur("AOD_SPRITE_RETENTION", runner.DefaultSpriteRetention), "how long a finished (completed, failed or terminated) session keeps its sprite: its files stay downloadable and a completed one takes prompts; after it, the sweep removes the sprite (env AOD_SPRITE_RETENTION)")
-	f.StringVar(&o.runtimeDir, "runtime-dir", env.str("AOD_RUNTIME_DIR", ""), "shared cache of installed agent CLIs (default <data-dir>/runtimes; env AOD_RUNTIME_DIR)")
+	runtimeDirFlag(f, env, &o.runtimeDir)
 	f.BoolVar(&o.fakeModel, "fake-model", env.bool("AOD_FAKE_MODEL"), "run the fake model API in-process and point every runtime at it: offline runs, no model keys (env AOD_FAKE_MODEL=1)")
 	f.StringVar(&o.fakeModelScript, "fake-model-script", env.str("AOD_FAKE_MODEL_SCRIPT", ""), "script for --fake-model replies (env AOD_FAKE_MODEL_SCRIPT)")
 	f.StringVar(&o.endpoints.Anthropic, "anthropic-base-url", env.str("AOD_ANTHROPIC_BASE_URL", ""), "model API for claude (and opencode's anthropic provider) (env AOD_ANTHROPIC_BASE_URL)")

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -252,10 +251,7 @@ func New(db Store, cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if cfg.RuntimeDir == "" {
-		cfg.RuntimeDir = filepath.Join(cfg.DataDir, "runtimes")
-	}
-	runtimeDir, err := filepath.Abs(cfg.RuntimeDir)
+	runtimeDir, err := runtimes.CacheDir(cfg.DataDir, cfg.RuntimeDir)
 	if err != nil {
 		return nil, fmt.Errorf("runner: runtime dir: %w", err)
 	}

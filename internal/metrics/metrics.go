@@ -1,6 +1,6 @@
 // Package metrics is aod's one Prometheus registry: what the runner
 // observes as it happens (turn and provisioning durations, layer builds,
-// egress refusals) and what the server reads at scrape time (sessions by
+// egress refusals, webhook attempts) and what the server reads at scrape time (sessions by
 // status, the queue, running sprites, open streams, events appended).
 // Names start with aod_. Served on --metrics-listen, off by default.
 package metrics
@@ -28,6 +28,11 @@ var (
 	LayerBuilds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aod_layer_builds_total", Help: "Environment package layer builds, by outcome.",
 	}, []string{"outcome"})
+	// WebhookAttempts counts attempts to deliver a webhook, by result:
+	// succeeded, retrying (failed, to be tried again) or failed (for good).
+	WebhookAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "aod_webhook_attempts_total", Help: "Attempts to deliver a webhook, by result (succeeded, retrying, failed).",
+	}, []string{"result"})
 	// EgressDenials counts connections a sprite's egress proxy refused.
 	EgressDenials = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "aod_egress_denials_total", Help: "Connections sprites asked for that the egress proxy refused.",
@@ -42,7 +47,7 @@ type Set struct{ reg *prometheus.Registry }
 // New returns a server's registry.
 func New() *Set {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(TurnSeconds, ProvisionSeconds, LayerBuilds, EgressDenials,
+	reg.MustRegister(TurnSeconds, ProvisionSeconds, LayerBuilds, EgressDenials, WebhookAttempts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &Set{reg: reg}
 }

@@ -77,6 +77,15 @@ func Pin(rt Runtime, versions map[string]string) *Package {
 	return &p
 }
 
+// CacheDir is the cache of installed CLIs a server with this data dir
+// uses: dir when given (--runtime-dir), else <dataDir>/runtimes; absolute.
+func CacheDir(dataDir, dir string) (string, error) {
+	if dir == "" {
+		dir = filepath.Join(dataDir, "runtimes")
+	}
+	return filepath.Abs(dir)
+}
+
 // Installer installs npm packages into a cache shared by every sprite and
 // every aod process using the same directory.
 type Installer struct {
@@ -168,6 +177,50 @@ func (in *Installer) Ensure(ctx context.Context, p Package) (string, error) {
 		d.Close()
 	}
 	return final, nil
+}
+
+// DiskUsage is the bytes of the package's files in the cache: its
+// installed tree, else what installs of it under way (in any process) have
+// written so far; 0 when there is neither.
+func (in *Installer) DiskUsage(p Package) int64 {
+	if final := in.Path(p); isDir(final) {
+		return treeSize(final)
+	}
+	es, _ := os.ReadDir(in.dir)
+	var n int64
+	for _, e := range es {
+		if strings.HasPrefix(e.Name(), tmpPrefix(p)) && e.IsDir() {
+			n += treeSize(filepath.Join(in.dir, e.Name()))
+		}
+	}
+	return n
+}
+
+// treeSize adds up the sizes of the regular files under dir, a file with
+// several links once (npm links a native binary into two packages),
+// skipping what vanishes or cannot be read while it looks (npm may still
+// be writing).
+func treeSize(dir string) int64 {
+	var n int64
+	linked := map[uint64]bool{}
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if linked[st.Ino] {
+				return nil
+			}
+			linked[st.Ino] = true
+		}
+		n += fi.Size()
+		return nil
+	})
+	return n
 }
 
 // tmpPrefix starts the names of a package's temporary install dirs.

@@ -314,3 +314,57 @@ func procState(pid int) string {
 	}
 	return fields[0]
 }
+
+func TestCacheDir(t *testing.T) {
+	is := is.New(t)
+	wd, err := os.Getwd()
+	is.NoErr(err)
+	dir, err := CacheDir("data", "")
+	is.NoErr(err)
+	is.Equal(dir, filepath.Join(wd, "data", "runtimes")) // by default under the data dir, made absolute
+	dir, err = CacheDir("data", "/srv/cache")
+	is.NoErr(err)
+	is.Equal(dir, "/srv/cache") // --runtime-dir wins
+	dir, err = CacheDir("data", "cache")
+	is.NoErr(err)
+	is.Equal(dir, filepath.Join(wd, "cache")) // relative to the working directory, not the data dir
+}
+
+// DiskUsage counts what npm has written so far while it works, only for
+// the package asked about, then the installed tree.
+func TestDiskUsage(t *testing.T) {
+	is := is.New(t)
+	signals := t.TempDir()
+	gate, started := filepath.Join(signals, "go"), filepath.Join(signals, "started")
+	// npm writes 3000 bytes (linked under two names, as npm does with a
+	// native binary), says it started, waits for the gate, then writes the
+	// command.
+	npm, _ := npmWrapper(t, `mkdir -p "$PWD/node_modules/.bin" && head -c 3000 /dev/zero > "$PWD/node_modules/partial"
+ln "$PWD/node_modules/partial" "$PWD/node_modules/link"
+echo $$ > `+started+`
+while [ ! -e `+gate+` ]; do sleep 0.02; done
+printf '#!/bin/sh\n' > "$PWD/node_modules/.bin/mkdirp"`)
+	root := filepath.Join(t.TempDir(), "runtimes")
+	in := &Installer{dir: root, npm: npm, log: quietLog()}
+	is.Equal(in.DiskUsage(tinyPackage), int64(0)) // nothing yet, not even the cache dir
+	// A half-made install of another version of the same package.
+	beta := tinyPackage
+	beta.Version = "1.0.4-beta"
+	other := filepath.Join(root, tmpPrefix(beta)+"1")
+	is.NoErr(os.MkdirAll(other, 0o755))
+	is.NoErr(os.WriteFile(filepath.Join(other, "f"), make([]byte, 500), 0o644))
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := in.Ensure(context.Background(), tinyPackage)
+		done <- err
+	}()
+	waitStarted(t, started)
+	is.True(eventually(func() bool { return in.DiskUsage(tinyPackage) == 3000 })) // npm's bytes so far, a linked file once, not the beta's
+	is.Equal(in.DiskUsage(beta), int64(500))                                      // which counts for the beta only
+	is.NoErr(os.WriteFile(gate, nil, 0o644))
+	is.NoErr(<-done)
+	marker, err := os.Stat(filepath.Join(in.Path(tinyPackage), installMarker))
+	is.NoErr(err)
+	is.Equal(in.DiskUsage(tinyPackage), 3000+int64(len("#!/bin/sh\n"))+marker.Size()) // the installed tree
+}
