@@ -368,7 +368,7 @@ func TestJSONLogs(t *testing.T) {
 
 // --metrics-listen serves Prometheus metrics on a listener of their own:
 // sessions by status, the queue, running sprites, open streams, events
-// appended, turn and provisioning durations.
+// appended, turn and provisioning durations, webhook deliveries.
 func TestMetricsScrape(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -376,11 +376,15 @@ func TestMetricsScrape(t *testing.T) {
 	is.NoErr(err)
 	addr := free.Addr().String()
 	free.Close()
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(hook.Close)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	srv := startServer(t, dataDir, "--metrics-listen", addr, "--sandbox", "none")
+	srv := startServer(t, dataDir, "--metrics-listen", addr, "--sandbox", "none", "--egress-allow", "127.0.0.1")
 	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "metrics")
 	is.NoErr(err)
 	token := lastLine(out)
+	status, _ := srv.call("POST", "/webhooks", token, map[string]any{"url": hook.URL, "events": []string{"session.completed"}})
+	is.Equal(status, http.StatusCreated) // a webhook to count deliveries of
 	agent := srv.api.ShellAgent(token)
 	id := srv.api.StartSession(token, apitest.SessionBody(agent, "echo measured"))
 	srv.api.WaitStatus(token, id, "completed")
@@ -393,9 +397,10 @@ func TestMetricsScrape(t *testing.T) {
 		defer res.Body.Close()
 		b, _ := io.ReadAll(res.Body)
 		body = string(b)
-		return strings.Contains(body, `aod_turn_duration_seconds_count{outcome="completed"} 1`)
+		return strings.Contains(body, `aod_turn_duration_seconds_count{outcome="completed"} 1`) &&
+			strings.Contains(body, `aod_webhook_attempts_total{result="succeeded"} 1`)
 	})
-	is.True(ok) // a completed turn's duration is recorded (see body)
+	is.True(ok) // a completed turn's duration and the webhook's delivery are recorded (see body)
 	for _, want := range []string{
 		`aod_sessions{status="completed"} 1`,
 		`aod_sessions{status="running"} 0`,
@@ -403,6 +408,8 @@ func TestMetricsScrape(t *testing.T) {
 		"aod_running_sprites 0",
 		"aod_open_streams 0",
 		`aod_provisioning_duration_seconds_count{outcome="ok"} 1`,
+		`aod_webhook_deliveries{status="succeeded"} 1`,
+		`aod_webhook_deliveries{status="pending"} 0`,
 		"go_goroutines ",
 	} {
 		is.True(strings.Contains(body, want)) // each metric (see want)

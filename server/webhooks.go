@@ -11,12 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/aod/aod/internal/metrics"
 	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/validate"
@@ -69,8 +68,8 @@ func (s *Server) handleWebhookCreate(w http.ResponseWriter, r *http.Request, _ h
 	if err != nil {
 		return err
 	}
-	if reason := webhookTargetRefusal(in.URL, s.cfg.EgressAllow); reason != "" {
-		return store.Errorf(store.Invalid, "Webhook url is not allowed: %s (--egress-allow can name it)", reason)
+	if err := validate.WebhookTarget(in.URL, s.cfg.EgressAllow); err != nil {
+		return err
 	}
 	hook, err := s.db.CreateWebhook(r.Context(), u.ID, in.URL, in.Events, in.Description)
 	if err != nil {
@@ -80,19 +79,6 @@ func (s *Server) handleWebhookCreate(w http.ResponseWriter, r *http.Request, _ h
 	out.Secret = hook.Secret
 	writeJSON(w, http.StatusCreated, out)
 	return nil
-}
-
-// webhookTargetRefusal checks a URL whose host is an address literal now
-// (a name is checked at each delivery, where it resolves).
-func webhookTargetRefusal(raw string, rules []egress.Rule) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "not a URL"
-	}
-	if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
-		return egress.AddressRefusal(rules, u.Hostname(), a)
-	}
-	return ""
 }
 
 func (s *Server) handleWebhookList(w http.ResponseWriter, r *http.Request, _ httprouter.Params, u *store.User) error {
@@ -209,6 +195,14 @@ func (d *Dispatcher) sendDue(ctx context.Context) {
 		var next time.Time
 		if !ok && del.Attempts+1 < maxAttempts {
 			next = time.Now().Add(min(time.Duration(1<<del.Attempts)*time.Second, time.Hour))
+		}
+		switch {
+		case ok:
+			metrics.WebhookAttempts.WithLabelValues("succeeded").Inc()
+		case !next.IsZero():
+			metrics.WebhookAttempts.WithLabelValues("retrying").Inc()
+		default:
+			metrics.WebhookAttempts.WithLabelValues("failed").Inc()
 		}
 		if !ok {
 			d.Log.Warn("webhook delivery failed", "webhook", hook.ID, "delivery", del.ID, "status", status, "err", err, "attempt", del.Attempts+1)

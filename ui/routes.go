@@ -44,6 +44,11 @@ func (u *UI) routes() *httprouter.Router {
 	r.GET("/ui/api-keys", u.authed(u.handleAPIKeys))
 	r.POST("/ui/api-keys", u.authed(u.handleAPIKeys))
 	r.POST("/ui/api-keys/:id/revoke", u.authed(u.handleAPIKeyRevoke))
+	r.GET("/ui/webhooks", u.authed(u.handleWebhooks))
+	r.POST("/ui/webhooks", u.authed(u.handleWebhooks))
+	r.GET("/ui/webhooks/:id", u.authed(u.handleWebhook))
+	r.POST("/ui/webhooks/:id/delete", u.authed(u.handleWebhookDelete))
+	r.POST("/ui/webhooks/:id/deliveries/:delivery_id/redeliver", u.authed(u.handleWebhookRedeliver))
 
 	r.GET("/ui/agents", u.authed(u.handleAgents))
 	r.GET("/ui/agents/:id", u.authed(u.handleAgent))

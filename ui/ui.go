@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aod/aod/runner/egress"
 	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
@@ -51,6 +52,10 @@ type Config struct {
 	// MaxDownload is the largest sprite file the Files page serves (0:
 	// sessions.DefaultMaxDownload).
 	MaxDownload int64
+	// EgressAllow is the operator's --egress-allow rules: a webhook whose
+	// URL names a private or loopback address is refused unless one of
+	// them allows it, as the API refuses it (validate.WebhookTarget).
+	EgressAllow []egress.Rule
 }
 
 // Registration modes.
@@ -65,6 +70,7 @@ var pages = []string{
 	"landing", "login", "register", "welcome", "dashboard", "api_keys",
 	"agents", "agent_new", "agent_detail", "environments", "environment_new", "environment_detail",
 	"sessions", "session_detail", "session_files", "session_diff", "error", "docs",
+	"webhooks", "webhook_detail",
 }
 
 // UI serves the pages.
@@ -348,7 +354,7 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, page str
 }
 
 func navFor(p string) string {
-	for _, n := range []string{"api-keys", "agents", "environments", "sessions"} {
+	for _, n := range []string{"api-keys", "webhooks", "agents", "environments", "sessions"} {
 		if p == "/ui/"+n || strings.HasPrefix(p, "/ui/"+n+"/") {
 			return n
 		}
