@@ -26,8 +26,6 @@ func (s *Server) routes() *httprouter.Router {
 		s.writeError(w, req, fmt.Errorf("panic: %v", v))
 	}
 
-	r.GET("/health", s.handleHealth)
-
 	if s.cfg.UI != nil {
 		// The web UI routes itself (cookie auth, CSRF, its own 405s) under
 		// these prefixes; CORS never applies to them (see isAPIPath).
@@ -41,48 +39,74 @@ func (s *Server) routes() *httprouter.Router {
 		r.Handle(http.MethodHead, "/", ui)
 	}
 
-	r.POST("/agents", s.authed(s.handleAgentCreate))
-	r.GET("/agents", s.authed(s.handleAgentList))
-	r.GET("/agents/:id", s.authed(s.handleAgentGet))
-	r.PUT("/agents/:id", s.authed(s.handleAgentUpdate))
-	r.POST("/agents/:id/archive", s.authed(s.handleAgentArchive))
-	r.GET("/agents/:id/versions", s.authed(s.handleAgentVersions))
-
-	r.POST("/environments", s.authed(s.handleEnvironmentCreate))
-	r.GET("/environments", s.authed(s.handleEnvironmentList))
-	r.GET("/environments/:id", s.authed(s.handleEnvironmentGet))
-	r.PUT("/environments/:id", s.authed(s.handleEnvironmentUpdate))
-	r.POST("/environments/:id/archive", s.authed(s.handleEnvironmentArchive))
-	r.DELETE("/environments/:id/delete", s.authed(s.handleEnvironmentDelete))
-	r.GET("/environments/:id/versions", s.authed(s.handleEnvironmentVersions))
-
-	r.POST("/sessions", s.authed(s.handleSessionCreate))
-	r.GET("/sessions", s.authed(s.handleSessionList))
-	r.GET("/sessions/:id", s.authed(s.handleSessionGet))
-	r.GET("/sessions/:id/turns", s.authed(s.handleSessionTurns))
-	r.GET("/sessions/:id/egress", s.authed(s.handleSessionEgress))
-	r.GET("/sessions/:id/provision-log", s.authed(s.handleSessionProvisionLog))
-	r.POST("/sessions/:id/prompt", s.authed(s.handleSessionPrompt))
-	r.POST("/webhooks", s.authed(s.handleWebhookCreate))
-	r.GET("/webhooks", s.authed(s.handleWebhookList))
-	r.GET("/webhooks/:id", s.authed(s.handleWebhookGet))
-	r.DELETE("/webhooks/:id/delete", s.authed(s.handleWebhookDelete))
-	r.GET("/webhooks/:id/deliveries", s.authed(s.handleWebhookDeliveries))
-	r.POST("/webhooks/:id/deliveries/:delivery_id/redeliver", s.authed(s.handleWebhookRedeliver))
-	r.GET("/api-keys", s.authed(s.handleAPIKeyList))
-	r.POST("/api-keys", s.authed(s.handleAPIKeyCreate))
-	r.POST("/api-keys/:prefix/revoke", s.authed(s.handleAPIKeyRevoke))
-	r.POST("/admin/api-keys", s.authed(s.handleAdminAPIKeyCreate))
-	r.POST("/sessions/:id/interrupt", s.authed(s.handleSessionInterrupt))
-	r.GET("/sessions/:id/files", s.authed(s.handleSessionFiles))
-	r.GET("/sessions/:id/files/content", s.authed(s.handleSessionFileContent))
-	r.GET("/sessions/:id/archive", s.authed(s.handleSessionArchive))
-	r.GET("/sessions/:id/diff", s.authed(s.handleSessionDiff))
-	r.GET("/sessions/:id/events", s.authed(s.handleSessionEvents))
-	r.POST("/sessions/:id/terminate", s.authed(s.handleSessionTerminate))
-	r.DELETE("/sessions/:id/delete", s.authed(s.handleSessionDelete))
-	r.GET("/sessions/:id/stream", s.authed(s.handleSessionStream))
+	for _, rt := range s.apiRoutes() {
+		r.Handle(rt.method, rt.path, rt.handle)
+	}
 	return r
+}
+
+// route is one API route: its method, its path in httprouter's syntax
+// (":id") and its handler. apiRoutes lists them all in one table, which
+// routes registers and the OpenAPI test compares with the document.
+type route struct {
+	method string
+	path   string
+	handle httprouter.Handle
+}
+
+// apiRoutes is every route of the API (the web UI's are not in it). All
+// but /health and /openapi.json need a bearer token.
+func (s *Server) apiRoutes() []route {
+	a := s.authed
+	return []route{
+		{http.MethodGet, "/health", s.handleHealth},
+		{http.MethodGet, "/openapi.json", s.handleOpenAPI},
+
+		{http.MethodPost, "/agents", a(s.handleAgentCreate)},
+		{http.MethodGet, "/agents", a(s.handleAgentList)},
+		{http.MethodGet, "/agents/:id", a(s.handleAgentGet)},
+		{http.MethodPut, "/agents/:id", a(s.handleAgentUpdate)},
+		{http.MethodPost, "/agents/:id/archive", a(s.handleAgentArchive)},
+		{http.MethodGet, "/agents/:id/versions", a(s.handleAgentVersions)},
+
+		{http.MethodPost, "/environments", a(s.handleEnvironmentCreate)},
+		{http.MethodGet, "/environments", a(s.handleEnvironmentList)},
+		{http.MethodGet, "/environments/:id", a(s.handleEnvironmentGet)},
+		{http.MethodPut, "/environments/:id", a(s.handleEnvironmentUpdate)},
+		{http.MethodPost, "/environments/:id/archive", a(s.handleEnvironmentArchive)},
+		{http.MethodDelete, "/environments/:id/delete", a(s.handleEnvironmentDelete)},
+		{http.MethodGet, "/environments/:id/versions", a(s.handleEnvironmentVersions)},
+
+		{http.MethodPost, "/sessions", a(s.handleSessionCreate)},
+		{http.MethodGet, "/sessions", a(s.handleSessionList)},
+		{http.MethodGet, "/sessions/:id", a(s.handleSessionGet)},
+		{http.MethodGet, "/sessions/:id/turns", a(s.handleSessionTurns)},
+		{http.MethodGet, "/sessions/:id/egress", a(s.handleSessionEgress)},
+		{http.MethodGet, "/sessions/:id/provision-log", a(s.handleSessionProvisionLog)},
+		{http.MethodPost, "/sessions/:id/prompt", a(s.handleSessionPrompt)},
+		{http.MethodPost, "/sessions/:id/interrupt", a(s.handleSessionInterrupt)},
+		{http.MethodGet, "/sessions/:id/files", a(s.handleSessionFiles)},
+		{http.MethodGet, "/sessions/:id/files/content", a(s.handleSessionFileContent)},
+		{http.MethodGet, "/sessions/:id/archive", a(s.handleSessionArchive)},
+		{http.MethodGet, "/sessions/:id/diff", a(s.handleSessionDiff)},
+		{http.MethodGet, "/sessions/:id/events", a(s.handleSessionEvents)},
+		{http.MethodPost, "/sessions/:id/terminate", a(s.handleSessionTerminate)},
+		{http.MethodDelete, "/sessions/:id/delete", a(s.handleSessionDelete)},
+		{http.MethodGet, "/sessions/:id/stream", a(s.handleSessionStream)},
+
+		{http.MethodPost, "/webhooks", a(s.handleWebhookCreate)},
+		{http.MethodGet, "/webhooks", a(s.handleWebhookList)},
+		{http.MethodGet, "/webhooks/:id", a(s.handleWebhookGet)},
+		{http.MethodDelete, "/webhooks/:id/delete", a(s.handleWebhookDelete)},
+		{http.MethodGet, "/webhooks/:id/deliveries", a(s.handleWebhookDeliveries)},
+		{http.MethodPost, "/webhooks/:id/deliveries/:delivery_id/redeliver", a(s.handleWebhookRedeliver)},
+
+		{http.MethodGet, "/api-keys", a(s.handleAPIKeyList)},
+		{http.MethodPost, "/api-keys", a(s.handleAPIKeyCreate)},
+		{http.MethodPost, "/api-keys/:prefix/revoke", a(s.handleAPIKeyRevoke)},
+
+		{http.MethodPost, "/admin/api-keys", a(s.handleAdminAPIKeyCreate)},
+	}
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

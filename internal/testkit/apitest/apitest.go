@@ -154,7 +154,7 @@ func Start(t testing.TB, o Options) (*Server, error) {
 
 	if o.UI != nil {
 		uc := *o.UI
-		uc.Streams, uc.Logger = streams, logger
+		uc.Streams, uc.Logger, uc.EgressAllow = streams, logger, allow
 		h, err := ui.New(db, sess, uc)
 		if err != nil {
 			t.Fatalf("ui: %v", err)
@@ -182,7 +182,7 @@ func Start(t testing.TB, o Options) (*Server, error) {
 		(&server.Dispatcher{DB: db, Allow: allow, Log: logger, Every: 50 * time.Millisecond}).Run(hooksCtx)
 	}()
 	t.Cleanup(func() { stopHooks(); <-hooksDone })
-	s.Client = &Client{t: t, URL: ts.URL, HTTP: ts.Client()}
+	s.Client = &Client{t: t, URL: ts.URL, HTTP: ts.Client(), checks: newResponseChecks(t)}
 	return s, nil
 }
 

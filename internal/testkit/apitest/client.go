@@ -26,11 +26,13 @@ type Client struct {
 	t    testing.TB
 	URL  string // the server's base URL
 	HTTP *http.Client
+	// checks holds every response to the OpenAPI document (see openapi.go).
+	checks *responseChecks
 }
 
 // NewClient drives the server at base (e.g. a child `aod serve`).
 func NewClient(t testing.TB, base string) *Client {
-	return &Client{t: t, URL: base, HTTP: &http.Client{}}
+	return &Client{t: t, URL: base, HTTP: &http.Client{}, checks: newResponseChecks(t)}
 }
 
 // T is the test the client fails.
@@ -121,6 +123,7 @@ func (c *Client) Send(method, path string, headers map[string]string, body io.Re
 	if err != nil {
 		c.t.Fatalf("read body: %v", err)
 	}
+	c.checks.response(method, path, res.StatusCode, res.Header.Get("Content-Type"), raw)
 	r := Response{Status: res.StatusCode, Header: res.Header, Raw: raw}
 	if len(raw) > 0 {
 		var v any
@@ -192,7 +195,27 @@ type StreamOptions struct {
 // breaks off or does not end in time fails the test.
 func (c *Client) Stream(token, id string, o StreamOptions) testkit.Transcript {
 	c.t.Helper()
-	return ReadStream(c.t, c.HTTP, c.URL+"/sessions/"+id+"/stream"+o.Query, token, o)
+	target := "/sessions/" + id + "/stream" + o.Query
+	s := ReadStream(c.t, c.HTTP, c.URL+target, token, o)
+	c.checks.response(http.MethodGet, target, s.Status, s.Header.Get("Content-Type"), streamBody(s))
+	if s.Status == http.StatusOK {
+		events := make([][]byte, len(s.Events))
+		for i, f := range s.Events {
+			events[i] = []byte(f.Text)
+		}
+		c.checks.streamEvents(target, events)
+	}
+	return s
+}
+
+// streamBody is what the OpenAPI check sees of a stream's body: a JSON
+// answer whole; of an event stream nothing, its events being checked one
+// by one.
+func streamBody(s testkit.Transcript) []byte {
+	if s.Status == http.StatusOK {
+		return nil
+	}
+	return s.Raw
 }
 
 // ReadStream reads the event stream at url with client, sending token
