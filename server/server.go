@@ -142,11 +142,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
+	w.Header().Set("Content-Type", "application/json")
 	if err := enc.Encode(v); err != nil {
-		http.Error(w, `{"detail": "Internal server error"}`, http.StatusInternalServerError)
+		// A value that cannot be encoded is aod's fault: the contract's
+		// 500, as JSON like every other answer.
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"detail":"Internal server error"}`+"\n")
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
