@@ -273,6 +273,7 @@ type serveOptions struct {
 	memoryLimit        size
 	pidsLimit          int
 	warmSprites        int
+	sprites            spritesOptions
 }
 
 func serveCmd(getenv func(string) string, openStore func(context.Context) (*store.DB, error), dataDir *string, stdout, stderr io.Writer) *cobra.Command {
@@ -302,7 +303,8 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f := cmd.Flags()
 	env := envReader{getenv: getenv, err: &envErr}
 	f.StringVar(&o.listen, "listen", env.str("AOD_LISTEN", defaultListen), "address to listen on (env AOD_LISTEN)")
-	f.StringVar(&o.sandbox, "sandbox", env.str("AOD_SANDBOX", runner.SandboxAuto), "sprite sandbox: auto (bubblewrap when it works), bwrap (required) or none (env AOD_SANDBOX)")
+	f.StringVar(&o.sandbox, "sandbox", env.str("AOD_SANDBOX", runner.SandboxAuto), "sprite sandbox: auto (bubblewrap when it works), bwrap (required), none, or sprites (every session on a Fly.io Sprite; see --sprites-token) (env AOD_SANDBOX)")
+	spritesFlags(f, env, &o.sprites)
 	f.IntVar(&o.maxConcurrent, "max-concurrent-sessions", env.int("AOD_MAX_CONCURRENT_SESSIONS", sessions.DefaultMaxConcurrent), "default per-user limit of pending+running sessions (env AOD_MAX_CONCURRENT_SESSIONS)")
 	f.IntVar(&o.maxRunning, "max-running", env.int("AOD_MAX_RUNNING", runner.DefaultMaxRunning), "sessions provisioning or running at once on this server, shared fairly between users who wait (env AOD_MAX_RUNNING)")
 	o.outputLimit = env.size("AOD_OUTPUT_LIMIT", runner.DefaultOutputLimit)
@@ -422,7 +424,12 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		}
 		logger.Info("fake model API running; runtimes use it and need no model keys", "url", url)
 	}
+	backend, err := spritesBackend(o.sandbox, o.sprites, logger)
+	if err != nil {
+		return err
+	}
 	run, err := runner.New(db, runner.Config{
+		Backend: backend,
 		DataDir: dataDir, Sandbox: o.sandbox, MaxRunning: o.maxRunning, OutputLimit: int64(o.outputLimit),
 		KillGrace: o.killGrace, ProvisionTimeout: o.provisionTimeout, SweepInterval: o.sweepInterval, Logger: logger,
 		LayerRetention: o.layerRetention, SpriteRetention: o.spriteRetention,

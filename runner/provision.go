@@ -253,12 +253,17 @@ func (p *provisioning) createSprite() (string, error) {
 		return "", err
 	}
 	p.opts = p.r.spriteOpts(p.sess, p.rt, p.environment)
-	if p.r.local.Layers() {
+	if p.r.Layers() {
 		if p.layerKey = layerKey(p.environment); p.layerKey != "" && p.r.local.HasLayer(p.layerKey) {
 			p.opts.Layer = p.layerKey
 		}
 	}
-	p.sp, err = p.r.backend.Create(p.ctx, p.sess.ID, p.opts)
+	// A backend that must wait (for a remote service's capacity) says so
+	// on the stage as it waits.
+	ctx := sprite.WithProgress(p.ctx, func(msg string) {
+		p.log.started(stageEvent(stageCreateSprite, store.StageStarted, nil, msg))
+	})
+	p.sp, err = p.r.backend.Create(ctx, p.sess.ID, p.opts)
 	return "", err
 }
 
@@ -268,6 +273,8 @@ func (p *provisioning) installing() string {
 	switch {
 	case p.pkg == nil:
 		return ""
+	case p.r.mode == SandboxSprites:
+		return fmt.Sprintf("installing %s@%s from npm inside the Sprite (once per sprite)", p.pkg.Name, p.pkg.Version)
 	case !p.r.inst.Installed(*p.pkg):
 		return fmt.Sprintf("installing %s@%s from npm (first use on this server; later sessions reuse it)", p.pkg.Name, p.pkg.Version)
 	}
@@ -283,10 +290,60 @@ func (p *provisioning) installRuntime() (string, error) {
 		return "", nil
 	}
 	start := time.Now()
+	if p.r.mode == SandboxSprites {
+		already, err := p.installInSprite()
+		if err != nil {
+			return "", err
+		}
+		if already {
+			return fmt.Sprintf("%s@%s ready (already in the Sprite)", p.pkg.Name, p.pkg.Version), nil
+		}
+		return fmt.Sprintf("%s@%s ready (installed in the Sprite from npm, %.1fs)", p.pkg.Name, p.pkg.Version, time.Since(start).Seconds()), nil
+	}
 	if _, err := p.r.inst.Ensure(p.ctx, *p.pkg); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s@%s ready (%.1fs)", p.pkg.Name, p.pkg.Version, time.Since(start).Seconds()), nil
+}
+
+// installInSprite installs the runtime's CLI from npm inside a remote
+// sprite, where the sprite maps the CLIs' mount point (a sprite made
+// before, or a retried provisioning, has it already: a marker says so).
+func (p *provisioning) installInSprite() (already bool, err error) {
+	dir := p.sp.Path(p.pkg.MountPath())
+	marker := dir + "/.aod-installed"
+	script := `set -e
+if [ -f "$3" ]; then echo already; exit 0; fi
+npm install --no-audit --no-fund --loglevel=error --prefix "$1" "$2"
+touch "$3"`
+	var out cmdout.Tail
+	out.Max = 8 << 10
+	env := []string{"PATH=" + sprite.DefaultPath, "HOME=" + sprite.HomeDir, "NPM_CONFIG_UPDATE_NOTIFIER=false"}
+	for _, k := range hostNetworkEnv { // npm reaches the registry as the host does (a proxy, its CA)
+		if v := os.Getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	proc, err := p.sp.Start(p.ctx, sprite.ExecRequest{
+		Argv:   []string{"sh", "-c", script, "install", dir, p.pkg.Name + "@" + p.pkg.Version, marker},
+		Dir:    sprite.HomeDir,
+		Env:    env,
+		Stdout: &out,
+		Stderr: &out,
+	})
+	if err != nil {
+		return false, err
+	}
+	st, _, err := p.r.supervise(p.ctx, proc, 0, nil, nil)
+	switch {
+	case err != nil:
+		return false, err
+	case p.ctx.Err() != nil:
+		return false, p.ctx.Err()
+	case st.Code != 0:
+		return false, fmt.Errorf("npm install %s@%s in the Sprite: exit %d\n%s", p.pkg.Name, p.pkg.Version, st.Code, out.Last(2000))
+	}
+	return strings.TrimSpace(out.Last(100)) == "already", nil
 }
 
 // networkPolicy says which policy the sprite's egress proxy applies. With
@@ -294,6 +351,15 @@ func (p *provisioning) installRuntime() (string, error) {
 // unrestricted.
 func (p *provisioning) networkPolicy() (string, error) {
 	n := p.r.network(p.sess, p.environment)
+	if ps, ok := p.sp.(sprite.Policed); ok {
+		if err := ps.SetNetwork(p.ctx, n); err != nil {
+			return "", err
+		}
+		if n.Limited {
+			return "limited: only " + strings.Join(append(slices.Clone(n.Hosts), n.Models...), ", ") + "; the Sprite's network policy denies everything else", nil
+		}
+		return "unrestricted: the Sprites service's default network policy", nil
+	}
 	switch {
 	case p.r.mode == SandboxNone && n.Limited:
 		return "", stageError(limitedNetworkingMessage)
@@ -344,12 +410,15 @@ func (p *provisioning) gitCredentials() (string, error) {
 			return "", fmt.Errorf("repository %d: %s", i, problem)
 		}
 	}
-	sandboxed := p.r.mode != SandboxNone
-	if err := p.sp.WriteFile(p.ctx, gitConfigPath, gitConfig(p.resources, sandboxed), 0o644); err != nil {
+	asks := !p.r.tokensInEnv()
+	if err := p.sp.WriteFile(p.ctx, gitConfigPath, gitConfig(p.resources, asks), 0o644); err != nil {
 		return "", err
 	}
-	if sandboxed {
+	switch {
+	case asks:
 		return "git asks aod for the repositories' tokens (credential helper)", nil
+	case p.r.mode == SandboxSprites:
+		return "git reads the repositories' tokens from each process's environment (in the Sprite's memory, never on its disk)", nil
 	}
 	return "git reads the repositories' tokens from each process's environment (no sandbox)", nil
 }
@@ -557,7 +626,7 @@ func (r *Runner) spriteEnv(sess *store.Session, sp sprite.Sprite, rt runtimes.Ru
 		}
 		env[k] = v
 	}
-	if r.mode == SandboxNone {
+	if r.tokensInEnv() {
 		// No socket to ask aod through: git's helper reads the tokens here.
 		for i, res := range resources {
 			if res.Token != "" {

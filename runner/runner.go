@@ -96,6 +96,11 @@ type Config struct {
 	WarmSprites int
 	Limits      Limits
 	Logger      *slog.Logger
+	// Backend, when set, runs the sessions (Sandbox "sprites"): a remote
+	// service's VMs instead of this host's sandboxes. The agent CLIs are
+	// then installed inside each sprite, and the sprite's network policy
+	// is the service's.
+	Backend sprite.Backend
 }
 
 // ModelEndpoints point the agent CLIs at other model APIs (see
@@ -111,6 +116,9 @@ const (
 	SandboxAuto  = local.SandboxAuto
 	SandboxBwrap = local.SandboxBwrap
 	SandboxNone  = local.SandboxNone
+	// SandboxSprites runs every session on a remote service's VM (Fly.io
+	// Sprites, see Config.Backend).
+	SandboxSprites = "sprites"
 )
 
 // Store is the part of the database the runner uses, declared here so the
@@ -129,6 +137,10 @@ type Store interface {
 	FinishTurn(ctx context.Context, id string, turn int, r store.TurnResult) error
 	FailSession(ctx context.Context, id, reason string) error
 	ListTurns(ctx context.Context, userID, id string) ([]*store.Turn, error)
+	// Turns whose commands outlive aod's connection (a remote backend).
+	SetTurnExec(ctx context.Context, id string, turn int, execID string) error
+	DetachTurn(ctx context.Context, id string, turn int, stdoutSeen, stderrSeen int64) error
+	DetachedTurn(ctx context.Context, id string) (*store.DetachedTurn, error)
 	// What provisioning reads: the environment version the session runs,
 	// the agent's configuration and the decrypted secrets (env vars and
 	// repository tokens).
@@ -179,7 +191,8 @@ type Runner struct {
 	started   bool
 	closed    bool
 
-	stopSweep chan struct{} // closed by Shutdown
+	stopSweep chan struct{}                  // closed by Shutdown
+	resume    map[string]*store.DetachedTurn // turns to take up again, by session
 	egress    *egressLog
 	local     *local.Backend
 
@@ -259,16 +272,25 @@ func New(db Store, cfg Config) (*Runner, error) {
 	if err := runtimes.CheckVersions(cfg.RuntimeVersions); err != nil {
 		return nil, fmt.Errorf("runner: %w", err)
 	}
-	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, runningBy: map[string]int{}, stopSweep: make(chan struct{})}
+	r := &Runner{db: db, cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, runningBy: map[string]int{}, stopSweep: make(chan struct{}),
+		resume: map[string]*store.DetachedTurn{}}
 	r.cond = sync.NewCond(&r.mu)
 	// npm runs on the host: the cache is shared and a sprite may have no
 	// network.
 	r.inst = runtimes.NewInstaller(cfg.RuntimeDir, local.FindBinary("npm"), cfg.Logger)
 
-	switch cfg.Sandbox {
-	case SandboxAuto, SandboxBwrap, SandboxNone:
-	default:
-		return nil, fmt.Errorf("runner: unknown sandbox %q (want auto, bwrap or none)", cfg.Sandbox)
+	r.egress = &egressLog{db: db, log: cfg.Logger}
+	switch {
+	case cfg.Backend != nil:
+		if cfg.Sandbox != SandboxAuto && cfg.Sandbox != SandboxSprites {
+			return nil, fmt.Errorf("runner: sandbox %q with a remote backend", cfg.Sandbox)
+		}
+		r.backend, r.mode = cfg.Backend, SandboxSprites
+		return r, nil
+	case cfg.Sandbox == SandboxSprites:
+		return nil, errors.New("runner: sandbox sprites needs a remote backend")
+	case cfg.Sandbox != SandboxAuto && cfg.Sandbox != SandboxBwrap && cfg.Sandbox != SandboxNone:
+		return nil, fmt.Errorf("runner: unknown sandbox %q (want auto, bwrap, none or sprites)", cfg.Sandbox)
 	}
 	var allow []egress.Rule
 	for _, a := range cfg.EgressAllow {
@@ -278,7 +300,6 @@ func New(db Store, cfg Config) (*Runner, error) {
 		}
 		allow = append(allow, rule)
 	}
-	r.egress = &egressLog{db: db, log: cfg.Logger}
 	lb, err := local.New(local.Config{
 		DataDir: cfg.DataDir, Sandbox: cfg.Sandbox, Limits: cfg.Limits, Drain: cfg.KillGrace, Logger: cfg.Logger,
 		EgressAllow: allow, Resolver: cfg.EgressResolver, Dial: cfg.EgressDial, Record: r.egress.record, GitCredentials: r.gitCredential,
@@ -305,11 +326,21 @@ func (r *Runner) pin(rt runtimes.Runtime) *runtimes.Package {
 }
 
 // Limits reports how each sprite limit is enforced (for /health).
-func (r *Runner) Limits() map[string]string { return r.local.Enforced() }
+func (r *Runner) Limits() map[string]string {
+	if r.local == nil {
+		return map[string]string{"sandbox": "sprites: one VM per session on the Sprites service, with the service's limits"}
+	}
+	return r.local.Enforced()
+}
 
 // Layers reports whether environments' packages are built into package
 // layers here (sprites have a writable root).
-func (r *Runner) Layers() bool { return r.local.Layers() }
+// tokensInEnv says whether git in a sprite reads repository tokens from
+// its processes' environment: there is no socket to ask aod through
+// without a local sandbox (none), or on a remote VM.
+func (r *Runner) tokensInEnv() bool { return r.mode == SandboxNone || r.mode == SandboxSprites }
+
+func (r *Runner) Layers() bool { return r.local != nil && r.local.Layers() }
 
 // Sandbox reports the isolation in use: "bwrap" or "none".
 func (r *Runner) Sandbox() string { return r.mode }
@@ -330,6 +361,21 @@ func (r *Runner) Start(ctx context.Context) error {
 		return fmt.Errorf("runner: list sessions to recover: %w", err)
 	}
 	for _, s := range sessions {
+		if s.Status == store.StatusRunning && r.mode == SandboxSprites {
+			// A turn a shutdown let go of runs on in its sprite: take it up.
+			dt, err := r.db.DetachedTurn(ctx, s.ID)
+			if err != nil {
+				return fmt.Errorf("runner: read session %s's turn: %w", s.ID, err)
+			}
+			if dt != nil {
+				r.log.Info("taking up a turn that ran on through a restart", "session", s.ID, "turn", dt.Number)
+				r.mu.Lock()
+				r.resume[s.ID] = dt
+				r.mu.Unlock()
+				r.Enqueue(s.ID)
+				continue
+			}
+		}
 		switch {
 		case s.Status == store.StatusRunning || s.ProvisionState == store.ProvisionRunning:
 			r.log.Warn("session cut short by a restart: marking it failed", "session", s.ID, "status", s.Status,
@@ -413,7 +459,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 			r.log.Error("removing sprite", "sprite", name, "err", err)
 		}
 	}
-	if r.local.Layers() {
+	if r.Layers() {
 		got, err := local.CollectLayers(r.cfg.DataDir, r.cfg.LayerRetention)
 		for _, l := range got {
 			if l.Removed {
@@ -552,6 +598,20 @@ func (r *Runner) SessionSprite(ctx context.Context, sess *store.Session) (sprite
 	return sp, err
 }
 
+// CheckSprite records that a finished session's remote sprite vanished
+// (deleted outside aod), so that its next prompt gets the contract's 409
+// rather than a turn that fails. Local sprites only go by aod's hand.
+func (r *Runner) CheckSprite(ctx context.Context, id string) {
+	if r.mode != SandboxSprites {
+		return
+	}
+	if _, err := r.backend.Get(ctx, id, sprite.Options{}); errors.Is(err, sprite.ErrNotFound) {
+		if _, err := r.db.SpriteRemoved(ctx, id); err != nil {
+			r.log.Error("recording a vanished sprite", "session", id, "err", err)
+		}
+	}
+}
+
 // diffLimit bounds how long computing a session's diff may take.
 const diffLimit = 2 * time.Minute
 
@@ -688,7 +748,9 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 		r.workers.Wait()
 		r.bg.Wait()
 		r.egress.flush() // the last connections of the last turns
-		r.local.Close()
+		if r.local != nil {
+			r.local.Close()
+		}
 		close(done)
 	}()
 	timer := time.NewTimer(grace)
@@ -723,6 +785,14 @@ func (r *Runner) runJob(ctx context.Context, id string, intr <-chan struct{}) {
 		if store.ErrorCode(err) != store.NotFound {
 			r.log.Error("reading session", "session", id, "err", err)
 		}
+		return
+	}
+	r.mu.Lock()
+	dt := r.resume[id]
+	delete(r.resume, id)
+	r.mu.Unlock()
+	if dt != nil && sess.Status == store.StatusRunning {
+		r.resumeTurn(ctx, sess, dt, intr)
 		return
 	}
 	if sess.Status != store.StatusPending {

@@ -46,6 +46,10 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 	began := time.Now()
 	res, how := r.execTurn(ctx, sess, turn, prep, intr)
 	metrics.TurnSeconds.WithLabelValues(turnOutcome(res, how)).Observe(time.Since(began).Seconds())
+	if how == endedDetached {
+		r.log.Info("shutdown: the turn's command runs on in its sprite; the next start takes it up", "session", id, "turn", turn.Number)
+		return
+	}
 	if how == endedCancel && errors.Is(context.Cause(ctx), errShutdown) {
 		if err := r.db.FailSession(dbctx, id, reasonShutdown); err != nil {
 			r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
@@ -66,6 +70,53 @@ func (r *Runner) runTurn(ctx context.Context, sess *store.Session, turn *store.T
 		attrs = append(attrs, "error", res.Error)
 	}
 	r.log.Info("turn ended", attrs...)
+}
+
+// resumeTurn takes up a turn whose command a shutdown let go of, running
+// on in a remote sprite: its output from where the last server stored it,
+// then its end, as runTurn records it.
+func (r *Runner) resumeTurn(ctx context.Context, sess *store.Session, dt *store.DetachedTurn, intr <-chan struct{}) {
+	id := sess.ID
+	dbctx := context.WithoutCancel(ctx)
+	turn := &dt.Turn
+	res, how := func() (store.TurnResult, ending) {
+		sp, err := r.backend.Get(ctx, id, sprite.Options{})
+		if err != nil {
+			return store.TurnResult{Error: "Could not take up the turn after a restart: " + err.Error()}, endedItself
+		}
+		ra, ok := sp.(sprite.Reattacher)
+		if !ok {
+			return store.TurnResult{Error: "Could not take up the turn after a restart: the backend cannot"}, endedItself
+		}
+		used, err := r.db.OutputBytes(dbctx, id)
+		if err != nil {
+			return store.TurnResult{Error: "Could not read the session's output size: " + err.Error()}, endedItself
+		}
+		// What is left of the turn's timeout.
+		timeout := time.Duration(turn.Timeout) * time.Second
+		if timeout <= 0 {
+			timeout = defaultTurnTimeout
+		}
+		if turn.StartedAt != nil {
+			timeout = max(timeout-time.Since(*turn.StartedAt), time.Second)
+		}
+		return r.driveTurn(ctx, sess, turn, r.runtime(sess.Runtime), intr, used, timeout, func(stdout, stderr io.Writer) (sprite.Process, error) {
+			return ra.Reattach(ctx, dt.ExecID, dt.StdoutSeen, dt.StderrSeen, stdout, stderr)
+		})
+	}()
+	switch {
+	case how == endedDetached:
+		return // shut down again
+	case how == endedCancel && errors.Is(context.Cause(ctx), errShutdown):
+		if err := r.db.FailSession(dbctx, id, reasonShutdown); err != nil {
+			r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
+		}
+		return
+	}
+	if err := r.db.FinishTurn(dbctx, id, turn.Number, res); err != nil {
+		r.log.Error("recording turn end", "session", id, "turn", turn.Number, "err", err)
+	}
+	r.log.Info("turn ended (taken up after a restart)", "session", id, "turn", turn.Number, "error", res.Error)
 }
 
 // turnOutcome labels a turn's duration: completed, failed, interrupted,
@@ -89,7 +140,7 @@ func turnOutcome(res store.TurnResult, how ending) string {
 func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.Turn, prep *prepared, intr <-chan struct{}) (store.TurnResult, ending) {
 	id := sess.ID
 	rt := r.runtime(sess.Runtime)
-	if pkg := r.pin(rt); pkg != nil {
+	if pkg := r.pin(rt); pkg != nil && r.mode != SandboxSprites {
 		// Normally a stat: installed at provisioning. Reinstalled if the
 		// shared cache was cleaned since.
 		if _, err := r.inst.Ensure(ctx, *pkg); err != nil {
@@ -119,6 +170,29 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		return store.TurnResult{Interrupted: true}, endedInterrupt // before the runtime started: it never does
 	default:
 	}
+	timeout := time.Duration(turn.Timeout) * time.Second
+	if timeout <= 0 {
+		timeout = defaultTurnTimeout
+	}
+	return r.driveTurn(ctx, sess, turn, rt, intr, used, timeout, func(stdout, stderr io.Writer) (sprite.Process, error) {
+		return sp.Start(ctx, sprite.ExecRequest{
+			Argv:   rt.Argv(sess, turn.Number),
+			Dir:    sprite.HomeDir,
+			Env:    envList(env),
+			Stdin:  strings.NewReader(prompt),
+			Stdout: stdout,
+			Stderr: stderr,
+		})
+	})
+}
+
+// driveTurn starts a turn's command (start is given the writers of its
+// output), stores its output as it comes, stops it when the turn must
+// stop, and says how the turn ended. used is the session's output bytes
+// stored before.
+func (r *Runner) driveTurn(ctx context.Context, sess *store.Session, turn *store.Turn, rt runtimes.Runtime, intr <-chan struct{}, used int64,
+	timeout time.Duration, start func(stdout, stderr io.Writer) (sprite.Process, error)) (store.TurnResult, ending) {
+	id := sess.ID
 	out := r.newOutput(id, turn.Number, used)
 	go out.sink()
 	var stdout io.Writer = out.writer("stdout")
@@ -135,14 +209,7 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		tee = &runtimes.LineTee{W: stdout, P: p}
 		stdout = tee
 	}
-	proc, err := sp.Start(ctx, sprite.ExecRequest{
-		Argv:   rt.Argv(sess, turn.Number),
-		Dir:    sprite.HomeDir,
-		Env:    envList(env),
-		Stdin:  strings.NewReader(prompt),
-		Stdout: stdout,
-		Stderr: out.writer("stderr"),
-	})
+	proc, err := start(stdout, out.writer("stderr"))
 	if err != nil {
 		out.close()
 		if ctx.Err() != nil {
@@ -150,11 +217,22 @@ func (r *Runner) execTurn(ctx context.Context, sess *store.Session, turn *store.
 		}
 		return store.TurnResult{Error: fmt.Sprintf("Could not start the %s runtime: %v", rt.Name(), err)}, endedItself
 	}
-	timeout := time.Duration(turn.Timeout) * time.Second
-	if timeout <= 0 {
-		timeout = defaultTurnTimeout
+	if rp, ok := proc.(sprite.Resumable); ok {
+		// Recorded so that a shutdown can let go of it and the next
+		// server take it up again (see resumeTurn).
+		if err := r.db.SetTurnExec(context.WithoutCancel(ctx), id, turn.Number, rp.ID()); err != nil {
+			r.log.Error("recording a turn's command", "session", id, "turn", turn.Number, "err", err)
+		}
 	}
 	st, how, werr := r.supervise(ctx, proc, timeout, out.kill, stop)
+	if how == endedDetached {
+		out.close() // what was delivered is stored: the next server skips it
+		outSeen, errSeen := proc.(sprite.Resumable).Detach()
+		if err := r.db.DetachTurn(context.WithoutCancel(ctx), id, turn.Number, outSeen, errSeen); err != nil {
+			r.log.Error("recording a detached turn", "session", id, "turn", turn.Number, "err", err)
+		}
+		return store.TurnResult{}, how
+	}
 	if st.Limit != "" && werr == nil {
 		// Said where clients that print only output look, too.
 		io.WriteString(out.writer("stderr"), "aod: "+st.Limit+"\n")
@@ -337,6 +415,7 @@ const (
 	endedCancel           // the job was cancelled (terminate, delete, shutdown): KILL at once
 	endedKill             // the caller asked (output cap, storage failure): KILL at once
 	endedInterrupt        // an interrupt: TERM, grace, KILL; the session goes on
+	endedDetached         // a shutdown let go of a command that runs on (see resumeTurn)
 )
 
 // supervise waits for a command while enforcing the timeout (0 = none),
@@ -360,6 +439,12 @@ func (r *Runner) supervise(ctx context.Context, p sprite.Process, timeout time.D
 				return
 			case <-cancelled:
 				cancelled = nil
+				if rp, ok := p.(sprite.Resumable); ok && how == endedItself && errors.Is(context.Cause(ctx), errShutdown) {
+					// The command runs on; the next server takes it up.
+					how = endedDetached
+					rp.Detach() // Wait returns once it has
+					continue
+				}
 				if how == endedItself {
 					how = endedCancel
 				}

@@ -3,8 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/internal/testkit/apitest"
+	"github.com/aod/aod/runner/sprite"
 	"github.com/matryer/is"
 )
 
@@ -150,12 +150,11 @@ func TestRealRuntimesAgainstFakeModel(t *testing.T) {
 			is.True(strings.Contains(reply, "fake reply to: You are a careful test agent.")) // the CLI printed the fake model's reply to the system prompt + prompt (see reply)
 			is.True(strings.Contains(reply, "first question for "+c.runtime))                // which carried the turn's prompt
 
-			home := filepath.Join(a.Dir, "sprites", id, "home")
-			mcp, err := os.ReadFile(filepath.Join(home, c.mcpFile))
+			mcp, err := a.SpriteFile(id, path.Join(sprite.HomeDir, c.mcpFile))
 			is.NoErr(err)                                    // the MCP config is where the CLI reads it
 			is.True(strings.Contains(string(mcp), c.mcpKey)) // with the servers' key
 			is.True(strings.Contains(string(mcp), "docs"))   // naming our server
-			skill, err := os.ReadFile(filepath.Join(home, c.skillFile))
+			skill, err := a.SpriteFile(id, path.Join(sprite.HomeDir, c.skillFile))
 			is.NoErr(err)                     // the skill file is where the CLI reads it
 			is.Equal(string(skill), e2eSkill) // with exactly the content sent
 

@@ -25,6 +25,12 @@ type Runner interface {
 	Delete(sessionID string)
 }
 
+// spriteChecker is a runner that can tell a sprite vanished behind its
+// back (a remote service's), before a prompt is taken.
+type spriteChecker interface {
+	CheckSprite(ctx context.Context, id string)
+}
+
 // DefaultMaxConcurrent is the per-user limit of pending and running
 // sessions a server starts with.
 const DefaultMaxConcurrent = 100
@@ -133,6 +139,11 @@ func (s *Service) CheckPromptable(ctx context.Context, userID, id string) error 
 func (s *Service) Prompt(ctx context.Context, userID, id, prompt string, timeout int) (*store.Session, error) {
 	if err := s.backend(noBackendPrompt); err != nil {
 		return nil, err
+	}
+	if c, ok := s.run.(spriteChecker); ok {
+		if cur, err := s.db.GetSession(ctx, userID, id); err == nil && store.TerminalStatus(cur.Status) {
+			c.CheckSprite(ctx, cur.ID)
+		}
 	}
 	sess, err := s.db.PromptSession(ctx, userID, id, prompt, timeout)
 	if err != nil {

@@ -271,3 +271,55 @@ func (db *DB) SetRuntimeSessionID(ctx context.Context, id, runtimeID string) err
 		return err
 	})
 }
+
+// DetachedTurn is a running turn whose command aod let go of at a
+// shutdown, to be taken up again (see DetachTurn).
+type DetachedTurn struct {
+	Turn
+	ExecID                 string
+	StdoutSeen, StderrSeen int64
+}
+
+// SetTurnExec records the id of the command a running turn runs, on a
+// backend whose commands outlive aod's connection to them.
+func (db *DB) SetTurnExec(ctx context.Context, id string, turn int, execID string) error {
+	return db.write(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE session_turns SET exec_id = ?, detached = 0 WHERE session_id = ? AND turn_number = ?`, execID, id, turn)
+		return err
+	})
+}
+
+// DetachTurn records that aod let go of a running turn's command, still
+// running, after storing stdoutSeen and stderrSeen bytes of its output.
+func (db *DB) DetachTurn(ctx context.Context, id string, turn int, stdoutSeen, stderrSeen int64) error {
+	return db.write(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE session_turns SET detached = 1, stdout_seen = ?, stderr_seen = ?
+			WHERE session_id = ? AND turn_number = ? AND status = ? AND exec_id IS NOT NULL`, stdoutSeen, stderrSeen, id, turn, StatusRunning)
+		return err
+	})
+}
+
+// DetachedTurn returns the session's running turn if aod let go of its
+// command at a shutdown, else nil.
+func (db *DB) DetachedTurn(ctx context.Context, id string) (*DetachedTurn, error) {
+	var d DetachedTurn
+	var exec sql.NullString
+	row := db.reader.QueryRowContext(ctx, `SELECT `+turnColumns+`, exec_id, stdout_seen, stderr_seen FROM session_turns
+		WHERE session_id = ? AND status = ? AND detached = 1 ORDER BY turn_number DESC LIMIT 1`, id, StatusRunning)
+	t, err := scanTurn(scanFunc(func(dest ...any) error {
+		return row.Scan(append(dest, &exec, &d.StdoutSeen, &d.StderrSeen)...)
+	}))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.Turn, d.ExecID = *t, exec.String
+	return &d, nil
+}
+
+// scanFunc is a scanner made of a function.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }

@@ -153,3 +153,50 @@ type ExitStatus struct {
 	// or memory), as a message for the user; "" when none did.
 	Limit string
 }
+
+// progressKey carries a function that tells the user what a slow backend
+// call is waiting for (see WithProgress).
+type progressKey struct{}
+
+// WithProgress returns ctx carrying tell: a backend that must wait (for
+// capacity, say) calls Progress with a message for the stage under way.
+func WithProgress(ctx context.Context, tell func(msg string)) context.Context {
+	return context.WithValue(ctx, progressKey{}, tell)
+}
+
+// Progress passes msg to ctx's progress function, if it has one.
+func Progress(ctx context.Context, msg string) {
+	if tell, ok := ctx.Value(progressKey{}).(func(string)); ok && tell != nil {
+		tell(msg)
+	}
+}
+
+// Policed is a sprite whose network policy is set on the machine (a
+// remote service's VM) rather than by aod's egress proxy: the runner sets
+// it in its network_policy stage, after the agent CLI is installed.
+type Policed interface {
+	SetNetwork(ctx context.Context, n Network) error
+}
+
+// Reattacher is a sprite whose commands outlive the connection that
+// started them (and aod's process): a command started there can be taken
+// up again by the ID its Process reports (see Resumable).
+type Reattacher interface {
+	// Reattach resumes delivering the output of command id to req's
+	// writers, skipping the first stdoutSeen and stderrSeen bytes of each
+	// (what was stored before), and returns it as a Process.
+	Reattach(ctx context.Context, id string, stdoutSeen, stderrSeen int64, stdout, stderr io.Writer) (Process, error)
+}
+
+// Resumable is a Process a Reattacher can take up again by its ID.
+type Resumable interface {
+	Process
+	ID() string
+	// Detach lets go of the command, which keeps running, and says how
+	// many bytes of each stream were delivered to the writers; Wait then
+	// returns ErrDetached.
+	Detach() (stdoutSeen, stderrSeen int64)
+}
+
+// ErrDetached is what Wait answers for a process that was detached.
+var ErrDetached = errors.New("detached from the command, which runs on")

@@ -8,12 +8,15 @@ package apitest
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +24,10 @@ import (
 	"github.com/aod/aod/fakemodel"
 	"github.com/aod/aod/runner"
 	"github.com/aod/aod/runner/egress"
+	"github.com/aod/aod/runner/remote"
+	"github.com/aod/aod/runner/sprite"
+	"github.com/aod/aod/runner/sprites"
+	"github.com/aod/aod/runner/sprites/spritesfake"
 	"github.com/aod/aod/server"
 	"github.com/aod/aod/sessions"
 	"github.com/aod/aod/sse"
@@ -88,7 +95,22 @@ type Server struct {
 	Runner   *runner.Runner    // the real runner, nil when recording
 	Streams  *sse.Hub          // the API's and the UI's streams
 	Recorder *Recorder         // what the use cases told the runner, nil with the real one
+	// Sprites is the fake Sprites service sessions run on when the
+	// sandbox is "sprites" (Options.Sandbox, or SandboxEnv), else nil.
+	Sprites *spritesfake.Fake
 }
+
+// SandboxEnv names the variable that sets the real runner's sandbox when
+// Options.Sandbox is empty: `AOD_TEST_SANDBOX=sprites go test ./server/`
+// runs the session scenario tests on the Sprites backend (against its fake).
+const SandboxEnv = "AOD_TEST_SANDBOX"
+
+// SpritesPrefix starts the names of the sprites the Sprites backend makes
+// in tests.
+const SpritesPrefix = "aod-"
+
+// OnSprites reports whether tests' sessions run on the Sprites backend.
+func OnSprites() bool { return os.Getenv(SandboxEnv) == runner.SandboxSprites }
 
 // New starts a server for t as o says and stops it when t ends.
 func New(t testing.TB, o Options) *Server {
@@ -121,7 +143,19 @@ func Start(t testing.TB, o Options) (*Server, error) {
 		s.Fake = fakemodel.New(o.FakeScript)
 		fakeSrv := httptest.NewServer(s.Fake)
 		t.Cleanup(fakeSrv.Close)
-		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: o.Sandbox, MaxRunning: o.MaxRunning,
+		sandbox := o.Sandbox
+		if sandbox == "" {
+			sandbox = os.Getenv(SandboxEnv)
+		}
+		var backend sprite.Backend
+		if sandbox == runner.SandboxSprites {
+			// Sessions run on the Sprites backend, against the fake of the
+			// service (sprites as directories, commands as real processes).
+			s.Sprites = spritesfake.New(t, spritesfake.Options{})
+			c := sprites.New(sprites.Config{URL: s.Sprites.URL(), Token: s.Sprites.Token(), Log: logger})
+			backend = remote.New(remote.Config{Client: c, Prefix: SpritesPrefix, Log: logger, MaxRunAfterDisconnect: time.Minute})
+		}
+		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: sandbox, Backend: backend, MaxRunning: o.MaxRunning,
 			KillGrace: 200 * time.Millisecond, RuntimeDir: RuntimeDir(), Logger: logger, WarmSprites: cmp.Or(o.WarmSprites, -1),
 			EgressAllow: o.EgressAllow, EgressResolver: o.EgressResolver, EgressDial: o.EgressDial,
 			ModelEndpoints: runner.ModelEndpoints{Anthropic: fakeSrv.URL, OpenAI: fakeSrv.URL, Gemini: fakeSrv.URL}})
@@ -247,4 +281,21 @@ func (r *Recorder) Calls() []Call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Call(nil), r.calls...)
+}
+
+// SpriteFile reads file p (a sprite path under /home/sprite, /workspace
+// or /tmp) of session id's sprite from where the backend keeps it: the
+// local backend's directory under the data dir, or the fake Sprites
+// service's.
+func (s *Server) SpriteFile(id, p string) ([]byte, error) {
+	p = path.Clean("/" + p)
+	if s.Sprites != nil {
+		return os.ReadFile(filepath.Join(s.Sprites.SpriteDir(SpritesPrefix+id), p))
+	}
+	for _, m := range []struct{ at, dir string }{{sprite.HomeDir, "home"}, {sprite.WorkspaceDir, "workspace"}, {sprite.TmpDir, "tmp"}} {
+		if rest, ok := strings.CutPrefix(p, m.at); ok && (rest == "" || rest[0] == '/') {
+			return os.ReadFile(filepath.Join(s.Dir, "sprites", id, m.dir, rest))
+		}
+	}
+	return nil, fmt.Errorf("%s is not in a sprite's trees", p)
 }
