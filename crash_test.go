@@ -24,6 +24,7 @@ import (
 
 	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/internal/testkit/apitest"
+	"github.com/aod/aod/runner/sprites/spritesfake"
 	"github.com/matryer/is"
 )
 
@@ -554,4 +555,39 @@ func TestWebhookRetriesAcrossRestart(t *testing.T) {
 	up.Store(true)
 	startServer(t, dataDir, "--sandbox", "none", "--egress-allow", "127.0.0.1")
 	is.True(testkit.Eventually(30*time.Second, func() bool { return got.Load() == 1 })) // the next server delivers it
+}
+
+// On Sprites a restart does not end a running turn: the command runs on
+// in its Sprite while aod is down, and the next server takes it up, its
+// output whole and in order, each line once, then its exit.
+func TestSpritesTurnSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	spritesfake.RequireExec(t)
+	fake := spritesfake.New(t, spritesfake.Options{})
+	dataDir := filepath.Join(t.TempDir(), "data")
+	flags := []string{"--sandbox", "sprites", "--sprites-url", fake.URL(), "--sprites-token", fake.Token(), "--shutdown-grace", "100ms"}
+	srv := startServer(t, dataDir, flags...)
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "restart")
+	is.NoErr(err)
+	token := lastLine(out)
+	id := srv.api.StartSession(token, apitest.SessionBody(srv.api.ShellAgent(token), "for i in $(seq 1 60); do echo line $i; sleep 0.05; done"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	is.NoErr(readStream(ctx, srv.base, token, id, func(e testkit.Frame) bool {
+		return !strings.Contains(fmt.Sprint(e.Data["data"]), "line 10\n")
+	})) // the turn is under way
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	srv.cmd.Wait()
+	is.True(strings.Contains(srv.logText(), "runs on in its sprite")) // the server let go of the command, not killed it (see the log)
+
+	next := startServer(t, dataDir, flags...)
+	s := next.api.WaitStatus(token, id, "completed", "failed")
+	is.Equal(s["status"], "completed") // the next server saw the turn to its end
+	is.Equal(s["exit_code"], 0.0)      // with the command's exit
+	var want strings.Builder
+	for i := 1; i <= 60; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	is.Equal(next.api.Finish(token, id).Output("stdout", 1), want.String()) // every line once, in order: no gap, no duplicate
 }
