@@ -45,6 +45,9 @@ test-deps:
 # The race detector needs cgo; the binary itself stays cgo-free.
 test: lint test-deps
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	# The API scenario tests again, every session on the Sprites backend
+	# (against the fake of the service).
+	AOD_TEST_SANDBOX=sprites CGO_ENABLED=1 $(GO) test -race -count=1 ./server/
 	$(GO) build -o /dev/null .
 
 bench:

@@ -21,7 +21,7 @@ type spritesOptions struct {
 const defaultSpritesURL = "https://api.sprites.dev"
 
 func spritesFlags(f *pflag.FlagSet, env envReader, o *spritesOptions) {
-	f.StringVar(&o.token, "sprites-token", env.str("AOD_SPRITES_TOKEN", ""), "with --sandbox sprites: the Sprites API token (env AOD_SPRITES_TOKEN; prefer the variable: flags show in ps)")
+	f.StringVar(&o.token, "sprites-token", env.str("AOD_SPRITES_TOKEN", ""), "with --sandbox sprites: the Sprites API token; prefer the variable, flags show in ps (env AOD_SPRITES_TOKEN)")
 	f.StringVar(&o.url, "sprites-url", env.str("AOD_SPRITES_URL", defaultSpritesURL), "with --sandbox sprites: the Sprites API's base URL (env AOD_SPRITES_URL)")
 	f.StringVar(&o.prefix, "sprites-prefix", env.str("AOD_SPRITES_PREFIX", "aod-"), "with --sandbox sprites: start of every Sprite's name (<prefix><session id>); the sweep removes only Sprites named so (env AOD_SPRITES_PREFIX)")
 }
