@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/aod/aod/runner"
+	"github.com/aod/aod/runner/sprites"
+	"github.com/aod/aod/runner/sprites/spritesfake"
 	"github.com/aod/aod/store"
 )
 
@@ -178,4 +181,140 @@ func BenchmarkFirstOutputLayered(b *testing.B) {
 		b.ReportMetric(ms(p[len(p)/2])/ms(e[len(e)/2]), "layered/empty")
 		b.ReportMetric(0, "ns/op")
 	}
+}
+
+// BenchmarkSprites is issue 14's benchmark, against the fake of the
+// Sprites service on loopback, in one run:
+//   - bare-ws-exec: the protocol's own cost, a WebSocket exec of `echo hi`
+//     on an existing Sprite → its first stdout byte (our client, no aod);
+//   - turn: a follow-up prompt `echo hi` on a session whose Sprite exists
+//     (POST /sessions/{id}/prompt → the first output event), whose p50
+//     less bare-ws-exec's is what aod adds per exec (goal ≤ 10 ms);
+//   - session: POST /sessions → first output, provisioning included, for
+//     the local sandboxes' figure in BenchmarkFirstOutput;
+//   - rate-limited: 60 sessions started at once while the fake allows 10
+//     creates a second: sessions started per second (none may fail).
+func BenchmarkSprites(b *testing.B) {
+	spritesfake.RequireExec(b)
+	const n = 100
+	b.Run("bare-ws-exec", func(b *testing.B) {
+		fake := spritesfake.New(b, spritesfake.Options{})
+		c := sprites.New(sprites.Config{URL: fake.URL(), Token: fake.Token()})
+		ctx := context.Background()
+		if _, err := c.Create(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			lat := make([]time.Duration, 0, n)
+			for range n {
+				start := time.Now()
+				e, err := c.Exec(ctx, "bench", sprites.ExecOptions{Argv: []string{"echo", "hi"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w := &firstByte{}
+				w.start = start
+				if _, err := e.Wait(w, io.Discard); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, w.at)
+			}
+			reportPercentiles(b, lat)
+		}
+	})
+	b.Run("turn", func(b *testing.B) {
+		a, token, agentID := benchServer(b, runner.SandboxSprites)
+		r := a.Do("POST", "/sessions", token, fmt.Sprintf(`{"agent_id":%q,"prompt":"true"}`, agentID))
+		id, _ := r.Obj()["id"].(string)
+		a.WaitStatus(token, id, "completed")
+		for b.Loop() {
+			lat := make([]time.Duration, 0, n)
+			for range n {
+				start := time.Now()
+				r := a.Do("POST", "/sessions/"+id+"/prompt", token, map[string]any{"prompt": "echo hi"})
+				if r.Status != http.StatusAccepted {
+					b.Fatalf("prompt: %d %s", r.Status, r.Raw)
+				}
+				lat = append(lat, untilOutput(b, a, token, id, start))
+			}
+			reportPercentiles(b, lat)
+		}
+	})
+	b.Run("session", func(b *testing.B) {
+		a, token, agentID := benchServer(b, runner.SandboxSprites)
+		for b.Loop() {
+			lat := make([]time.Duration, 0, n)
+			for range n {
+				lat = append(lat, firstOutput(b, a, token, agentID))
+			}
+			reportPercentiles(b, lat)
+		}
+	})
+	b.Run("rate-limited", func(b *testing.B) {
+		const sessions, rate = 60, 10
+		for b.Loop() {
+			a, err := apitest.Start(b, apitest.Options{Runner: apitest.RealRunner, Sandbox: runner.SandboxSprites, MaxRunning: sessions,
+				SpritesOptions: spritesfake.Options{CreateRate: rate}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			u, _ := a.DB.EnsureUser(ctx, "bench")
+			_, token, _ := a.DB.CreateAPIKey(ctx, u.ID, "bench", nil)
+			ag, _ := a.DB.CreateAgent(ctx, u.ID, store.AgentInput{Name: "sh", Model: store.Model{Runtime: "shell", Provider: "local", Model: store.ShellModel}})
+			start := time.Now()
+			ids := make([]string, 0, sessions)
+			for range sessions {
+				r := a.Do("POST", "/sessions", token, fmt.Sprintf(`{"agent_id":%q,"prompt":"true"}`, ag.ID))
+				id, _ := r.Obj()["id"].(string)
+				ids = append(ids, id)
+			}
+			for _, id := range ids {
+				if s := a.WaitStatus(token, id, "completed", "failed"); s["status"] != "completed" {
+					b.Fatalf("session %s: %v", id, s["status"])
+				}
+			}
+			took := time.Since(start)
+			b.ReportMetric(float64(sessions)/took.Seconds(), "sessions/s")
+			b.ReportMetric(float64(a.Sprites.Requests("create")-sessions), "429s")
+			b.ReportMetric(0, "ns/op")
+		}
+	})
+}
+
+// firstByte notes when the first byte was written to it.
+type firstByte struct {
+	start time.Time
+	at    time.Duration
+}
+
+func (w *firstByte) Write(p []byte) (int, error) {
+	if w.at == 0 && len(p) > 0 {
+		w.at = time.Since(w.start)
+	}
+	return len(p), nil
+}
+
+// untilOutput reads session id's stream from its newest event and returns
+// the time from start to the next output event, then reads to the turn's
+// end.
+func untilOutput(b testing.TB, a *apitest.Server, token, id string, start time.Time) time.Duration {
+	events := a.Do("GET", "/sessions/"+id+"/events?limit=1000", token, nil)
+	last := events.Obj()["next_after"]
+	hdr := map[string]string{"Authorization": "Bearer " + token}
+	if last != nil {
+		hdr["Last-Event-ID"] = fmt.Sprint(last)
+	}
+	req, _ := testkit.Get(context.Background(), a.URL+"/sessions/"+id+"/stream", hdr)
+	var d time.Duration
+	_, err := testkit.Read(a.HTTP, req, func(f testkit.Frame) bool {
+		if d == 0 && f.Type() == "output" {
+			d = time.Since(start)
+		}
+		return f.Terminal()
+	})
+	if err != nil || d == 0 {
+		b.Fatalf("stream of %s ended without output (%v)", id, err)
+	}
+	return d
 }

@@ -81,6 +81,9 @@ type Options struct {
 	EgressAllow    []string
 	EgressResolver egress.Resolver
 	EgressDial     func(ctx context.Context, network, address string) (net.Conn, error)
+	// SpritesOptions configure the fake Sprites service when the sandbox
+	// is "sprites" (rate limits, say).
+	SpritesOptions spritesfake.Options
 	// Log receives every log line of the runner, the server and the UI,
 	// debug included; nil discards them.
 	Log io.Writer
@@ -151,7 +154,7 @@ func Start(t testing.TB, o Options) (*Server, error) {
 		if sandbox == runner.SandboxSprites {
 			// Sessions run on the Sprites backend, against the fake of the
 			// service (sprites as directories, commands as real processes).
-			s.Sprites = spritesfake.New(t, spritesfake.Options{})
+			s.Sprites = spritesfake.New(t, o.SpritesOptions)
 			c := sprites.New(sprites.Config{URL: s.Sprites.URL(), Token: s.Sprites.Token(), Log: logger})
 			backend = remote.New(remote.Config{Client: c, Prefix: SpritesPrefix, Log: logger, MaxRunAfterDisconnect: time.Minute})
 		}
