@@ -471,7 +471,7 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		MaxPerUser: noLimit(o.maxStreamsPerUser), MaxTotal: noLimit(o.maxStreams), Logger: logger})
 	pages, err := ui.New(db, sess, ui.Config{
 		Registration: o.registration, Streams: streams, MaxDownload: int64(o.maxDownload), TrustedProxies: trusted, Logger: logger, Secure: o.secureCookies,
-		EgressAllow: allow,
+		EgressAllow: allow, Sandbox: run.Sandbox(),
 	})
 	if err != nil {
 		return err

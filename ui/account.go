@@ -225,13 +225,16 @@ func (u *UI) handleWelcome(w http.ResponseWriter, r *http.Request, _ httprouter.
 	return nil
 }
 
-type dashboardPage struct{ Counts store.Counts }
+type dashboardPage struct {
+	Counts  store.Counts
+	Sandbox string // where sessions run (see Config.Sandbox)
+}
 
 func (u *UI) handleDashboard(w http.ResponseWriter, r *http.Request, _ httprouter.Params, s *session) error {
 	c, err := u.db.DashboardCounts(r.Context(), s.User.ID)
 	if err != nil {
 		return err
 	}
-	u.render(w, r, http.StatusOK, "dashboard", s, dashboardPage{Counts: c})
+	u.render(w, r, http.StatusOK, "dashboard", s, dashboardPage{Counts: c, Sandbox: u.cfg.Sandbox})
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aod/aod/runner"
+	"github.com/aod/aod/runner/sprites/spritesfake"
 	"github.com/matryer/is"
 )
 
@@ -460,4 +462,25 @@ func TestThrottlesCountTheClientBehindATrustedProxy(t *testing.T) {
 	}
 	p = x.post("/ui/login", url.Values{"username": {"someone"}, "password": {"x"}}, "X-Forwarded-For: 198.51.100.99")
 	is.Equal(p.Status, http.StatusTooManyRequests) // a new forwarded-for does not dodge the throttle
+}
+
+// The dashboard says where the server runs sessions: on Sprites with the
+// Sprites backend, in bubblewrap or without a sandbox on this server.
+func TestDashboardSaysWhereSessionsRun(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	spritesfake.RequireExec(t)
+	s := newSiteWith(t, siteOptions{run: true, sandbox: runner.SandboxSprites})
+	v := s.visitor()
+	v.register("dana")
+	p := v.get("/ui/")
+	is.Equal(p.Status, http.StatusOK)
+	is.True(p.HasText("Where sessions run"))                        // the panel
+	is.True(p.HasText("On Fly.io Sprites: each session gets a VM")) // naming the backend
+
+	local := newSiteWith(t, siteOptions{run: true, sandbox: runner.SandboxNone})
+	v = local.visitor()
+	v.register("erin")
+	is.True(v.get("/ui/").HasText("as plain processes without a sandbox")) // or saying there is none
+	is.True(!newSite(t).user("fay").get("/ui/").HasText("Where sessions run")) // a server that runs nothing says nothing
 }

@@ -36,6 +36,7 @@ type siteOptions struct {
 	run            bool           // sessions run for real, with the real runner
 	streamsPerUser int            // open streams a user may hold (0: the default)
 	trusted        []netip.Prefix // the UI's trusted proxies
+	sandbox        string         // the real runner's (run only; "": as AOD_TEST_SANDBOX says)
 }
 
 // newSite starts a site whose sessions never run.
@@ -49,7 +50,7 @@ func newSiteWith(t *testing.T, o siteOptions) *site {
 	opts := apitest.Options{MaxConcurrent: o.maxConcurrent, Heartbeat: time.Second, MaxStreamsPerUser: o.streamsPerUser,
 		UI: &ui.Config{Registration: o.registration, Secure: o.secure, TrustedProxies: o.trusted}}
 	if o.run {
-		opts.Runner = apitest.RealRunner
+		opts.Runner, opts.Sandbox = apitest.RealRunner, o.sandbox
 	}
 	return &site{apitest.New(t, opts)}
 }

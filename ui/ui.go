@@ -56,6 +56,9 @@ type Config struct {
 	// URL names a private or loopback address is refused unless one of
 	// them allows it, as the API refuses it (validate.WebhookTarget).
 	EgressAllow []egress.Rule
+	// Sandbox is where the server runs sessions (the runner's: bwrap,
+	// none or sprites), said on the dashboard; "" says nothing.
+	Sandbox string
 }
 
 // Registration modes.

@@ -192,6 +192,9 @@ func Start(t testing.TB, o Options) (*Server, error) {
 	if o.UI != nil {
 		uc := *o.UI
 		uc.Streams, uc.Logger, uc.EgressAllow = streams, logger, allow
+		if s.Runner != nil {
+			uc.Sandbox = s.Runner.Sandbox()
+		}
 		h, err := ui.New(db, sess, uc)
 		if err != nil {
 			t.Fatalf("ui: %v", err)
