@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/aod/aod/internal/testkit"
 	"github.com/aod/aod/internal/testkit/apitest"
 	"github.com/aod/aod/runner"
+	"github.com/aod/aod/runner/sprites"
 	"github.com/aod/aod/runner/sprites/spritesfake"
 	"github.com/matryer/is"
 )
@@ -112,4 +114,50 @@ func TestSpritesNetworkPolicy(t *testing.T) {
 
 	is.Equal(a.Do("DELETE", "/sessions/"+open+"/delete", tok, nil).Status, http.StatusOK)
 	is.True(testkit.Eventually(10*time.Second, func() bool { return a.Sprites.SpriteDir("aod-"+open) == "" })) // its Sprite is deleted
+}
+
+// The sweep removes Sprites with aod's prefix that no session owns (left
+// by a crash, say), and leaves the sessions' and everyone else's.
+func TestSpritesSweep(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	spritesfake.RequireExec(t)
+	o := onSprites
+	o.SweepInterval = 200 * time.Millisecond
+	a := apitest.New(t, o)
+	tok := a.Token("alice")
+	id := a.StartSession(tok, apitest.SessionBody(a.ShellAgent(tok), "true"))
+	is.Equal(a.WaitStatus(tok, id, "completed", "failed")["status"], "completed")
+	c := sprites.New(sprites.Config{URL: a.Sprites.URL(), Token: a.Sprites.Token()})
+	orphan := apitest.SpritesPrefix + "01a25160-0000-7000-8000-000000000000"
+	for _, name := range []string{orphan, "someone-elses"} {
+		_, err := c.Create(context.Background(), name)
+		is.NoErr(err)
+	}
+	is.True(testkit.Eventually(10*time.Second, func() bool { return a.Sprites.SpriteDir(orphan) == "" })) // the orphan goes
+	is.True(a.Sprites.SpriteDir("aod-"+id) != "")                                                         // the session's stays
+	is.True(a.Sprites.SpriteDir("someone-elses") != "")                                                   // and what is not aod's
+}
+
+// Without in-band signals advertised, an interrupt reaches the command
+// through the service's kill endpoint; the session goes on.
+func TestSpritesInterruptByKillEndpoint(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	spritesfake.RequireExec(t)
+	o := onSprites
+	o.SpritesOptions = spritesfake.Options{Capabilities: []string{}}
+	a := apitest.New(t, o)
+	tok := a.Token("alice")
+	id := a.StartSession(tok, apitest.SessionBody(a.ShellAgent(tok), "echo started; sleep 100"))
+	a.Stream(tok, id, apitest.StreamOptions{Stop: func(e testkit.Frame) bool { return e.Type() == "output" }})
+	is.Equal(a.Do("POST", "/sessions/"+id+"/interrupt", tok, nil).Status, http.StatusAccepted)
+	s := a.WaitStatus(tok, id, "completed", "failed")
+	is.Equal(s["status"], "completed")      // interrupted turns complete
+	is.True(a.Sprites.Requests("kill") > 0) // through the kill endpoint
+	turns := a.Do("GET", "/sessions/"+id+"/turns", tok, nil).Data()
+	is.Equal(turns[0].(map[string]any)["interrupted"], true)
+	r := a.Do("POST", "/sessions/"+id+"/prompt", tok, map[string]any{"prompt": "echo again"})
+	is.Equal(r.Status, http.StatusAccepted) // and the session takes the next prompt
+	is.Equal(a.Finish(tok, id).Output("stdout", 2), "again\n")
 }

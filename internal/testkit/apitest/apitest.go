@@ -81,6 +81,8 @@ type Options struct {
 	EgressAllow    []string
 	EgressResolver egress.Resolver
 	EgressDial     func(ctx context.Context, network, address string) (net.Conn, error)
+	// SweepInterval is the real runner's (0: its default).
+	SweepInterval time.Duration
 	// SpritesOptions configure the fake Sprites service when the sandbox
 	// is "sprites" (rate limits, say).
 	SpritesOptions spritesfake.Options
@@ -158,7 +160,7 @@ func Start(t testing.TB, o Options) (*Server, error) {
 			c := sprites.New(sprites.Config{URL: s.Sprites.URL(), Token: s.Sprites.Token(), Log: logger})
 			backend = remote.New(remote.Config{Client: c, Prefix: SpritesPrefix, Log: logger, MaxRunAfterDisconnect: time.Minute})
 		}
-		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: sandbox, Backend: backend, MaxRunning: o.MaxRunning,
+		r, err := runner.New(db, runner.Config{DataDir: dir, Sandbox: sandbox, Backend: backend, MaxRunning: o.MaxRunning, SweepInterval: o.SweepInterval,
 			KillGrace: 200 * time.Millisecond, RuntimeDir: RuntimeDir(), Logger: logger, WarmSprites: cmp.Or(o.WarmSprites, -1),
 			EgressAllow: o.EgressAllow, EgressResolver: o.EgressResolver, EgressDial: o.EgressDial,
 			ModelEndpoints: runner.ModelEndpoints{Anthropic: fakeSrv.URL, OpenAI: fakeSrv.URL, Gemini: fakeSrv.URL}})
