@@ -481,6 +481,6 @@ func TestDashboardSaysWhereSessionsRun(t *testing.T) {
 	local := newSiteWith(t, siteOptions{run: true, sandbox: runner.SandboxNone})
 	v = local.visitor()
 	v.register("erin")
-	is.True(v.get("/ui/").HasText("as plain processes without a sandbox")) // or saying there is none
+	is.True(v.get("/ui/").HasText("as plain processes without a sandbox"))     // or saying there is none
 	is.True(!newSite(t).user("fay").get("/ui/").HasText("Where sessions run")) // a server that runs nothing says nothing
 }
