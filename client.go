@@ -69,9 +69,13 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 	}
 	if status/100 != 2 {
 		var e struct {
-			Detail any `json:"detail"`
+			Detail any    `json:"detail"`
+			Hint   string `json:"hint"` // where a missing model key can go
 		}
 		if json.Unmarshal(b, &e) == nil && e.Detail != nil {
+			if e.Hint != "" {
+				return fmt.Errorf("%s %s: %d: %v\n%s", method, path, status, e.Detail, e.Hint)
+			}
 			return fmt.Errorf("%s %s: %d: %v", method, path, status, e.Detail)
 		}
 		return fmt.Errorf("%s %s: %d", method, path, status)

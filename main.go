@@ -269,6 +269,8 @@ type serveOptions struct {
 	registration       string
 	secureCookies      bool
 	egressAllow        []string
+	passEnvNames       []string // --pass-env
+	passEnv            passEnv  // what they resolve to
 	diskLimit          size
 	memoryLimit        size
 	pidsLimit          int
@@ -293,7 +295,11 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 			if _, err := parsePrefixes(o.trustedProxies); err != nil {
 				return err
 			}
-			err := serve(cmd.Context(), o, openStore, *dataDir, stdout, stderr)
+			var err error
+			if o.passEnv, err = resolvePassEnv(o.passEnvNames, getenv); err != nil {
+				return err
+			}
+			err = serve(cmd.Context(), o, openStore, *dataDir, stdout, stderr)
 			if err != nil && cmd.Context().Err() != nil {
 				return nil // stopped (a signal) while starting: not a failure
 			}
@@ -341,6 +347,7 @@ func serveCmd(getenv func(string) string, openStore func(context.Context) (*stor
 	f.IntVar(&o.pidsLimit, "sprite-pids-limit", env.int("AOD_SPRITE_PIDS_LIMIT", runner.DefaultProcesses), "processes a sprite may run at once (env AOD_SPRITE_PIDS_LIMIT)")
 	f.StringArrayVar(&o.egressAllow, "egress-allow", env.list("AOD_EGRESS_ALLOW"), "a host, IP or CIDR sprites may reach although it is loopback, link-local or private (an internal mirror); limited policies allow it too; repeatable, comma-separated in the variable (env AOD_EGRESS_ALLOW)")
 	f.StringVar(&o.registration, "registration", env.str("AOD_REGISTRATION", ui.RegistrationOpen), "web UI sign-up: open (anyone may create an account) or closed (create users with: aod user set-password) (env AOD_REGISTRATION)")
+	f.StringArrayVar(&o.passEnvNames, "pass-env", env.list("AOD_PASS_ENV"), "a variable of aod's own environment (e.g. ANTHROPIC_API_KEY) handed to every session of every user, below their own secrets and env vars: for a single-user machine; repeatable, comma-separated in the variable; off by default (env AOD_PASS_ENV)")
 	f.BoolVar(&o.secureCookies, "secure-cookies", env.bool("AOD_SECURE_COOKIES"), "mark web UI cookies Secure even on requests that don't look like HTTPS (env AOD_SECURE_COOKIES=1)")
 	return cmd
 }
@@ -410,6 +417,8 @@ func serve(ctx context.Context, o serveOptions, openStore func(context.Context) 
 		return err
 	}
 	defer db.Close()
+	db.SetHostEnv(o.passEnv.vars)
+	o.passEnv.log(logger)
 	if o.fakeModel {
 		url, stop, err := startFakeModel(o.fakeModelScript)
 		if err != nil {

@@ -386,8 +386,10 @@ func (p *provisioning) envFile() (string, error) {
 	return "", err
 }
 
-// redactor hides a session's secrets: its env vars (the environment's and
-// its own) and its repository tokens.
+// redactor hides a session's secrets: its env vars (all that
+// store.SessionSecrets merged: the server's --pass-env variables, the
+// user's secrets, the environment's and the session's own) and its
+// repository tokens.
 func redactor(vars map[string]string, resources []store.Resource) *cmdout.Redactor {
 	values := make([]string, 0, len(vars)+len(resources))
 	for _, v := range vars {
@@ -580,11 +582,13 @@ func (p *provisioning) keepLog() {
 
 // sessionEnv is the complete environment of a sprite's processes, in the
 // original's order (later wins): the basics, AOD_SESSION_ID, AOD_MODEL,
-// then the environment's env vars and the session's secrets
-// (store.SessionSecrets merged those, secrets winning), and without a
-// sandbox the repositories' tokens (see repos.go); then the runtime
-// adds its variables (see runtimes.Runtime.Env) and its CLI's directory in front
-// of PATH. It also returns the resources with their tokens.
+// then the session's env vars as store.SessionSecrets merged them (the
+// server's --pass-env variables, the user's secrets, the environment's
+// env vars, the session's secrets, each winning over the ones before),
+// and without a sandbox the repositories' tokens (see repos.go); then the
+// runtime adds its variables (see runtimes.Runtime.Env) and its CLI's
+// directory in front of PATH. It also returns the resources with their
+// tokens.
 func (r *Runner) sessionEnv(ctx context.Context, sess *store.Session, sp sprite.Sprite, rt runtimes.Runtime) (map[string]string, []store.Resource, error) {
 	vars, resources, err := r.db.SessionSecrets(ctx, sess.ID)
 	if err != nil {

@@ -232,6 +232,9 @@ func TestOpenAPIStatesTheCodesRules(t *testing.T) {
 		{[]string{"AdminAPIKeyCreate", "properties", "name", "maxLength"}, store.MaxKeyNameLen},
 		{[]string{"APIKey", "properties", "name", "maxLength"}, store.MaxKeyNameLen},
 		{[]string{"Username", "maxLength"}, store.MaxUsernameLen},
+		{[]string{"Secret", "properties", "name", "maxLength"}, validate.MaxSecretNameLen},
+		{[]string{"SecretPut", "properties", "value", "maxLength"}, validate.MaxSecretValueLen},
+		{[]string{"SecretList", "properties", "data", "maxItems"}, store.MaxSecretsPerUser},
 	}
 	for _, b := range bounds {
 		if got, _ := schemas(b.keys...).(float64); got != b.want {
@@ -243,6 +246,9 @@ func TestOpenAPIStatesTheCodesRules(t *testing.T) {
 		if p, _ := pv.(map[string]any); p["name"] == "limit" {
 			limit, _ = p["schema"].(map[string]any)["maximum"].(float64)
 		}
+	}
+	if got := schemaAt(t, doc, "components", "parameters", "SecretName", "schema", "maxLength"); got != float64(validate.MaxSecretNameLen) {
+		t.Errorf("components.parameters.SecretName's maxLength is %v, the code's is %d", got, validate.MaxSecretNameLen)
 	}
 	if limit != maxEventsPage {
 		t.Errorf("GET /sessions/{id}/events: the limit's maximum is %v, the code's is %d", limit, maxEventsPage)

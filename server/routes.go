@@ -101,6 +101,10 @@ func (s *Server) apiRoutes() []route {
 		{http.MethodGet, "/webhooks/:id/deliveries", a(s.handleWebhookDeliveries)},
 		{http.MethodPost, "/webhooks/:id/deliveries/:delivery_id/redeliver", a(s.handleWebhookRedeliver)},
 
+		{http.MethodGet, "/secrets", a(s.handleSecretList)},
+		{http.MethodPut, "/secrets/:name", a(s.handleSecretPut)},
+		{http.MethodDelete, "/secrets/:name/delete", a(s.handleSecretDelete)},
+
 		{http.MethodGet, "/api-keys", a(s.handleAPIKeyList)},
 		{http.MethodPost, "/api-keys", a(s.handleAPIKeyCreate)},
 		{http.MethodPost, "/api-keys/:prefix/revoke", a(s.handleAPIKeyRevoke)},

@@ -56,28 +56,26 @@ func (db *DB) SessionEnvironment(ctx context.Context, id string) (*Environment, 
 		FROM sessions s `+sessionEnvVersion+` WHERE s.id = ?`, id))
 }
 
-// SessionSecrets returns the decrypted env vars a session's sprite gets:
-// those of the environment version it runs (see sessionEnvVersion), then
-// the session's secrets (which win), and the repository tokens by
-// resource position.
+// SessionSecrets returns the decrypted env vars a session's sprite gets,
+// merged in sessionEnv's order (later wins): the server's host variables
+// (--pass-env), the user's secrets as they are now, the env vars of the
+// environment version the session runs (see sessionEnvVersion), the
+// session's own secrets; and the repository tokens by resource position.
 func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]string, resources []Resource, err error) {
 	var envID sql.NullString
+	var userID string
 	var sealed, envSealed []byte
-	if err := db.reader.QueryRowContext(ctx, `SELECT s.environment_id, s.secret_env_vars, v.env_vars
-		FROM sessions s `+sessionEnvVersion+` WHERE s.id = ?`, id).Scan(&envID, &sealed, &envSealed); err != nil {
+	if err := db.reader.QueryRowContext(ctx, `SELECT s.user_id, s.environment_id, s.secret_env_vars, v.env_vars
+		FROM sessions s `+sessionEnvVersion+` WHERE s.id = ?`, id).Scan(&userID, &envID, &sealed, &envSealed); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil, sessionNotFound()
 		}
 		return nil, nil, err
 	}
-	env = map[string]string{}
+	var envVars, secrets map[string]string
 	if envID.Valid {
-		vars, err := db.openEnvVars(envID.String, envSealed)
-		if err != nil {
+		if envVars, err = db.openEnvVars(envID.String, envSealed); err != nil {
 			return nil, nil, err
-		}
-		for k, v := range vars {
-			env[k] = v
 		}
 	}
 	if len(sealed) > 0 {
@@ -85,14 +83,15 @@ func (db *DB) SessionSecrets(ctx context.Context, id string) (env map[string]str
 		if err != nil {
 			return nil, nil, errors.New("decrypt secret_env_vars: wrong key file or corrupted data")
 		}
-		var secrets map[string]string
 		if err := json.Unmarshal(plain, &secrets); err != nil {
 			return nil, nil, err
 		}
-		for k, v := range secrets {
-			env[k] = v
-		}
 	}
+	user, err := db.userSecrets(ctx, db.reader, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	env = sessionEnv(db.HostEnv(), user, envVars, secrets)
 	rows, err := db.reader.QueryContext(ctx, `SELECT position, type, url, mount_path, checkout, authorization_token FROM session_resources
 		WHERE session_id = ? ORDER BY position`, id)
 	if err != nil {

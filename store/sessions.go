@@ -231,7 +231,7 @@ func (db *DB) CreateSession(ctx context.Context, userID string, in SessionInput)
 		if err != nil {
 			return err
 		}
-		if err := checkCredentials(agent, in.Policy, in.SecretEnvVars, envVars); err != nil {
+		if err := db.checkCredentials(ctx, tx, userID, agent, in.Policy, envVars, in.SecretEnvVars); err != nil {
 			return err
 		}
 		if err := checkQuota(ctx, tx, userID, in.Policy.MaxConcurrent); err != nil {
@@ -287,13 +287,24 @@ func sealedEnvVars(ctx context.Context, q querier, envID string) ([]byte, error)
 }
 
 // checkCredentials refuses a session whose CLI would start without its
-// provider's key in any of vars (unless the policy says it needs none).
-func checkCredentials(agent *Agent, policy SessionPolicy, vars ...map[string]string) error {
-	if keyless := policy.Keyless; keyless == nil || !keyless(agent.Provider) {
-		names := catalogue.CredentialNames(agent.Runtime, agent.Provider)
-		if len(names) > 0 && !hasAny(names, vars...) {
-			return Errorf(BadRequest, "No API key configured for runtime: %s", agent.Runtime)
-		}
+// provider's key (unless the policy says it needs none): the key must be in
+// the environment the session's sprite will get (see sessionEnv), from the
+// server's host variables, the user's secrets, the environment's env vars
+// or the session's secret env vars.
+func (db *DB) checkCredentials(ctx context.Context, tx *Tx, userID string, agent *Agent, policy SessionPolicy, envVars, secretEnvVars map[string]string) error {
+	if keyless := policy.Keyless; keyless != nil && keyless(agent.Provider) {
+		return nil
+	}
+	names := catalogue.CredentialNames(agent.Runtime, agent.Provider)
+	if len(names) == 0 {
+		return nil
+	}
+	user, err := db.userSecrets(ctx, tx, userID)
+	if err != nil {
+		return err
+	}
+	if !hasAny(names, sessionEnv(db.HostEnv(), user, envVars, secretEnvVars)) {
+		return noKeyError(agent.Runtime, names)
 	}
 	return nil
 }
@@ -347,12 +358,11 @@ func resourceTokenBinding(sessionID string, pos int) string {
 	return fmt.Sprintf("session:%s:resource:%d", sessionID, pos)
 }
 
-func hasAny(names []string, maps ...map[string]string) bool {
+// hasAny reports whether env sets any of names to a value.
+func hasAny(names []string, env map[string]string) bool {
 	for _, n := range names {
-		for _, m := range maps {
-			if m[n] != "" {
-				return true
-			}
+		if env[n] != "" {
+			return true
 		}
 	}
 	return false

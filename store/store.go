@@ -41,6 +41,8 @@ type DB struct {
 	notify notifier
 	// appended counts the log rows stored since Open (a metric).
 	appended atomic.Int64
+	// hostEnv is the server's variables every session gets (SetHostEnv).
+	hostEnv atomic.Pointer[map[string]string]
 }
 
 // Options tune Open. The zero value is what `aod serve` uses.

@@ -226,8 +226,13 @@ func (u *UI) handleWelcome(w http.ResponseWriter, r *http.Request, _ httprouter.
 }
 
 type dashboardPage struct {
-	Counts  store.Counts
-	Sandbox string // where sessions run (see Config.Sandbox)
+	Counts      store.Counts
+	Sandbox     string                  // where sessions run (see Config.Sandbox)
+	Running     []*store.SessionSummary // pending and running, newest first
+	MoreRunning bool                    // more are running than shown
+	Recent      []*store.SessionSummary // ended, most recently first
+	Spend       spendPanel              // the last days' spend
+	LiveURL     string                  // where the running panel's script asks how they stand
 }
 
 func (u *UI) handleDashboard(w http.ResponseWriter, r *http.Request, _ httprouter.Params, s *session) error {
@@ -235,6 +240,10 @@ func (u *UI) handleDashboard(w http.ResponseWriter, r *http.Request, _ httproute
 	if err != nil {
 		return err
 	}
-	u.render(w, r, http.StatusOK, "dashboard", s, dashboardPage{Counts: c, Sandbox: u.cfg.Sandbox})
+	p := dashboardPage{Counts: c, Sandbox: u.cfg.Sandbox}
+	if err := u.dashboardSessions(r, s, &p); err != nil {
+		return err
+	}
+	u.render(w, r, http.StatusOK, "dashboard", s, p)
 	return nil
 }

@@ -1,11 +1,15 @@
 package ui
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/aod/aod/store"
+	"github.com/aod/aod/validate"
 )
 
 // The UI validates nothing itself: it turns form fields into the object the
@@ -20,17 +24,21 @@ func fieldMessage(fe store.FieldError) string {
 	case "missing", "string_too_short":
 		return fieldRequired
 	case "string_too_long":
-		n := 0
-		if s, ok := fe.Input.(string); ok {
-			n = utf8.RuneCountInString(s)
+		s, ok := fe.Input.(string)
+		if !ok || s == validate.Redacted { // a secret's length is not told either
+			return fmt.Sprintf("Ensure this value has at most %v characters.", fe.Ctx["max_length"])
 		}
-		return fmt.Sprintf("Ensure this value has at most %v characters (it has %d).", fe.Ctx["max_length"], n)
+		return fmt.Sprintf("Ensure this value has at most %v characters (it has %d).", fe.Ctx["max_length"], utf8.RuneCountInString(s))
 	case "greater_than_equal":
-		return fmt.Sprintf("Ensure this value is greater than or equal to %v.", fe.Ctx["ge"])
+		return fmt.Sprintf("Ensure this value is greater than or equal to %s.", boundText(fe.Ctx["ge"]))
+	case "greater_than":
+		return fmt.Sprintf("Ensure this value is greater than %s.", boundText(fe.Ctx["gt"]))
 	case "less_than_equal":
-		return fmt.Sprintf("Ensure this value is less than or equal to %v.", fe.Ctx["le"])
+		return fmt.Sprintf("Ensure this value is less than or equal to %s.", boundText(fe.Ctx["le"]))
 	case "int_parsing", "int_type", "int_from_float":
 		return "Enter a whole number."
+	case "float_parsing", "float_type", "finite_number":
+		return "Enter a number."
 	}
 	msg := strings.TrimPrefix(fe.Msg, "Value error, ")
 	if len(fe.Loc) > 1 {
@@ -41,6 +49,14 @@ func fieldMessage(fe store.FieldError) string {
 		msg = strings.Join(parts, ".") + ": " + msg
 	}
 	return msg
+}
+
+// boundText writes a rule's limit as people write numbers: 1000000, not 1e+06.
+func boundText(v any) string {
+	if f, ok := v.(float64); ok {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
 }
 
 // formFields maps an API field to the form field showing its errors, where
@@ -103,4 +119,75 @@ func setIf(m map[string]any, key, value string) {
 	if strings.TrimSpace(value) != "" {
 		m[key] = strings.TrimSpace(value)
 	}
+}
+
+// normText is a text field as the form compares it: Windows line endings
+// (what browsers send from a textarea) made Unix ones, outer space trimmed.
+func normText(s string) string {
+	return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
+}
+
+// keepText is what an edit form sends for a text field: the stored value
+// itself when the submitted one differs from it only in outer space and
+// line endings (so saving an untouched form changes nothing), else the
+// submitted value with Unix line endings, trimmed unless it is a script.
+func keepText(submitted, current string, trim bool) string {
+	if normText(submitted) == normText(current) {
+		return current
+	}
+	if trim || normText(submitted) == "" {
+		return normText(submitted)
+	}
+	return strings.ReplaceAll(submitted, "\r\n", "\n")
+}
+
+// versionField is the hidden version of an edit form as a request body
+// holds it: a JSON number when it is one, else the text as sent, which
+// the API's validation then refuses.
+func versionField(raw string) any {
+	raw = strings.TrimSpace(raw)
+	if _, err := strconv.Atoi(raw); err == nil {
+		return json.Number(raw)
+	}
+	return raw
+}
+
+// isVersionMismatch reports whether err is the API's stale-version 409.
+func isVersionMismatch(err error) bool {
+	return store.ErrorCode(err) == store.Conflict && strings.HasPrefix(store.ErrorMessage(err), "Version mismatch")
+}
+
+// curlCommand is the API request a form makes, written as a curl command
+// for a shell where AOD_API_TOKEN holds a key. body must hold no secret:
+// callers put placeholders where the form has secret values.
+func curlCommand(method, target string, body map[string]any) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the template escapes the page; the command stays copyable
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(body); err != nil {
+		return ""
+	}
+	data := strings.TrimRight(buf.String(), "\n")
+	return "curl -X " + method + " " + target + " \\\n" +
+		"  -H \"Authorization: Bearer $AOD_API_TOKEN\" \\\n" +
+		"  -H \"Content-Type: application/json\" \\\n" +
+		"  -d '" + strings.ReplaceAll(data, "'", `'\''`) + "'"
+}
+
+// withPlaceholders copies a request body for showing, with every env var
+// value replaced by a placeholder naming it.
+func withPlaceholders(body map[string]any, placeholder func(name string) string) map[string]any {
+	out := make(map[string]any, len(body))
+	for k, v := range body {
+		out[k] = v
+	}
+	if vars, ok := body["env_vars"].(map[string]any); ok {
+		shown := make(map[string]any, len(vars))
+		for name := range vars {
+			shown[name] = placeholder(name)
+		}
+		out["env_vars"] = shown
+	}
+	return out
 }

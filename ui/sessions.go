@@ -13,48 +13,6 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
-type sessionsPage struct {
-	Sessions []sessionRow
-}
-
-type sessionRow struct {
-	*store.Session
-	AgentName string
-}
-
-func (u *UI) handleSessions(w http.ResponseWriter, r *http.Request, _ httprouter.Params, s *session) error {
-	sessions, err := u.db.ListSessions(r.Context(), s.User.ID)
-	if err != nil {
-		return err
-	}
-	if err := u.db.AttachUsage(r.Context(), sessions...); err != nil {
-		return err
-	}
-	names, err := u.agentNames(r, s)
-	if err != nil {
-		return err
-	}
-	p := sessionsPage{}
-	for _, x := range sessions {
-		p.Sessions = append(p.Sessions, sessionRow{Session: x, AgentName: names[x.AgentID]})
-	}
-	u.render(w, r, http.StatusOK, "sessions", s, p)
-	return nil
-}
-
-// agentNames maps the user's agent ids (archived included) to names.
-func (u *UI) agentNames(r *http.Request, s *session) (map[string]string, error) {
-	agents, err := u.db.ListAgents(r.Context(), s.User.ID, true)
-	if err != nil {
-		return nil, err
-	}
-	names := make(map[string]string, len(agents))
-	for _, a := range agents {
-		names[a.ID] = a.Name
-	}
-	return names, nil
-}
-
 type sessionPage struct {
 	S            *store.Session
 	Agent        *store.Agent

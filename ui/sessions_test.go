@@ -204,9 +204,9 @@ func TestStartSessionRefusals(t *testing.T) {
 				f.Set("prompt", "echo hi")
 			}
 			p := v.post("/ui/agents/"+agent+"/sessions", f)
-			is.Equal(p.Status, http.StatusFound)            // PRG
-			is.Equal(p.Location(), "/ui/agents/"+agent)     // back to the agent
-			is.Equal(v.follow(p).Flashes(), []string{want}) // "<Label>: <message>"
+			is.Equal(p.Status, http.StatusOK)         // the form again, filled in
+			is.Equal(p.Flashes(), []string{want})     // "<Label>: <message>"
+			is.True(p.Has(`id="start-session-form"`)) // on the agent's page
 		}
 	})
 	t.Run("quota", func(t *testing.T) {
@@ -214,8 +214,8 @@ func TestStartSessionRefusals(t *testing.T) {
 		id := v.startSession(agent, "sleep 30")
 		v.get("/ui/agents/" + agent)
 		p := v.post("/ui/agents/"+agent+"/sessions", url.Values{"prompt": {"echo hi"}})
-		is.Equal(p.Location(), "/ui/agents/"+agent)                                                                                                        // refused, back to the agent
-		is.Equal(v.follow(p).Flashes(), []string{"error: Concurrent session limit reached (1/1). Terminate an active session before starting a new one."}) // the API's message
+		is.Equal(p.Status, http.StatusOK)                                                                                                        // refused: the form again
+		is.Equal(p.Flashes(), []string{"error: Concurrent session limit reached (1/1). Terminate an active session before starting a new one."}) // the API's message
 		v.get("/ui/sessions/" + id)
 		v.post("/ui/sessions/"+id+"/terminate", nil)
 	})
@@ -223,8 +223,9 @@ func TestStartSessionRefusals(t *testing.T) {
 		is := is.New(t)
 		v.get("/ui/agents/new")
 		claude := idOf(t, v.post("/ui/agents/new", url.Values{"name": {"c"}, "runtime": {"claude"}, "model": {"anthropic/claude-sonnet-4-6"}}))
+		v.get("/ui/agents/" + claude)
 		p := v.post("/ui/agents/"+claude+"/sessions", url.Values{"prompt": {"hi"}})
-		is.Equal(v.follow(p).Flashes(), []string{"error: No API key configured for runtime: claude"}) // no key, no session
+		is.Equal(p.Flashes(), []string{"error: No API key configured for runtime: claude"}) // no key, no session
 		sessions, err := s.DB.ListSessions(context.Background(), userID(t, s, "limits"))
 		is.NoErr(err)              // list
 		is.Equal(len(sessions), 1) // only the quota test's session exists

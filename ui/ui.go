@@ -72,8 +72,9 @@ const (
 var pages = []string{
 	"landing", "login", "register", "welcome", "dashboard", "api_keys",
 	"agents", "agent_new", "agent_detail", "environments", "environment_new", "environment_detail",
+	"agent_edit", "agent_version", "environment_edit", "environment_version", "versions",
 	"sessions", "session_detail", "session_files", "session_diff", "error", "docs",
-	"webhooks", "webhook_detail",
+	"webhooks", "webhook_detail", "settings_secrets",
 }
 
 // UI serves the pages.
@@ -357,7 +358,7 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, page str
 }
 
 func navFor(p string) string {
-	for _, n := range []string{"api-keys", "webhooks", "agents", "environments", "sessions"} {
+	for _, n := range []string{"api-keys", "webhooks", "settings/secrets", "agents", "environments", "sessions"} {
 		if p == "/ui/"+n || strings.HasPrefix(p, "/ui/"+n+"/") {
 			return n
 		}
