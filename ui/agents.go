@@ -203,7 +203,7 @@ func (u *UI) handleAgentArchive(w http.ResponseWriter, r *http.Request, ps httpr
 func promptFields(r *http.Request) (prompt string, timeout int, problem string) {
 	body := map[string]any{}
 	setIf(body, "timeout", r.PostForm.Get("timeout"))
-	if p := r.PostForm.Get("prompt"); strings.TrimSpace(p) != "" {
+	if p := textarea(r.PostForm.Get("prompt")); strings.TrimSpace(p) != "" {
 		body["prompt"] = p
 	}
 	prompt, timeout, err := validate.Prompt(validate.FromMap(body))

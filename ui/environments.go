@@ -150,7 +150,7 @@ func environmentBody(r *http.Request, f *form) map[string]any {
 	}
 	f.Values["name"] = strings.TrimSpace(f.Values["name"])
 	setIf(body, "name", f.Values["name"])
-	if script := strings.ReplaceAll(f.Values["setup_script"], "\r\n", "\n"); strings.TrimSpace(script) != "" {
+	if script := textarea(f.Values["setup_script"]); strings.TrimSpace(script) != "" {
 		body["setup_script"] = script
 	}
 	if v, ok := jsonObject(f, "packages_json"); ok {

@@ -121,11 +121,13 @@ func setIf(m map[string]any, key, value string) {
 	}
 }
 
-// normText is a text field as the form compares it: Windows line endings
-// (what browsers send from a textarea) made Unix ones, outer space trimmed.
-func normText(s string) string {
-	return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
-}
+// textarea is a textarea's value with the Windows line endings browsers
+// send made Unix ones (a shell script must not get stray carriage returns).
+func textarea(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
+
+// normText is a text field as the form compares it: textarea line
+// endings, outer space trimmed.
+func normText(s string) string { return strings.TrimSpace(textarea(s)) }
 
 // keepText is what an edit form sends for a text field: the stored value
 // itself when the submitted one differs from it only in outer space and
@@ -138,7 +140,7 @@ func keepText(submitted, current string, trim bool) string {
 	if trim || normText(submitted) == "" {
 		return normText(submitted)
 	}
-	return strings.ReplaceAll(submitted, "\r\n", "\n")
+	return textarea(submitted)
 }
 
 // versionField is the hidden version of an edit form as a request body

@@ -102,7 +102,7 @@ func newStartForm() *startForm {
 // come as repeated fields in page order; rows left blank are dropped.
 func readStartForm(pf url.Values) *startForm {
 	f := &startForm{form: newForm()}
-	f.Values["prompt"] = strings.ReplaceAll(pf.Get("prompt"), "\r\n", "\n")
+	f.Values["prompt"] = textarea(pf.Get("prompt"))
 	for _, k := range []string{"timeout", "environment_id", "budget_usd"} {
 		f.Values[k] = strings.TrimSpace(pf.Get(k))
 	}

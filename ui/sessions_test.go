@@ -95,7 +95,7 @@ func TestShellSessionFromAgentPage(t *testing.T) {
 	is.Equal(v.follow(p).Flashes(), []string{"error: Prompt: This field is required."}) // form error as a flash
 	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo again"}, "timeout": {"9"}})
 	is.Equal(v.follow(p).Flashes(), []string{"error: Timeout: Ensure this value is greater than or equal to 10."}) // range
-	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo turn-two; sleep 5"}, "timeout": {"30"}})
+	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo turn-two\r\nsleep 5"}, "timeout": {"30"}}) // as a browser sends a textarea
 	is.Equal(p.Status, http.StatusFound)                                  // PRG
 	is.Equal(p.Location(), "/ui/sessions/"+id)                            // to the session
 	is.Equal(v.follow(p).Flashes(), []string{"success: Follow-up sent."}) // flash
@@ -105,6 +105,8 @@ func TestShellSessionFromAgentPage(t *testing.T) {
 	is.Equal(v.follow(p).Flashes(), []string{"error: Session is already running"}) // a running session takes no prompt
 	st, _ := s.DB.GetSession(context.Background(), "", id)
 	is.Equal(st.TurnCount, 2) // and got no new turn
+	turns, _ := s.DB.ListTurns(context.Background(), "", id)
+	is.Equal(turns[1].Prompt, "echo turn-two\nsleep 5") // the script has Unix line endings
 	p = v.get("/ui/sessions/" + id)
 	is.True(p.Has("When this turn completes, the form below opens.")) // the follow-up panel explains
 	is.True(p.Has(`class="stacked" id="follow-up-form" hidden>`))     // the form waits, hidden, for the turn's end
