@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -19,6 +20,7 @@ type apiKeysPage struct {
 	Form   *form
 	NewKey string // the raw key just created, shown once
 	Keys   []keyRow
+	Curl   string // the create form's request as a curl command
 }
 
 type keyRow struct {
@@ -61,6 +63,7 @@ func (u *UI) handleAPIKeys(w http.ResponseWriter, r *http.Request, _ httprouter.
 		if err := u.loadKeys(r, s, &p); err != nil {
 			return err
 		}
+		p.Curl = u.keyCurl(r, p.Form, expires)
 		// Shown with a 200, not a redirect: the raw key must never
 		// travel in a cookie or URL to reach the next page.
 		u.render(w, r, http.StatusOK, "api_keys", s, p, extra...)
@@ -69,8 +72,19 @@ func (u *UI) handleAPIKeys(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if err := u.loadKeys(r, s, &p); err != nil {
 		return err
 	}
+	p.Curl = u.keyCurl(r, p.Form, nil)
 	u.render(w, r, http.StatusOK, "api_keys", s, p)
 	return nil
+}
+
+// keyCurl is the API request the create form stands for: POST /api-keys
+// with the form's label and its expiry as seconds from now.
+func (u *UI) keyCurl(r *http.Request, f *form, expires *time.Time) string {
+	body := map[string]any{"name": cmp.Or(f.Values["name"], "<label>")}
+	if expires != nil {
+		body["expires_in"] = int64(time.Until(*expires).Seconds())
+	}
+	return curlCommand(http.MethodPost, u.baseURL(r)+"/api-keys", body)
 }
 
 // parseLocalTime reads a datetime-local value (with or without seconds) as

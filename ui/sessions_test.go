@@ -94,11 +94,11 @@ func TestShellSessionFromAgentPage(t *testing.T) {
 	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"  "}})
 	is.Equal(v.follow(p).Flashes(), []string{"error: Prompt: This field is required."}) // form error as a flash
 	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo again"}, "timeout": {"9"}})
-	is.Equal(v.follow(p).Flashes(), []string{"error: Timeout: Ensure this value is greater than or equal to 10."}) // range
+	is.Equal(v.follow(p).Flashes(), []string{"error: Timeout: Ensure this value is greater than or equal to 10."})  // range
 	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo turn-two\r\nsleep 5"}, "timeout": {"30"}}) // as a browser sends a textarea
-	is.Equal(p.Status, http.StatusFound)                                  // PRG
-	is.Equal(p.Location(), "/ui/sessions/"+id)                            // to the session
-	is.Equal(v.follow(p).Flashes(), []string{"success: Follow-up sent."}) // flash
+	is.Equal(p.Status, http.StatusFound)                                                                            // PRG
+	is.Equal(p.Location(), "/ui/sessions/"+id)                                                                      // to the session
+	is.Equal(v.follow(p).Flashes(), []string{"success: Follow-up sent."})                                           // flash
 	s.waitStatus(id, "running")
 	s.waitOutput(id, "turn-two") // turn 2's output is in the log
 	p = v.post("/ui/sessions/"+id+"/prompt", url.Values{"prompt": {"echo three"}})

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ type webhooksPage struct {
 	Events   []eventChoice  // the form's checkboxes
 	Created  *store.Webhook // the webhook just created, whose Secret is shown once
 	Webhooks []webhookRow
+	Curl     string // the create form's request as a curl command
 }
 
 type webhookRow struct {
@@ -71,6 +73,7 @@ func (u *UI) handleWebhooks(w http.ResponseWriter, r *http.Request, _ httprouter
 	if err := u.loadWebhooks(r, s, &p); err != nil {
 		return err
 	}
+	p.Curl = u.webhookCurl(r, &p)
 	// A 200, not a redirect, after a create: the secret must never travel
 	// in a cookie or URL to reach the next page.
 	u.render(w, r, http.StatusOK, "webhooks", s, p, extra...)
@@ -186,4 +189,23 @@ func (u *UI) handleWebhookRedeliver(w http.ResponseWriter, r *http.Request, ps h
 	}
 	u.redirect(w, r, "/ui/webhooks/"+id, success("Delivery queued: it is sent again now."))
 	return nil
+}
+
+// webhookCurl is the API request the create form stands for: POST
+// /webhooks with the form's URL, ticked events and description.
+func (u *UI) webhookCurl(r *http.Request, p *webhooksPage) string {
+	body := map[string]any{"url": cmp.Or(p.Form.Values["url"], "<url>")}
+	var events []string
+	for _, e := range p.Events {
+		if e.Checked {
+			events = append(events, e.Name)
+		}
+	}
+	if len(events) < len(store.WebhookEvents) {
+		body["events"] = events // every event is the default
+	}
+	if d := p.Form.Values["description"]; d != "" {
+		body["description"] = d
+	}
+	return curlCommand(http.MethodPost, u.baseURL(r)+"/webhooks", body)
 }

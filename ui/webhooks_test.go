@@ -384,3 +384,25 @@ func TestWebhookDeliveries(t *testing.T) {
 	is.Equal(bad, 0)             // signed as well
 	is.True(p.Has("<td>2</td>")) // two attempts now
 }
+
+// The API keys and Webhooks forms show their request as curl: the method,
+// this server's path and the form's values, never a secret.
+func TestKeyAndWebhookFormsShowCurl(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := newSite(t)
+	v := s.user("ivy")
+	p := v.get("/ui/api-keys")
+	is.True(p.Has("curl -X POST " + s.URL + "/api-keys")) // the route
+	is.True(p.Has(`"name": "<label>"`))                   // a placeholder for the empty label
+	p = v.post("/ui/api-keys", url.Values{"name": {"laptop"}})
+	is.True(p.Has(`"name": "<label>"`)) // the fresh form after a create
+	p = v.get("/ui/webhooks")
+	is.True(p.Has("curl -X POST " + s.URL + "/webhooks")) // the route
+	is.True(!p.Has(`"events": [`))                        // every event: the default, left out
+	p = v.post("/ui/webhooks", url.Values{"url": {"http://10.0.0.1/hook"}, "events": {"session.failed"}, "description": {"CI"}})
+	is.True(p.Has(`"url": "http://10.0.0.1/hook"`)) // a refused form's values
+	is.True(p.Has(`"session.failed"`))              // the ticked event
+	is.True(p.Has(`"description": "CI"`))
+	is.True(!p.Has("whsec_")) // no secret anywhere
+}
