@@ -28,6 +28,7 @@ type sessionPage struct {
 	Egress       []store.EgressEntry // what the sprite asked the egress proxy for
 	ProvisionLog string              // what the setup script wrote ("": none)
 	Turns        []*store.Turn       // every turn, by number
+	Curl         string              // the follow-up form's request as a curl command
 }
 
 // maxRenderedRows bounds the log rendered into the page; the live stream
@@ -44,6 +45,7 @@ func (u *UI) handleSession(w http.ResponseWriter, r *http.Request, ps httprouter
 		return err
 	}
 	p := sessionPage{S: sess, Timeout: validate.DefaultTimeout, Terminal: store.TerminalStatus(sess.Status)}
+	p.Curl = curlCommand(http.MethodPost, u.baseURL(r)+"/sessions/"+id+"/prompt", map[string]any{"prompt": "<prompt>", "timeout": p.Timeout})
 	if sess.AgentID != "" {
 		if a, err := u.db.GetAgent(r.Context(), s.User.ID, sess.AgentID); err == nil {
 			p.Agent = a

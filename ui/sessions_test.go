@@ -46,20 +46,21 @@ func TestShellSessionFromAgentPage(t *testing.T) {
 	is.Equal(*sess.ExitCode, 0) // the script succeeded
 
 	p = v.get("/ui/sessions/" + id)
-	is.Equal(p.Status, http.StatusOK)                         // the page
-	is.True(p.HasText("[stdout] hello-one\n"))                // stored stdout rows, labelled
-	is.True(p.HasText("[stdout] hello-two\n"))                // every line
-	is.True(p.Has(`<span class="stderr">oops`))               // stderr apart
-	is.True(p.Has("[stage] create_sprite started"))           // stage progress
-	is.True(p.Has("[stage] runtime_start started"))           // to the last stage
-	is.True(p.Has(`id="session-status">completed<`))          // status
-	is.True(p.Has(`<dd id="session-exit-code">0</dd>`))       // exit code
-	is.True(p.Has("echo hello-one"))                          // the latest prompt
-	is.True(p.Has(`href="/ui/agents/` + agent + `">sh</a>`))  // the agent
-	is.True(p.Has("Terminate session"))                       // completed sessions can be terminated
-	is.True(p.Has(`action="/ui/sessions/` + id + `/prompt"`)) // and take a follow-up
-	is.True(!p.Has("No logs yet."))                           // there are logs
-	is.True(p.Has("No network connections yet."))             // the egress record, empty
+	is.Equal(p.Status, http.StatusOK)                                       // the page
+	is.True(p.HasText("[stdout] hello-one\n"))                              // stored stdout rows, labelled
+	is.True(p.HasText("[stdout] hello-two\n"))                              // every line
+	is.True(p.Has(`<span class="stderr">oops`))                             // stderr apart
+	is.True(p.Has("[stage] create_sprite started"))                         // stage progress
+	is.True(p.Has("[stage] runtime_start started"))                         // to the last stage
+	is.True(p.Has(`id="session-status">completed<`))                        // status
+	is.True(p.Has(`<dd id="session-exit-code">0</dd>`))                     // exit code
+	is.True(p.Has("echo hello-one"))                                        // the latest prompt
+	is.True(p.Has(`href="/ui/agents/` + agent + `">sh</a>`))                // the agent
+	is.True(p.Has("Terminate session"))                                     // completed sessions can be terminated
+	is.True(p.Has(`action="/ui/sessions/` + id + `/prompt"`))               // and take a follow-up
+	is.True(p.Has("curl -X POST " + s.URL + "/sessions/" + id + "/prompt")) // whose request is shown as curl
+	is.True(!p.Has("No logs yet."))                                         // there are logs
+	is.True(p.Has("No network connections yet."))                           // the egress record, empty
 	is.NoErr(s.DB.RecordEgress(context.Background(), id, []store.EgressHit{
 		{Host: "registry.npmjs.org", Port: 443, Allowed: true, Count: 2, At: time.Now()},
 		{Host: "evil.test", Port: 80, Allowed: false, Count: 1, At: time.Now()},
