@@ -304,7 +304,7 @@ func browser(t *testing.T, chrome string) context.Context {
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("no-first-run", true),
 	)...)
 	bctx, cancelBrowser := chromedp.NewContext(alloc)
-	bctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
+	bctx, cancelTimeout := context.WithTimeout(bctx, 5*time.Minute) // a hang guard: real CLIs on a loaded machine are slow
 	t.Cleanup(func() { cancelTimeout(); cancelBrowser(); cancelAlloc() })
 	return bctx
 }
