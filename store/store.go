@@ -4,16 +4,19 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
+	"golang.org/x/crypto/bcrypt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +46,10 @@ type DB struct {
 	appended atomic.Int64
 	// hostEnv is the server's variables every session gets (SetHostEnv).
 	hostEnv atomic.Pointer[map[string]string]
+	// passwordCost is the bcrypt cost of new password hashes; dummyHash
+	// is one of that cost, made on first use (see CheckPassword).
+	passwordCost int
+	dummyHash    func() []byte
 }
 
 // Options tune Open. The zero value is what `aod serve` uses.
@@ -52,6 +59,10 @@ type Options struct {
 	EncryptionKey string
 	// ReadConns caps the read pool (default 8).
 	ReadConns int
+	// PasswordCost is the bcrypt cost of web UI passwords (default
+	// bcrypt.DefaultCost). Tests that sign many users up lower it: under
+	// the race detector a default-cost hash takes about a second.
+	PasswordCost int
 }
 
 // Open creates dir if needed, opens (or creates) the database in it, applies
@@ -95,7 +106,15 @@ func Open(ctx context.Context, dir string, opt Options) (*DB, error) {
 	}
 	reader.SetMaxOpenConns(n)
 	reader.SetMaxIdleConns(n)
-	db := &DB{dir: dir, path: path, writer: newPool(writer), reader: newPool(reader), crypt: box, now: time.Now}
+	db := &DB{dir: dir, path: path, writer: newPool(writer), reader: newPool(reader), crypt: box, now: time.Now,
+		passwordCost: cmp.Or(opt.PasswordCost, bcrypt.DefaultCost)}
+	// A login for an unknown user costs as much as a real one. The hash is
+	// made on first use: it costs ~60 ms, which every aod process (the
+	// server, each `aod token` run) would otherwise pay at start.
+	db.dummyHash = sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("not a password"), db.passwordCost)
+		return h
+	})
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -72,7 +71,7 @@ func (db *DB) RegisterUser(ctx context.Context, username, password string) (*Use
 	if len(password) < minPasswordLen {
 		return nil, Errorf(Invalid, "This password is too short. It must contain at least %d characters.", minPasswordLen)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), db.passwordCost)
 	if err != nil {
 		return nil, Errorf(Invalid, "Password is too long.")
 	}
@@ -124,7 +123,7 @@ func (db *DB) SetPassword(ctx context.Context, username, password string) error 
 	if len(password) < minPasswordLen {
 		return Errorf(Invalid, "This password is too short. It must contain at least %d characters.", minPasswordLen)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), db.passwordCost)
 	if err != nil {
 		return Errorf(Invalid, "Password is too long.")
 	}
@@ -140,14 +139,6 @@ func (db *DB) SetPassword(ctx context.Context, username, password string) error 
 	})
 }
 
-// dummyHash makes a login for an unknown user cost as much as a real one. It
-// is made on first use: hashing costs ~60 ms, which every aod process (the
-// server, each `aod token` run, each sprite's init) would otherwise pay at start.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
-	return h
-})
-
 // CheckPassword returns the user when the password matches; any failure is
 // the same Unauthorized error (no hint whether the user exists).
 func (db *DB) CheckPassword(ctx context.Context, username, password string) (*User, error) {
@@ -159,7 +150,7 @@ func (db *DB) CheckPassword(ctx context.Context, username, password string) (*Us
 		return nil, err
 	}
 	if err != nil || hash == "" {
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		bcrypt.CompareHashAndPassword(db.dummyHash(), []byte(password))
 		return nil, Errorf(Unauthorized, "Please enter a correct username and password.")
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {

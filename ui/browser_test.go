@@ -66,7 +66,7 @@ func TestBrowserJourney(t *testing.T) {
 
 	// Chromium's profile and its temporary files (singleton socket and
 	// cookie) go under the test's temp dir, so nothing is left in /tmp.
-	browserTmp := t.TempDir()
+	browserTmp := browserDir(t)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Env("TMPDIR="+browserTmp), chromedp.UserDataDir(filepath.Join(browserTmp, "profile")),
@@ -297,7 +297,7 @@ func TestBrowserFollowUpOpensWhenTheTurnEnds(t *testing.T) {
 // by two minutes in all.
 func browser(t *testing.T, chrome string) context.Context {
 	t.Helper()
-	tmp := t.TempDir()
+	tmp := browserDir(t)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Env("TMPDIR="+tmp), chromedp.UserDataDir(filepath.Join(tmp, "profile")),
@@ -319,4 +319,23 @@ func logIn(base, user string) chromedp.Action {
 		chromedp.Click(`form[action="/ui/login"] button[type=submit]`, chromedp.ByQuery),
 		chromedp.WaitVisible("main", chromedp.ByQuery),
 	}
+}
+
+// browserDir is a directory for Chromium's profile and temporary files.
+// Not t.TempDir: Chromium's helper processes may still be writing to the
+// profile for a moment after the browser is stopped, so the directory is
+// removed with retries, after the test's other cleanups (which run last
+// registered first) and its defers have stopped the browser.
+func browserDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "aod-browser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !testkit.Eventually(10*time.Second, func() bool { return os.RemoveAll(dir) == nil }) {
+			t.Errorf("could not remove the browser's profile %s", dir)
+		}
+	})
+	return dir
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/aod/aod/sse"
 	"github.com/aod/aod/store"
 	"github.com/aod/aod/ui"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // RunnerKind says what runs the sessions a test creates.
@@ -133,7 +134,9 @@ func Start(t testing.TB, o Options) (*Server, error) {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	db, err := store.Open(ctx, dir, store.Options{})
+	// The lowest bcrypt cost: tests sign many users up and log them in,
+	// each hash about a second under the race detector at the default.
+	db, err := store.Open(ctx, dir, store.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
