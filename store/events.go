@@ -96,19 +96,25 @@ func (db *DB) EventsAppended() int64 { return db.appended.Load() }
 
 // SessionCounts is how many sessions there are in each status.
 func (db *DB) SessionCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT status, count(*) FROM sessions GROUP BY status`)
+	return db.countsBy(ctx, `SELECT status, count(*) FROM sessions GROUP BY status`)
+}
+
+// countsBy runs a query of (key, count) rows, e.g. a GROUP BY, and returns
+// the counts by key.
+func (db *DB) countsBy(ctx context.Context, query string) (map[string]int, error) {
+	rows, err := db.reader.QueryContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := map[string]int{}
 	for rows.Next() {
-		var st string
+		var key string
 		var n int
-		if err := rows.Scan(&st, &n); err != nil {
+		if err := rows.Scan(&key, &n); err != nil {
 			return nil, err
 		}
-		out[st] = n
+		out[key] = n
 	}
 	return out, rows.Err()
 }

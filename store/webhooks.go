@@ -337,19 +337,5 @@ func webhookEventFor(status string) string {
 // DeliveryCounts is how many webhook deliveries there are in each status,
 // every user's (for the metrics).
 func (db *DB) DeliveryCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT status, count(*) FROM webhook_deliveries GROUP BY status`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, err
-		}
-		out[st] = n
-	}
-	return out, rows.Err()
+	return db.countsBy(ctx, `SELECT status, count(*) FROM webhook_deliveries GROUP BY status`)
 }
