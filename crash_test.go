@@ -591,3 +591,39 @@ func TestSpritesTurnSurvivesRestart(t *testing.T) {
 	}
 	is.Equal(next.api.Finish(token, id).Output("stdout", 1), want.String()) // every line once, in order: no gap, no duplicate
 }
+
+// On Sprites a crash (kill -9) of aod loses the running turn, as on one
+// machine: the next server fails the session and kills the command, which
+// would otherwise run on in its Sprite with nobody reading it.
+func TestSpritesCrashKillsTheLostCommand(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	spritesfake.RequireExec(t)
+	fake := spritesfake.New(t, spritesfake.Options{})
+	dataDir := filepath.Join(t.TempDir(), "data")
+	flags := []string{"--sandbox", "sprites", "--sprites-url", fake.URL(), "--sprites-token", fake.Token()}
+	srv := startServer(t, dataDir, flags...)
+	out, err := cli(t, nil, "--data-dir", dataDir, "token", "create", "--user", "crash")
+	is.NoErr(err)
+	token := lastLine(out)
+	id := srv.api.StartSession(token, apitest.SessionBody(srv.api.ShellAgent(token), "echo started; sleep 300"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	is.NoErr(readStream(ctx, srv.base, token, id, func(e testkit.Frame) bool { return e.Type() != "output" })) // the turn is under way
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	running := func() bool {
+		for _, e := range fake.ExecSessions(apitest.SpritesPrefix + id) {
+			if e.Active {
+				return true
+			}
+		}
+		return false
+	}
+	is.True(running()) // the command runs on without aod
+
+	next := startServer(t, dataDir, flags...)
+	s := next.api.WaitStatus(token, id, "completed", "failed")
+	is.Equal(s["status"], "failed")                                                // the next server fails the lost turn
+	is.True(testkit.Eventually(10*time.Second, func() bool { return !running() })) // and kills its command
+}

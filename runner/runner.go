@@ -141,6 +141,7 @@ type Store interface {
 	SetTurnExec(ctx context.Context, id string, turn int, execID string) error
 	DetachTurn(ctx context.Context, id string, turn int, stdoutSeen, stderrSeen int64) error
 	DetachedTurn(ctx context.Context, id string) (*store.DetachedTurn, error)
+	RunningTurnExec(ctx context.Context, id string) (string, error)
 	// What provisioning reads: the environment version the session runs,
 	// the agent's configuration and the decrypted secrets (env vars and
 	// repository tokens).
@@ -380,6 +381,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		case s.Status == store.StatusRunning || s.ProvisionState == store.ProvisionRunning:
 			r.log.Warn("session cut short by a restart: marking it failed", "session", s.ID, "status", s.Status,
 				"provision_state", s.ProvisionState)
+			r.killLost(ctx, s.ID)
 			if err := r.db.FailSession(ctx, s.ID, reasonRestarted); err != nil {
 				return fmt.Errorf("runner: fail session %s: %w", s.ID, err)
 			}
@@ -401,6 +403,28 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.workers.Add(1)
 	go r.sweepLoop()
 	return nil
+}
+
+// killLost kills what a turn cut short by a crash still runs on a backend
+// whose commands outlive aod (nobody will read its output now): the
+// session is failed, so its sprite must run nothing more.
+func (r *Runner) killLost(ctx context.Context, id string) {
+	if r.mode != SandboxSprites {
+		return
+	}
+	exec, err := r.db.RunningTurnExec(ctx, id)
+	if err != nil || exec == "" {
+		return
+	}
+	sp, err := r.backend.Get(ctx, id, sprite.Options{})
+	if err != nil {
+		return // gone with its sprite
+	}
+	if k, ok := sp.(sprite.Killer); ok {
+		if err := k.Kill(ctx, exec); err != nil {
+			r.log.Error("killing a command a crash cut off", "session", id, "exec", exec, "err", err)
+		}
+	}
 }
 
 // sweepLoop repeats the start-up sweep every SweepInterval until Shutdown.

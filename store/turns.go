@@ -323,3 +323,15 @@ func (db *DB) DetachedTurn(ctx context.Context, id string) (*DetachedTurn, error
 type scanFunc func(dest ...any) error
 
 func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
+// RunningTurnExec is the id of the command the session's running turn
+// runs on a backend whose commands outlive aod ("" when none is recorded).
+func (db *DB) RunningTurnExec(ctx context.Context, id string) (string, error) {
+	var exec sql.NullString
+	err := db.reader.QueryRowContext(ctx, `SELECT exec_id FROM session_turns WHERE session_id = ? AND status = ?
+		ORDER BY turn_number DESC LIMIT 1`, id, StatusRunning).Scan(&exec)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return exec.String, err
+}

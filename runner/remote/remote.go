@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,6 +195,7 @@ var (
 	_ sprite.Sprite     = (*remoteSprite)(nil)
 	_ sprite.Reattacher = (*remoteSprite)(nil)
 	_ sprite.Policed    = (*remoteSprite)(nil)
+	_ sprite.Killer     = (*remoteSprite)(nil)
 	_ sprite.Resumable  = (*process)(nil)
 )
 
@@ -423,10 +425,19 @@ func (s *remoteSprite) Start(ctx context.Context, req sprite.ExecRequest) (sprit
 	return p, nil
 }
 
+// Kill ends command id (its whole process group, KILL at once).
+func (s *remoteSprite) Kill(ctx context.Context, id string) error {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return fmt.Errorf("exec session id %q: %w", id, err)
+	}
+	return s.b.c.Kill(ctx, s.name, n, "SIGKILL", 5*time.Second)
+}
+
 // Reattach takes up command id again after aod restarted.
 func (s *remoteSprite) Reattach(ctx context.Context, id string, stdoutSeen, stderrSeen int64, stdout, stderr io.Writer) (sprite.Process, error) {
-	var n int64
-	if _, err := fmt.Sscan(id, &n); err != nil {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
 		return nil, fmt.Errorf("exec session id %q: %w", id, err)
 	}
 	e, err := s.b.c.Attach(ctx, s.name, n)

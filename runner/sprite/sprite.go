@@ -188,6 +188,12 @@ type Reattacher interface {
 	Reattach(ctx context.Context, id string, stdoutSeen, stderrSeen int64, stdout, stderr io.Writer) (Process, error)
 }
 
+// Killer is a sprite that can kill a command by its ID (see Resumable)
+// without taking it up: a turn a crash cut short, whose output is lost.
+type Killer interface {
+	Kill(ctx context.Context, id string) error
+}
+
 // Resumable is a Process a Reattacher can take up again by its ID.
 type Resumable interface {
 	Process
