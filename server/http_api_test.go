@@ -41,6 +41,10 @@ func TestHealth(t *testing.T) {
 			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(r.Obj()["status"], "ok") // status ok
 			}},
+		{Name: "HEAD, for load balancers", Method: "HEAD", Path: "/health", WantStatus: 200,
+			Check: func(is *is.I, r apitest.Response) {
+				is.Equal(len(r.Raw), 0) // the status alone
+			}},
 		{Name: "POST", Method: "POST", Path: "/health", WantStatus: 405,
 			Check: func(is *is.I, r apitest.Response) {
 				is.Equal(r.Obj(), map[string]any{"detail": "Method not allowed"}) // JSON 405 body

@@ -60,6 +60,7 @@ func (s *Server) apiRoutes() []route {
 	a := s.authed
 	return []route{
 		{http.MethodGet, "/health", s.handleHealth},
+		{http.MethodHead, "/health", s.handleHealth}, // load balancers' checks: the status, no body
 		{http.MethodGet, "/openapi.json", s.handleOpenAPI},
 
 		{http.MethodPost, "/agents", a(s.handleAgentCreate)},
