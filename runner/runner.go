@@ -622,12 +622,16 @@ func (r *Runner) SessionSprite(ctx context.Context, sess *store.Session) (sprite
 	return sp, err
 }
 
-// CheckSprite records that a finished session's remote sprite vanished
-// (deleted outside aod), so that its next prompt gets the contract's 409
-// rather than a turn that fails. Local sprites only go by aod's hand.
-func (r *Runner) CheckSprite(ctx context.Context, id string) {
+// CheckSprite records that user's finished session's remote sprite
+// vanished (deleted outside aod), so that its next prompt gets the
+// contract's 409 rather than a turn that fails. Local sprites only go by
+// aod's hand: nothing to check, not even a query.
+func (r *Runner) CheckSprite(ctx context.Context, userID, id string) {
 	if r.mode != SandboxSprites {
 		return
+	}
+	if sess, err := r.db.GetSession(ctx, userID, id); err != nil || !store.TerminalStatus(sess.Status) {
+		return // not the user's (the prompt answers 404), or not finished (its sprite is in use)
 	}
 	if _, err := r.backend.Get(ctx, id, sprite.Options{}); errors.Is(err, sprite.ErrNotFound) {
 		if _, err := r.db.SpriteRemoved(ctx, id); err != nil {

@@ -28,7 +28,7 @@ type Runner interface {
 // spriteChecker is a runner that can tell a sprite vanished behind its
 // back (a remote service's), before a prompt is taken.
 type spriteChecker interface {
-	CheckSprite(ctx context.Context, id string)
+	CheckSprite(ctx context.Context, userID, id string)
 }
 
 // DefaultMaxConcurrent is the per-user limit of pending and running
@@ -141,9 +141,7 @@ func (s *Service) Prompt(ctx context.Context, userID, id, prompt string, timeout
 		return nil, err
 	}
 	if c, ok := s.run.(spriteChecker); ok {
-		if cur, err := s.db.GetSession(ctx, userID, id); err == nil && store.TerminalStatus(cur.Status) {
-			c.CheckSprite(ctx, cur.ID)
-		}
+		c.CheckSprite(ctx, userID, id)
 	}
 	sess, err := s.db.PromptSession(ctx, userID, id, prompt, timeout)
 	if err != nil {
