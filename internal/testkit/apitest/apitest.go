@@ -115,8 +115,6 @@ const SandboxEnv = "AOD_TEST_SANDBOX"
 // in tests.
 const SpritesPrefix = "aod-"
 
-// OnSprites reports whether tests' sessions run on the Sprites backend.
-func OnSprites() bool { return os.Getenv(SandboxEnv) == runner.SandboxSprites }
 
 // New starts a server for t as o says and stops it when t ends.
 func New(t testing.TB, o Options) *Server {
