@@ -115,7 +115,6 @@ const SandboxEnv = "AOD_TEST_SANDBOX"
 // in tests.
 const SpritesPrefix = "aod-"
 
-
 // New starts a server for t as o says and stops it when t ends.
 func New(t testing.TB, o Options) *Server {
 	t.Helper()
